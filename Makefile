@@ -1,0 +1,33 @@
+# The two commands: `make repro` (set up + run the experiment), `make test` (set up + lint + tests).
+SHELL := /bin/bash
+VENV := .venv
+PYTHON ?= python3.11
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup repro test lint format bench
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	$(VENV)/bin/pip check
+	touch $@
+
+setup: $(VENV)/.installed
+
+repro: setup
+	dvc repro
+
+lint: setup
+	ruff check .
+	ruff format --check .
+
+format: setup
+	ruff check --fix .
+	ruff format .
+
+test: lint
+	pytest -q
+
+bench: setup
+	python -m benchmarks

@@ -1,0 +1,154 @@
+"""Typed view of ``params.yaml``: the one module that knows its keys.
+
+Every stage reads its section through :func:`load_params`. Unknown keys are rejected with a
+message naming the key, where it is, and the valid keys, so a typo never silently falls back
+to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A ``params.yaml`` value or key is invalid."""
+
+
+DatasetName = Literal["casme2", "samm", "smic", "casme3"]
+ApexPolicy = Literal["quarantine", "middle"]
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """One dataset to read: which reader, where its root is, and layout overrides.
+
+    ``frames_dir`` and ``sheet`` default to each dataset's published layout; set them only when
+    your copy differs (e.g. CASME II ``Cropped`` instead of ``CASME2_RAW_selected``).
+    """
+
+    name: DatasetName
+    root: str
+    frames_dir: str | None = None
+    sheet: str | None = None
+    missing_apex: ApexPolicy = "quarantine"
+
+
+@dataclass(frozen=True)
+class SynthesizeConfig:
+    """The embedded synthetic dataset, written in the CASME II layout."""
+
+    root: str = "data/raw/synthetic_casme2"
+    subjects: int = 10
+    clips_per_class: int = 3
+    frames_min: int = 20
+    frames_max: int = 32
+    frame_size: int = 224
+    amplitude_px: tuple[float, float] = (1.0, 2.0)
+    head_motion_px: float = 0.3
+    noise_sigma: float = 1.5
+    flicker: float = 0.015
+    jpeg_quality: int = 95
+
+
+@dataclass(frozen=True)
+class Params:
+    """All of ``params.yaml``."""
+
+    seed: int = 42
+    datasets: tuple[DatasetConfig, ...] = field(
+        default_factory=lambda: (DatasetConfig(name="casme2", root="data/raw/synthetic_casme2"),)
+    )
+    synthesize: SynthesizeConfig = field(default_factory=SynthesizeConfig)
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate ``params.yaml``; raise :class:`ConfigError` naming any bad key."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: file not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return parse(Params, raw, where=str(path))
+
+
+def parse(cls: type, raw: Any, where: str) -> Any:
+    """Build dataclass ``cls`` from plain YAML data, strictly."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping for {cls.__name__}, got {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key {unknown[0]!r}"
+            + (f" (and {unknown[1:]})" if len(unknown) > 1 else "")
+            + f"; valid keys are: {', '.join(sorted(fields))}"
+        )
+    hints = typing.get_type_hints(cls)
+    values = {name: _coerce(hints[name], value, f"{where}:{name}") for name, value in raw.items()}
+    missing = [
+        f.name
+        for f in fields.values()
+        if f.name not in values
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f"{where}: missing required key(s) {', '.join(missing)}")
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return parse(hint, value, where)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, where)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(
+            errors[0] if len(errors) == 1 else f"{where}: {value!r} matches none of {args}"
+        )
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+        return tuple(
+            _coerce(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True))
+        )
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return {k: _coerce(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if hint is Any:
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint in (int, str, bool):
+        if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+            raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported type {hint!r}")  # pragma: no cover - programming error

@@ -1,0 +1,28 @@
+"""DVC stage ``synthesize``: write the embedded default dataset (CASME II layout)."""
+
+from __future__ import annotations
+
+import argparse
+
+from components.config import load_params
+from components.datasets.synthetic import write_synthetic_casme2
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    del parser  # everything comes from params.yaml
+
+
+def run(args: argparse.Namespace) -> int:
+    params = load_params(args.params)
+    cfg = params.synthesize
+
+    def progress(done: int, total: int) -> None:
+        print(f"synthesize: subject {done}/{total}", flush=True)
+
+    summary = write_synthetic_casme2(cfg, params.seed, progress)
+    emotions = ", ".join(f"{k} {v}" for k, v in sorted(summary.per_emotion.items()))
+    print(
+        f"synthesize: wrote {summary.clips} clips ({summary.frames} frames) of "
+        f"{summary.subjects} subjects to {summary.root} [{emotions}]"
+    )
+    return 0
