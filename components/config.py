@@ -57,6 +57,35 @@ class SynthesizeConfig:
     jpeg_quality: int = 95
 
 
+AttentionType = Literal["none", "se", "eca", "channel", "spatial", "cbam", "mhsa", "temporal_mhsa"]
+BackboneName = Literal["ststnet", "off_apexnet", "resnet_small", "clip_net"]
+
+
+@dataclass(frozen=True)
+class AttentionConfig:
+    """Which attention module and its options; each type uses only the options it has.
+
+    ``None`` leaves a layer's own default (e.g. ``kernel_size``: 7 for spatial, ECA's adaptive
+    size for eca; ``key_dim``: channels // heads).
+    """
+
+    type: AttentionType = "none"
+    heads: int = 2
+    key_dim: int | None = None
+    reduction: int = 4
+    kernel_size: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Backbone, attention and where it goes (one or several named placement points)."""
+
+    backbone: BackboneName = "ststnet"
+    attention: AttentionConfig = field(default_factory=AttentionConfig)
+    placement: tuple[str, ...] = ("fused",)
+    dropout: float = 0.5
+
+
 @dataclass(frozen=True)
 class Params:
     """All of ``params.yaml``."""
@@ -66,6 +95,7 @@ class Params:
         default_factory=lambda: (DatasetConfig(name="casme2", root="data/raw/synthetic_casme2"),)
     )
     synthesize: SynthesizeConfig = field(default_factory=SynthesizeConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -1,0 +1,1 @@
+"""Performance measurements; each module runs with ``python -m benchmarks.<name>``."""

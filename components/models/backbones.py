@@ -1,0 +1,137 @@
+"""Backbones with named placement points.
+
+Each backbone is a function ``(inputs, place, num_classes, dropout) -> probabilities`` that calls
+``place(point, x)`` at each of its points, plus a :class:`Backbone` entry saying which input it
+takes and which points it has.
+
+- ``ststnet`` — Liong et al. 2019, shallow triple-stream 3-D CNN on (u, v, strain) 28×28: three
+  3×3 conv streams (3, 5, 8 filters, BN, ReLU), 3×3/3 max-pool, concat, 2×2 average pool,
+  dense. Layer for layer as the authors' published code: 1,683 trainable parameters.
+- ``off_apexnet`` — Gan et al. 2019, two streams on u and v: 5×5 conv 6 → 2×2 max-pool →
+  5×5 conv 16 → 2×2 max-pool, concat, FC 1024 → FC 1024 → softmax.
+- ``resnet_small`` — a stem and three residual stages (16, 32, 64) for larger flow inputs.
+- ``clip_net`` — a per-frame CNN over the T-frame clip, then temporal attention (or average
+  pooling) over the frame features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import keras
+from keras import layers
+
+from components.models.layers import ChannelSlice
+from components.models.placement import PointKind
+
+Place = Callable[[str, object], object]
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A backbone's builder, the input it takes, and its placement points in network order."""
+
+    build: Callable[..., object]
+    input_kind: Literal["flow", "clip"]
+    points: dict[str, PointKind]
+
+
+def conv_bn_relu(x, filters: int, kernel: int, name: str, stride: int = 1):
+    x = layers.Conv2D(filters, kernel, strides=stride, padding="same", name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def classifier(x, num_classes: int, dropout: float):
+    x = layers.Dropout(dropout, name="dropout")(x)
+    return layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+
+
+def ststnet(inputs, place: Place, num_classes: int, dropout: float):
+    streams = []
+    for filters in (3, 5, 8):
+        x = conv_bn_relu(inputs, filters, 3, name=f"stream{filters}")
+        x = place("streams", x)
+        streams.append(layers.MaxPooling2D(3, strides=3, padding="same", name=f"pool{filters}")(x))
+    x = layers.Concatenate(name="fuse")(streams)
+    x = place("fused", x)
+    x = layers.AveragePooling2D(2, name="avgpool")(x)
+    x = place("pre_head", x)
+    return classifier(layers.Flatten(name="flatten")(x), num_classes, dropout)
+
+
+def off_apexnet(inputs, place: Place, num_classes: int, dropout: float):
+    streams = []
+    for index, name in enumerate(("u", "v")):
+        x = ChannelSlice(index, index + 1, name=f"{name}_flow")(inputs)
+        x = layers.Conv2D(6, 5, padding="same", activation="relu", name=f"{name}_conv1")(x)
+        x = place("stem", x)
+        x = layers.MaxPooling2D(2, name=f"{name}_pool1")(x)
+        x = layers.Conv2D(16, 5, padding="same", activation="relu", name=f"{name}_conv2")(x)
+        x = place("block1", x)
+        streams.append(layers.MaxPooling2D(2, name=f"{name}_pool2")(x))
+    x = layers.Concatenate(name="fuse")(streams)
+    x = place("fused", x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(1024, activation="relu", name="fc1")(x)
+    x = layers.Dropout(dropout, name="fc1_dropout")(x)
+    x = layers.Dense(1024, activation="relu", name="fc2")(x)
+    return classifier(x, num_classes, dropout)
+
+
+def residual_block(x, filters: int, stride: int, name: str):
+    shortcut = x
+    y = conv_bn_relu(x, filters, 3, name=f"{name}_a", stride=stride)
+    y = layers.Conv2D(filters, 3, padding="same", name=f"{name}_b_conv")(y)
+    y = layers.BatchNormalization(name=f"{name}_b_bn")(y)
+    if stride != 1 or x.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=stride, name=f"{name}_shortcut")(x)
+    return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
+
+
+def resnet_small(inputs, place: Place, num_classes: int, dropout: float):
+    x = place("stem", conv_bn_relu(inputs, 16, 3, name="stem"))
+    for index, (filters, stride) in enumerate(((16, 1), (32, 2), (64, 2)), start=1):
+        x = place(f"block{index}", residual_block(x, filters, stride, name=f"block{index}"))
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    return classifier(x, num_classes, dropout)
+
+
+def clip_net(inputs, place: Place, num_classes: int, dropout: float):
+    def frames(layer, name):
+        return layers.TimeDistributed(layer, name=name)
+
+    x = frames(layers.Conv2D(16, 3, padding="same"), "frame_conv1")(inputs)
+    x = frames(layers.BatchNormalization(), "frame_bn1")(x)
+    x = layers.ReLU(name="frame_relu1")(x)
+    x = frames(layers.MaxPooling2D(2), "frame_pool1")(x)
+    x = frames(layers.Conv2D(32, 3, padding="same"), "frame_conv2")(x)
+    x = frames(layers.BatchNormalization(), "frame_bn2")(x)
+    x = layers.ReLU(name="frame_relu2")(x)
+    x = place("frame", x)
+    x = frames(layers.MaxPooling2D(2), "frame_pool2")(x)
+    x = frames(layers.GlobalAveragePooling2D(), "frame_gap")(x)  # (B, T, 32)
+    x = place("temporal", x)
+    x = layers.GlobalAveragePooling1D(name="temporal_pool")(x)
+    return classifier(x, num_classes, dropout)
+
+
+BACKBONES: dict[str, Backbone] = {
+    "ststnet": Backbone(ststnet, "flow", {"streams": "map", "fused": "map", "pre_head": "map"}),
+    "off_apexnet": Backbone(off_apexnet, "flow", {"stem": "map", "block1": "map", "fused": "map"}),
+    "resnet_small": Backbone(
+        resnet_small,
+        "flow",
+        {"stem": "map", "block1": "map", "block2": "map", "block3": "map"},
+    ),
+    "clip_net": Backbone(clip_net, "clip", {"frame": "frame_map", "temporal": "sequence"}),
+}
+
+
+def input_layer(kind: str, flow_size: int, clip_frames: int, clip_size: int) -> keras.KerasTensor:
+    """The model input: ``flow`` (S, S, 3: u, v, strain) or ``clip`` (T, S, S, 1 grey frames)."""
+    if kind == "flow":
+        return keras.Input((flow_size, flow_size, 3), name="flow")
+    return keras.Input((clip_frames, clip_size, clip_size, 1), name="clip")

@@ -1,0 +1,43 @@
+"""Build a model from the ``model`` section of ``params.yaml``."""
+
+from __future__ import annotations
+
+import keras
+
+from components.config import ModelConfig
+from components.models.backbones import BACKBONES, input_layer
+from components.models.placement import PlacementError, Placer
+
+
+def model_name(cfg: ModelConfig) -> str:
+    if cfg.attention.type == "none":
+        return f"{cfg.backbone}_plain"
+    return f"{cfg.backbone}_{cfg.attention.type}_{'-'.join(cfg.placement)}"
+
+
+def build_model(
+    cfg: ModelConfig,
+    num_classes: int = 3,
+    flow_size: int = 28,
+    clip_frames: int = 8,
+    clip_size: int = 64,
+) -> keras.Model:
+    """The backbone with ``cfg.attention`` after each point in ``cfg.placement``.
+
+    Raises :class:`PlacementError` for a backbone, point or attention/point combination that
+    does not exist. ``attention.type: none`` gives exactly the plain backbone.
+    """
+    if cfg.backbone not in BACKBONES:
+        raise PlacementError(
+            f"unknown backbone {cfg.backbone!r}; valid backbones are: {', '.join(BACKBONES)}"
+        )
+    backbone = BACKBONES[cfg.backbone]
+    if not cfg.placement and cfg.attention.type != "none":
+        raise PlacementError(
+            f"attention {cfg.attention.type!r} needs at least one placement point; "
+            f"{cfg.backbone!r} has: {', '.join(backbone.points)}"
+        )
+    place = Placer(cfg.backbone, backbone.points, cfg.attention, tuple(cfg.placement))
+    inputs = input_layer(backbone.input_kind, flow_size, clip_frames, clip_size)
+    outputs = backbone.build(inputs, place, num_classes, cfg.dropout)
+    return keras.Model(inputs, outputs, name=model_name(cfg))
