@@ -57,6 +57,44 @@ class SynthesizeConfig:
     jpeg_quality: int = 95
 
 
+@dataclass(frozen=True)
+class TVL1Config:
+    """OpenCV Dual TV-L1 optical flow parameters (set through its setters)."""
+
+    tau: float = 0.25
+    data_weight: float = 0.15  # OpenCV's lambda: weight of the data term (higher = less smooth)
+    theta: float = 0.3
+    scales: int = 5
+    scale_step: float = 0.8
+    warps: int = 5
+    epsilon: float = 0.01
+    inner_iterations: int = 30
+    outer_iterations: int = 10
+    median_filtering: int = 5
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """The Beam preprocessing stage: faces, flow, strain, clips, records."""
+
+    records_dir: str = "data/records"
+    detector: Literal["yuface", "yuface_only", "haar"] = "yuface"
+    face_size: int = 128
+    face_margin: float = 0.15
+    flow_size: int = 28
+    clip_frames: int = 8
+    clip_size: int = 64
+    tvl1: TVL1Config = field(default_factory=TVL1Config)
+    num_shards: int = 4
+    max_quarantine_fraction: float = 0.1
+    runner: str = "DirectRunner"
+    direct_running_mode: Literal["in_memory", "multi_threading", "multi_processing"] = (
+        "multi_processing"
+    )
+    direct_num_workers: int = 0  # 0 = one per core
+    beam_args: tuple[str, ...] = ()  # extra pipeline flags, e.g. for Flink/Spark/Dataflow
+
+
 AttentionType = Literal["none", "se", "eca", "channel", "spatial", "cbam", "mhsa", "temporal_mhsa"]
 BackboneName = Literal["ststnet", "off_apexnet", "resnet_small", "clip_net"]
 
@@ -95,6 +133,7 @@ class Params:
         default_factory=lambda: (DatasetConfig(name="casme2", root="data/raw/synthetic_casme2"),)
     )
     synthesize: SynthesizeConfig = field(default_factory=SynthesizeConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
 
 

@@ -9,6 +9,7 @@ import sys
 #: subcommand -> (module, one-line help). Each module has add_arguments(parser) and run(args).
 COMMANDS: dict[str, tuple[str, str]] = {
     "synthesize": ("pipelines.synthesize", "write the embedded synthetic CASME II-layout dataset"),
+    "preprocess": ("pipelines.preprocess", "faces, flow, strain, clips → sharded TFRecords (Beam)"),
     "inspect": ("pipelines.inspect_data", "read the configured datasets and report what was found"),
 }
 

@@ -129,6 +129,7 @@ def make_sample(
 
     ``apex=None`` means the apex is unknown and the middle frame stands in.
     """
+    emotion = canonical_emotion(dataset, emotion)  # cheap checks before the disk is touched
     if offset < onset:
         raise RowError(f"offset frame {offset} is before onset frame {onset}")
     if apex is None:
@@ -150,7 +151,7 @@ def make_sample(
         frames=tuple(str(p) for p in paths),
         frame_numbers=numbers,
         apex=apex - onset,
-        emotion=canonical_emotion(dataset, emotion),
+        emotion=emotion,
         action_units=action_units,
         source=source,
     )

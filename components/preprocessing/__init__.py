@@ -1,0 +1,1 @@
+"""Preprocessing: per-sample feature extraction and the Beam transforms around it."""

@@ -1,0 +1,111 @@
+"""One sample in, one record out: face, alignment, flow, strain and clip. Pure and picklable, so
+Beam workers (or anything else) can call it; failures raise :class:`SampleError` with a reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from components.config import PreprocessConfig
+from components.datasets.labels import composite_label, native_label
+from components.datasets.sample import Sample
+from components.faces import NoFaceError, alignment_matrix, crop, detect_face
+from components.features import flow_stack, flow_statistics, optical_flow, sample_indices
+from components.records.schema import MerRecord
+
+#: Reasons a sample is quarantined (counters and the quarantine report use these codes).
+REASONS = ("unreadable_frame", "no_face", "flow_failed", "error")
+
+
+class SampleError(Exception):
+    """A sample that cannot be preprocessed; ``reason`` is one of :data:`REASONS`."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class LabelledSample:
+    """A sample with its task labels (composite 3-class; native, -1 if excluded)."""
+
+    sample: Sample
+    label: int
+    native_label: int
+
+
+def label_sample(sample: Sample) -> LabelledSample | None:
+    """Attach labels; None when the MEGC composite task excludes the emotion."""
+    label = composite_label(sample.dataset, sample.emotion)
+    if label is None:
+        return None
+    native = native_label(sample.dataset, sample.emotion)
+    return LabelledSample(sample, label, -1 if native is None else native)
+
+
+def read_frame(path: str) -> np.ndarray:
+    """A frame as BGR uint8; an unreadable or corrupt file is a :class:`SampleError`."""
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None or image.size == 0:
+        raise SampleError("unreadable_frame", f"frame {path} cannot be read or decoded")
+    return image
+
+
+def grey(image: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+
+
+def extract(item: LabelledSample, cfg: PreprocessConfig) -> MerRecord:
+    """Preprocess one labelled sample into a :class:`MerRecord`.
+
+    The face is detected on the onset frame; the same alignment crop is applied to every frame.
+    Flow is TV-L1 onset → apex on the aligned grey crops (gain-matched), then u, v and strain
+    are resized to ``flow_size`` and min-max normalised. The clip holds ``clip_frames`` frames
+    resampled evenly from onset to offset.
+    """
+    sample = item.sample
+    onset = read_frame(sample.onset_path)
+    try:
+        face = detect_face(onset, cfg.detector)
+    except NoFaceError as exc:
+        raise SampleError("no_face", f"{sample.onset_path}: {exc}") from exc
+    matrix = alignment_matrix(face.landmarks, cfg.face_size, cfg.face_margin)
+    onset_crop = grey(crop(onset, matrix, cfg.face_size))
+    apex_crop = grey(crop(read_frame(sample.apex_path), matrix, cfg.face_size))
+    try:
+        flow = optical_flow(onset_crop, apex_crop, cfg.tvl1)
+    except (cv2.error, FloatingPointError, ValueError) as exc:
+        raise SampleError("flow_failed", f"{sample.uid}: {exc}") from exc
+
+    indices = sample_indices(len(sample.frames), cfg.clip_frames)
+    clip = np.stack(
+        [
+            cv2.resize(
+                grey(crop(read_frame(sample.frames[i]), matrix, cfg.face_size)),
+                (cfg.clip_size, cfg.clip_size),
+                interpolation=cv2.INTER_AREA,
+            )
+            for i in indices
+        ]
+    )[..., None]
+    numbers = sample.frame_numbers
+    return MerRecord(
+        uid=sample.uid,
+        dataset=sample.dataset,
+        subject=sample.subject,
+        subject_id=sample.subject_id,
+        clip_id=sample.clip,
+        emotion=sample.emotion,
+        label=item.label,
+        native_label=item.native_label,
+        frames=(numbers[0], numbers[sample.apex], numbers[-1]),
+        clip_frames=tuple(numbers[i] for i in indices),
+        face_box=face.box,
+        alignment=matrix.astype(np.float32),
+        detector=face.detector,
+        flow=flow_stack(flow, cfg.flow_size),
+        clip=clip,
+        extra=flow_statistics(flow),
+    )

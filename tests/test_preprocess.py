@@ -1,0 +1,152 @@
+"""The Beam preprocess stage on a tiny dataset in the CASME II layout with planted bad input."""
+
+import argparse
+import csv
+import hashlib
+import json
+from pathlib import Path
+
+import apache_beam as beam
+import cv2
+import numpy as np
+import openpyxl
+import pytest
+import yaml
+from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from components.config import DatasetConfig, PreprocessConfig, SynthesizeConfig, load_params
+from components.datasets import read_dataset
+from components.datasets.synthetic import write_synthetic_casme2
+from components.preprocessing.extract import label_sample
+from components.preprocessing.transforms import ExtractFeatures
+from components.records import read_table, shard_paths
+from pipelines import preprocess
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """6 synthetic clips (2 subjects × 3 classes); one corrupt apex frame, one faceless clip,
+    one sheet row with an unknown emotion."""
+    root = tmp_path_factory.mktemp("raw") / "casme2"
+    cfg = SynthesizeConfig(
+        root=str(root), subjects=2, clips_per_class=1, frames_min=10, frames_max=12, frame_size=160
+    )
+    write_synthetic_casme2(cfg, seed=11)
+    samples = sorted(
+        read_dataset(DatasetConfig(name="casme2", root=str(root))).samples, key=lambda s: s.uid
+    )
+    Path(samples[0].apex_path).write_bytes(b"\xff\xd8 this is not a jpeg")
+    for frame in samples[3].frames:
+        cv2.imwrite(frame, np.full((160, 160, 3), 120, np.uint8))
+    sheet = root / "CASME2-coding-synthetic.xlsx"
+    workbook = openpyxl.load_workbook(sheet)
+    workbook.active.append(("01", "EP99_01", None, 1, 2, 3, None, "4", "anxiety"))
+    workbook.save(sheet)
+    return root
+
+
+def test_extract_features_transform_outputs(raw: Path) -> None:
+    samples = sorted(
+        read_dataset(DatasetConfig(name="casme2", root=str(raw))).samples, key=lambda s: s.uid
+    )
+    items = [label_sample(s) for s in samples]
+    with BeamTestPipeline() as pipeline:
+        outputs = pipeline | beam.Create(items) | ExtractFeatures(PreprocessConfig(num_shards=2))
+        assert_that(
+            outputs.records
+            | "RecordIds" >> beam.Map(lambda r: (r.uid, r.label, r.flow.shape, r.clip.shape)),
+            equal_to(
+                [
+                    (i.sample.uid, i.label, (28, 28, 3), (8, 64, 64, 1))
+                    for k, i in enumerate(items)
+                    if k not in (0, 3)
+                ]
+            ),
+            label="records",
+        )
+        assert_that(
+            outputs.quarantine | "Reasons" >> beam.Map(lambda row: (row["uid"], row["reason"])),
+            equal_to([(items[0].sample.uid, "unreadable_frame"), (items[3].sample.uid, "no_face")]),
+            label="quarantine",
+        )
+
+
+def write_params(folder: Path, raw: Path, **preprocess_overrides) -> Path:
+    params = {
+        "datasets": [{"name": "casme2", "root": str(raw)}],
+        "preprocess": {
+            "records_dir": str(folder / "records"),
+            "num_shards": 2,
+            "direct_num_workers": 2,
+            "max_quarantine_fraction": 0.5,
+            **preprocess_overrides,
+        },
+    }
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def run_stage(params: Path, mode: str | None = None) -> int:
+    return preprocess.run(argparse.Namespace(params=str(params), workers=None, mode=mode))
+
+
+def manifest_uids_missing(raw: Path, manifest: list[dict]) -> list[str]:
+    """Uids the reader found that are not in the manifest, sorted."""
+    found = read_dataset(DatasetConfig(name="casme2", root=str(raw))).samples
+    return sorted({s.uid for s in found} - {row["uid"] for row in manifest})
+
+
+def digest(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def test_stage_writes_records_manifest_and_quarantine_deterministically(
+    raw: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    params = write_params(tmp_path, raw)
+    assert load_params(params).preprocess.direct_running_mode == "multi_processing"
+    assert run_stage(params) == 0
+    records = tmp_path / "records"
+    first = digest(records)
+
+    manifest = read_table(records / "manifest.parquet").to_pylist()
+    assert len(manifest) == 4
+    assert [row["uid"] for row in manifest] == sorted(row["uid"] for row in manifest)
+    assert {row["shard"] for row in manifest} <= {p.split("/")[-1] for p in shard_paths(records)}
+    assert len(shard_paths(records)) == 2
+    assert all(row["flow_mean_px"] > 0 and row["detector"] == "yuface" for row in manifest)
+
+    with open(records / "quarantine.csv", newline="") as f:
+        quarantine = {row["reason"]: row for row in csv.DictReader(f)}
+    assert set(quarantine) == {"unreadable_frame", "no_face", "invalid_annotation"}
+    assert "cannot be read or decoded" in quarantine["unreadable_frame"]["message"]
+    assert quarantine["unreadable_frame"]["uid"] == manifest_uids_missing(raw, manifest)[0]
+    bad_row = quarantine["invalid_annotation"]
+    assert bad_row["stage"] == "read" and bad_row["row"] == "8"
+    assert bad_row["file"].endswith("CASME2-coding-synthetic.xlsx")
+    assert "unknown emotion 'anxiety'" in bad_row["message"]
+
+    report = json.loads((tmp_path / "reports/preprocess.json").read_text())
+    assert report["samples_written"] == 4 and report["quarantined"] == 3
+    assert report["counters"]["samples_read"] == 6
+    assert report["counters"]["quarantined_no_face"] == 1
+    assert report["counters"]["quarantined_unreadable_frame"] == 1
+
+    assert run_stage(params) == 0  # same inputs and params -> byte-identical outputs
+    assert digest(records) == first
+
+
+def test_stage_fails_when_too_much_is_quarantined(
+    raw: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    params = write_params(tmp_path, raw, max_quarantine_fraction=0.2)
+    assert run_stage(params, mode="in_memory") == 1
+    assert (
+        "3 of 7 samples (42.9%) were quarantined, more than max_quarantine_fraction 20.0%"
+        in capsys.readouterr().err
+    )
+    assert len(read_table(tmp_path / "records/manifest.parquet")) == 4  # the good work is kept
