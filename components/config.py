@@ -125,6 +125,46 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class TrainConfig:
+    """How one model is trained (used by evaluate, tune and register alike)."""
+
+    epochs: int = 60
+    batch_size: int = 16  # per replica; the global batch is batch_size × replicas
+    learning_rate: float = 0.001
+    patience: int = 12  # early stopping on validation UF1 (validation subjects only)
+    min_epochs: int = 5  # early stopping never stops before this
+    validation_fraction: float = 0.2  # of the training subjects, by subject
+    class_weighting: Literal["balanced", "none"] = "balanced"
+    augment_flip: bool = True  # horizontal mirror (u changes sign)
+    augment_shift_px: int = 2  # random translation up to this many pixels (0 = off)
+    devices: int = 1  # CPU: split into N logical devices (MirroredStrategy); GPUs: all visible
+    threads: int = 0  # TF intra-op threads per process (0 = TF default)
+    deterministic: bool = True  # tf.config.experimental.enable_op_determinism
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """MLflow: the embedded default is SQLite; ``MLFLOW_TRACKING_URI`` overrides the URI."""
+
+    uri: str = "sqlite:///mlflow.db"
+    artifact_location: str = "mlartifacts"
+    experiment: str = "mer-attention"
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """The MEGC protocol run by the ``evaluate`` stage."""
+
+    protocol: Literal["loso", "kfold"] = "loso"
+    folds: int = 5  # for kfold
+    selection: Literal["given", "nested"] = "given"
+    candidates: tuple[ModelConfig, ...] = ()  # for nested selection (in addition to `model`)
+    inner_folds: int = 3  # nested: grouped folds over each outer fold's training subjects
+    attention_examples: int = 2  # samples per class drawn as attention-map overlays
+    reports_dir: str = "reports"
+
+
+@dataclass(frozen=True)
 class Params:
     """All of ``params.yaml``."""
 
@@ -135,6 +175,9 @@ class Params:
     synthesize: SynthesizeConfig = field(default_factory=SynthesizeConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

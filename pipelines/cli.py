@@ -10,6 +10,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "synthesize": ("pipelines.synthesize", "write the embedded synthetic CASME II-layout dataset"),
     "preprocess": ("pipelines.preprocess", "faces, flow, strain, clips → sharded TFRecords (Beam)"),
+    "evaluate": ("pipelines.evaluate", "MEGC protocol (LOSO): UF1/UAR, predictions, plots, MLflow"),
     "inspect": ("pipelines.inspect_data", "read the configured datasets and report what was found"),
 }
 

@@ -94,3 +94,70 @@ def megc_rows(dataset: str) -> list[tuple[str, str, int]]:
     """(subject, clip, label) rows of the real MEGC 2019 composite list for one dataset."""
     with open(FIXTURES / "megc2019_composite_3class_gt.csv", newline="") as f:
         return [(s, c, int(lab)) for d, s, c, lab in csv.reader(f) if d == dataset]
+
+
+def fake_records(
+    folder: Path,
+    subjects: int = 6,
+    per_class: int = 2,
+    flow_size: int = 28,
+    clip_frames: int = 4,
+    clip_size: int = 16,
+    dataset: str = "casme2",
+    seed: int = 0,
+    shards: int = 2,
+) -> list:
+    """A records folder (shards + manifest, as the preprocess stage writes them) whose flow
+    carries a planted, learnable class signal: a bright blob in a class-specific place."""
+    from components.preprocessing.transforms import manifest_row, shard_of
+    from components.records import MANIFEST, MerRecord, encode, shard_name, write_shard, write_table
+    from pipelines.preprocess import MANIFEST_COLUMNS
+
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:flow_size, 0:flow_size]
+    centres = [(0.25, 0.3), (0.75, 0.7), (0.5, 0.2)]
+    records = []
+    for s in range(subjects):
+        for label in range(3):
+            for k in range(per_class):
+                cy, cx = (np.array(centres[label]) * flow_size).astype(int)
+                blob = np.exp(-((ys - cy) ** 2 + (xs - cx) ** 2) / (2 * (flow_size / 8) ** 2))
+                flow = rng.uniform(0, 0.3, size=(flow_size, flow_size, 3)).astype(np.float32)
+                flow[..., label] += 0.7 * blob.astype(np.float32)
+                subject = f"sub{s + 1:02d}"
+                clip_id = f"EP{label}{k}_{s:02d}"
+                records.append(
+                    MerRecord(
+                        uid=f"{dataset}/{subject}/{clip_id}",
+                        dataset=dataset,
+                        subject=subject,
+                        subject_id=f"{dataset}/{subject}",
+                        clip_id=clip_id,
+                        emotion=("disgust", "happiness", "surprise")[label],
+                        label=label,
+                        native_label=label,
+                        frames=(1, 5, 9),
+                        clip_frames=tuple(range(1, clip_frames + 1)),
+                        face_box=(0, 0, 10, 10),
+                        alignment=np.zeros(6, np.float32),
+                        detector="yuface",
+                        flow=np.clip(flow, 0, 1),
+                        clip=rng.integers(
+                            0, 255, size=(clip_frames, clip_size, clip_size, 1), dtype=np.uint8
+                        ),
+                        extra={
+                            "flow_mean_px": 1.0,
+                            "flow_p99_px": 2.0,
+                            "flow_max_px": 3.0,
+                            "strain_mean": 0.1,
+                        },
+                    )
+                )
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for index in range(shards):
+        mine = sorted((r for r in records if shard_of(r.uid, shards) == index), key=lambda r: r.uid)
+        write_shard(str(folder / shard_name(index, shards)), (encode(r) for r in mine))
+        rows += [manifest_row(r, shard_name(index, shards)) for r in mine]
+    write_table(folder / MANIFEST, sorted(rows, key=lambda r: r["uid"]), MANIFEST_COLUMNS)
+    return records

@@ -38,9 +38,15 @@ class Backbone:
     points: dict[str, PointKind]
 
 
+def batch_norm(name: str | None) -> layers.BatchNormalization:
+    """BatchNorm with statistics over the global batch under tf.distribute (synchronised
+    across replicas), so N devices train like one; identical on a single device."""
+    return layers.BatchNormalization(synchronized=True, name=name)
+
+
 def conv_bn_relu(x, filters: int, kernel: int, name: str, stride: int = 1):
     x = layers.Conv2D(filters, kernel, strides=stride, padding="same", name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = batch_norm(f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
@@ -85,7 +91,7 @@ def residual_block(x, filters: int, stride: int, name: str):
     shortcut = x
     y = conv_bn_relu(x, filters, 3, name=f"{name}_a", stride=stride)
     y = layers.Conv2D(filters, 3, padding="same", name=f"{name}_b_conv")(y)
-    y = layers.BatchNormalization(name=f"{name}_b_bn")(y)
+    y = batch_norm(f"{name}_b_bn")(y)
     if stride != 1 or x.shape[-1] != filters:
         shortcut = layers.Conv2D(filters, 1, strides=stride, name=f"{name}_shortcut")(x)
     return layers.ReLU(name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, shortcut]))
@@ -104,11 +110,11 @@ def clip_net(inputs, place: Place, num_classes: int, dropout: float):
         return layers.TimeDistributed(layer, name=name)
 
     x = frames(layers.Conv2D(16, 3, padding="same"), "frame_conv1")(inputs)
-    x = frames(layers.BatchNormalization(), "frame_bn1")(x)
+    x = frames(batch_norm(None), "frame_bn1")(x)
     x = layers.ReLU(name="frame_relu1")(x)
     x = frames(layers.MaxPooling2D(2), "frame_pool1")(x)
     x = frames(layers.Conv2D(32, 3, padding="same"), "frame_conv2")(x)
-    x = frames(layers.BatchNormalization(), "frame_bn2")(x)
+    x = frames(batch_norm(None), "frame_bn2")(x)
     x = layers.ReLU(name="frame_relu2")(x)
     x = place("frame", x)
     x = frames(layers.MaxPooling2D(2), "frame_pool2")(x)

@@ -1,0 +1,1 @@
+"""MEGC evaluation: subject-level splits, UF1/UAR metrics, plots."""

@@ -1,0 +1,101 @@
+"""MLflow helpers shared by every stage: the store, the experiment, flattened params, tags."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import keras
+import mlflow
+
+from components.config import TrackingConfig
+
+
+def configure_tracking(cfg: TrackingConfig) -> str:
+    """Point MLflow at the configured store (``MLFLOW_TRACKING_URI`` wins) and make sure the
+    experiment exists with its artifacts under ``cfg.artifact_location`` (not ``./mlruns``).
+    Returns the experiment id."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.uri
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.get_experiment_by_name(cfg.experiment)
+    if experiment is None:
+        location = cfg.artifact_location
+        if "://" not in location:
+            location = Path(location).resolve().as_uri()
+        experiment_id = mlflow.create_experiment(cfg.experiment, artifact_location=location)
+    else:
+        experiment_id = experiment.experiment_id
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, str]:
+    """Nested dataclasses/dicts/lists → ``{"model.attention.type": "se", ...}`` for log_params."""
+    if dataclasses.is_dataclass(value):
+        value = dataclasses.asdict(value)
+    if isinstance(value, dict):
+        out: dict[str, str] = {}
+        for key, item in value.items():
+            out.update(flatten(item, f"{prefix}{key}."))
+        return out
+    if isinstance(value, list | tuple) and any(
+        isinstance(v, dict) or dataclasses.is_dataclass(v) for v in value
+    ):
+        out = {}
+        for index, item in enumerate(value):
+            out.update(flatten(item, f"{prefix}{index}."))
+        return out
+    text = ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+    return {prefix.rstrip("."): text[:6000]}
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def data_version(records_dir: str | Path) -> str:
+    """Content hash of the records (manifest + shards): the version of the data a run used.
+    Identical to what any later stage computes for the same files."""
+    digest = hashlib.md5()
+    for path in sorted(Path(records_dir).glob("*")):
+        if path.is_file() and (path.suffix == ".parquet" or path.name.endswith(".tfrecord.gz")):
+            digest.update(path.name.encode())
+            digest.update(hashlib.md5(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def provenance_tags(records_dir: str | Path, stage: str) -> dict[str, str]:
+    return {"git_commit": git_commit(), "data_version": data_version(records_dir), "stage": stage}
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """Log every epoch's metrics to an MLflow run (by id, so it works inside nested runs)."""
+
+    def __init__(self, run_id: str, prefix: str = ""):
+        super().__init__()
+        self.run_id = run_id
+        self.prefix = prefix
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        metrics = {f"{self.prefix}{k}": float(v) for k, v in (logs or {}).items()}
+        if metrics:
+            mlflow.tracking.MlflowClient().log_batch(
+                self.run_id,
+                metrics=[
+                    mlflow.entities.Metric(k, v, int(1000 * time.time()), epoch)
+                    for k, v in metrics.items()
+                ],
+            )

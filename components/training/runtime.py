@@ -1,0 +1,53 @@
+"""Process-level TensorFlow set-up: logical devices, threads, seeds, determinism; and the
+distribution strategy. Call :func:`configure` before any TensorFlow op runs."""
+
+from __future__ import annotations
+
+import os
+
+import tensorflow as tf
+
+from components.config import TrainConfig
+
+
+def configure(cfg: TrainConfig, seed: int) -> None:
+    """Split the CPU into ``cfg.devices`` logical devices (when there is no GPU), cap threads,
+    seed every generator and turn on op determinism. Must run before TensorFlow initialises
+    its devices; raises RuntimeError (from TF) if it is too late."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus and cfg.devices > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(cfg.devices)]
+        )
+    if cfg.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(cfg.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, cfg.threads))
+    seed_everything(seed)
+    if cfg.deterministic:
+        os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
+        tf.config.experimental.enable_op_determinism()
+
+
+def seed_everything(seed: int) -> None:
+    """Python, NumPy, TensorFlow and Keras seeds."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
+def make_strategy(cfg: TrainConfig) -> tf.distribute.Strategy:
+    """MirroredStrategy over every GPU when there are several, over ``cfg.devices`` logical CPU
+    devices when asked for more than one, else the default strategy."""
+    gpus = tf.config.list_logical_devices("GPU")
+    if len(gpus) > 1:
+        return tf.distribute.MirroredStrategy([d.name for d in gpus])
+    if not gpus and cfg.devices > 1:
+        cpus = tf.config.list_logical_devices("CPU")
+        if len(cpus) < cfg.devices:
+            raise RuntimeError(
+                f"train.devices={cfg.devices} but TensorFlow sees {len(cpus)} CPU device(s): "
+                "configure() must run before any TensorFlow op"
+            )
+        return tf.distribute.MirroredStrategy([d.name for d in cpus[: cfg.devices]])
+    return tf.distribute.get_strategy()

@@ -1,0 +1,1 @@
+"""Hyper-parameter search (Ray Tune) and the configuration it hands to later stages."""
