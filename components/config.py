@@ -165,6 +165,49 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class TuneSpaceConfig:
+    """Values to search. Options apply only to the attention types that use them (``heads``
+    and ``key_dim`` to mhsa/temporal_mhsa, ``reduction`` to se/channel/cbam, ``kernel_size`` to
+    eca/spatial/cbam), and placements only where the backbone has them, so no two trials
+    differ only in an option their model ignores."""
+
+    backbone: tuple[BackboneName, ...] = ("ststnet",)
+    attention: tuple[AttentionType, ...] = ("none", "se", "cbam", "mhsa")
+    heads: tuple[int, ...] = (2,)
+    key_dim: tuple[int | None, ...] = (None,)
+    reduction: tuple[int, ...] = (4,)
+    kernel_size: tuple[int | None, ...] = (None,)
+    placement: tuple[tuple[str, ...], ...] = (("fused",),)
+    learning_rate: tuple[float, ...] = (0.001,)
+    batch_size: tuple[int, ...] = (16,)
+    epochs: tuple[int, ...] = (30,)
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """The Ray Tune search run by the ``tune`` stage."""
+
+    space: TuneSpaceConfig = field(default_factory=TuneSpaceConfig)
+    search: Literal["grid", "random", "optuna"] = "grid"
+    num_samples: int = 1  # grid: repeats of the grid; random/optuna: number of trials
+    max_concurrent_trials: int = 2
+    scheduler: Literal["asha", "fifo"] = "asha"
+    grace_period: int = 8  # ASHA: epochs every trial gets before it can be stopped
+    reduction_factor: int = 3
+    metric: str = "val_uf1"
+    mode: Literal["max", "min"] = "max"
+    holdout_fraction: float = 0.2  # subjects the search never sees (reported apart by evaluate)
+    validation_fraction: float = 0.25  # of the remaining subjects: the objective's validation set
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    devices_per_trial: int = 1  # CPU-only trials: logical devices for MirroredStrategy
+    address: str | None = None  # Ray cluster to attach to (RAY_ADDRESS wins); None = local
+    storage_path: str = ".ray_results"  # shared storage for a multi-node cluster
+    max_failures: int = 2  # retries of a crashed trial, from its last checkpoint
+    reports_dir: str = "reports/tune"
+
+
+@dataclass(frozen=True)
 class Params:
     """All of ``params.yaml``."""
 
@@ -178,6 +221,7 @@ class Params:
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

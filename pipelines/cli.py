@@ -10,7 +10,12 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "synthesize": ("pipelines.synthesize", "write the embedded synthetic CASME II-layout dataset"),
     "preprocess": ("pipelines.preprocess", "faces, flow, strain, clips → sharded TFRecords (Beam)"),
+    "tune": ("pipelines.tune", "Ray Tune search over attention type × heads × placement (ASHA)"),
     "evaluate": ("pipelines.evaluate", "MEGC protocol (LOSO): UF1/UAR, predictions, plots, MLflow"),
+    "compare": (
+        "pipelines.compare",
+        "the evaluate protocol for several attention types, side by side",
+    ),
     "inspect": ("pipelines.inspect_data", "read the configured datasets and report what was found"),
 }
 

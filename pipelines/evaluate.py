@@ -42,8 +42,10 @@ def selection_statement(params: Params, candidates: list, source: str) -> str:
         + (
             ""
             if source == "params.yaml model"
-            else ". The configuration was chosen by the tune stage, which validates on "
-            "grouped folds of all subjects: it is not nested per outer fold"
+            else ". The configuration was chosen by the tune stage on a validation split of the "
+            "subjects outside its holdout, so for those subjects the choice is not nested per "
+            "outer fold; metrics.json 'untuned_subjects' covers the held-out subjects, which "
+            "influenced no choice at all"
         )
     )
 
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from components.evaluation.protocol import ExperimentData, run_folds
     from components.evaluation.splits import grouped_kfold, loso_folds
     from components.tracking import EpochLogger, configure_tracking, flatten, provenance_tags
-    from components.tuning.best import chosen_model
+    from components.tuning.best import chosen_model, holdout_subjects
 
     cfg = params.evaluate
     reports = Path(cfg.reports_dir)
@@ -180,6 +182,23 @@ def run(args: argparse.Namespace) -> int:
                 for subset, block in summary.items()
             },
         }
+        untouched = holdout_subjects() if source.startswith("tune") else []
+        if untouched:  # subjects that influenced neither the configuration nor any epoch choice
+            mask = predictions.subject_id.isin(untouched)
+            block = summarise(
+                predictions.true[mask],
+                predictions.predicted[mask],
+                ["holdout"] * int(mask.sum()),
+                COMPOSITE_CLASSES,
+            )["composite"]
+            metrics["untuned_subjects"] = {
+                k: block[k] for k in ("uf1", "uar", "accuracy", "samples")
+            }
+            summary_note = (
+                f"; on the {len(untouched)} subjects the search never saw: UF1 {block['uf1']:.4f}"
+            )
+        else:
+            summary_note = ""
         (reports / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         predictions.to_parquet(reports / "predictions.parquet", index=False)
         details = {
@@ -243,6 +262,7 @@ def run(args: argparse.Namespace) -> int:
         run_id = parent.info.run_id
     print(
         f"evaluate: composite UF1 {composite['uf1']:.4f}, UAR {composite['uar']:.4f} over {composite['samples']} samples"
+        + summary_note
         + ("" if complete else f" (ONLY {len(folds)} folds: not a full report)")
     )
     for subset, block in summary.items():

@@ -7,6 +7,7 @@ from components.tracking.mlflow_runs import (
     flatten,
     git_commit,
     provenance_tags,
+    resolved_uri,
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "flatten",
     "git_commit",
     "provenance_tags",
+    "resolved_uri",
 ]

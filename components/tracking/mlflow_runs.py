@@ -16,12 +16,21 @@ import mlflow
 from components.config import TrackingConfig
 
 
+def resolved_uri(cfg: TrackingConfig) -> str:
+    """The tracking URI in force (``MLFLOW_TRACKING_URI`` wins), a relative SQLite path made
+    absolute so processes with another working directory (Ray trials) reach the same store."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.uri
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
+        uri = prefix + str(Path(uri[len(prefix) :]).resolve())
+    return uri
+
+
 def configure_tracking(cfg: TrackingConfig) -> str:
     """Point MLflow at the configured store (``MLFLOW_TRACKING_URI`` wins) and make sure the
     experiment exists with its artifacts under ``cfg.artifact_location`` (not ``./mlruns``).
     Returns the experiment id."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.uri
-    mlflow.set_tracking_uri(uri)
+    mlflow.set_tracking_uri(resolved_uri(cfg))
     experiment = mlflow.get_experiment_by_name(cfg.experiment)
     if experiment is None:
         location = cfg.artifact_location

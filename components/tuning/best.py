@@ -16,3 +16,10 @@ def chosen_model(params: Params, path: Path = BEST_CONFIG) -> tuple[ModelConfig,
         payload = json.loads(path.read_text())
         return parse(ModelConfig, payload["model"], where=str(path)), f"tune: {path}"
     return params.model, "params.yaml model"
+
+
+def holdout_subjects(path: Path = BEST_CONFIG) -> list[str]:
+    """Subjects the tune stage never saw (empty when there is no tune result)."""
+    if not path.exists():
+        return []
+    return list(json.loads(path.read_text()).get("holdout_subjects", []))
