@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from components.config import DatasetConfig
-from components.datasets.sample import ReadResult, Rejection, RowError, safe_join
+from components.datasets.sample import ReadResult, RowError, Sample, safe_join
 from components.datasets.sheets import (
     apex_frame,
     find_sheet,
     frame_number,
     make_sample,
-    read_rows,
+    read_sheet_samples,
     text,
 )
 
@@ -43,26 +43,22 @@ def read_casme2(cfg: DatasetConfig) -> ReadResult:
     root = Path(cfg.root)
     sheet = find_sheet(root, SHEET_PATTERN, cfg.sheet)
     frames_root = root / (cfg.frames_dir or FRAMES_DIR)
-    result = ReadResult()
-    for row_number, row in read_rows(sheet, COLUMNS):
+
+    def row_sample(row_number: int, row: dict) -> Sample:
         clip = text(row["filename"])
-        try:
-            subject = subject_folder(row["subject"])
-            clip_dir = safe_join(frames_root, subject, clip)
-            sample = make_sample(
-                dataset="casme2",
-                subject=subject,
-                clip=clip,
-                onset=frame_number(row["onsetframe"], "OnsetFrame"),
-                apex=apex_frame(row["apexframe"], "ApexFrame", cfg.missing_apex),
-                offset=frame_number(row["offsetframe"], "OffsetFrame"),
-                frame_path=lambda n, d=clip_dir: d / f"img{n}.jpg",
-                emotion=text(row["estimated emotion"]),
-                action_units=text(row["action units"]),
-                source=f"{sheet.name}:{row_number}",
-            )
-        except (RowError, ValueError) as exc:
-            result.rejections.append(Rejection("casme2", str(sheet), row_number, clip, str(exc)))
-            continue
-        result.samples.append(sample)
-    return result
+        subject = subject_folder(row["subject"])
+        clip_dir = safe_join(frames_root, subject, clip)
+        return make_sample(
+            dataset="casme2",
+            subject=subject,
+            clip=clip,
+            onset=frame_number(row["onsetframe"], "OnsetFrame"),
+            apex=apex_frame(row["apexframe"], "ApexFrame", cfg.missing_apex),
+            offset=frame_number(row["offsetframe"], "OffsetFrame"),
+            frame_path=lambda n: clip_dir / f"img{n}.jpg",
+            emotion=text(row["estimated emotion"]),
+            action_units=text(row["action units"]),
+            source=f"{sheet.name}:{row_number}",
+        )
+
+    return read_sheet_samples("casme2", sheet, COLUMNS, row_sample)

@@ -11,13 +11,14 @@ from collections import Counter
 from pathlib import Path
 
 from components.config import DatasetConfig
-from components.datasets.sample import ReadResult, Rejection, RowError, safe_join
+from components.datasets.sample import ReadResult, Rejection, RowError, Sample, safe_join
 from components.datasets.sheets import (
     apex_frame,
     find_sheet,
     frame_number,
     make_sample,
     read_rows,
+    read_sheet_samples,
     text,
 )
 
@@ -31,41 +32,37 @@ def read_casme3(cfg: DatasetConfig) -> ReadResult:
     root = Path(cfg.root)
     sheet = find_sheet(root, SHEET_PATTERN, cfg.sheet)
     frames_root = root / (cfg.frames_dir or ".")
-    rows = list(read_rows(sheet, COLUMNS))
-    repeats = Counter((text(r["subject"]), text(r["filename"])) for _, r in rows)
+    repeats = Counter(
+        (text(r["subject"]), text(r["filename"])) for _, r in read_rows(sheet, COLUMNS)
+    )
     used: set[tuple[str, str]] = set()
     result = ReadResult()
-    for row_number, row in rows:
+
+    def row_sample(row_number: int, row: dict) -> Sample | None:
         subject, name = text(row["subject"]), text(row["filename"])
-        clip = name
-        try:
-            kind = text(row["expression type"])
-            if kind.casefold() != MICRO:
-                result.excluded.append(
-                    Rejection("casme3", str(sheet), row_number, name, f"expression type {kind!r}")
-                )
-                continue
-            onset = frame_number(row["onset"], "Onset")
-            if repeats[(subject, name)] > 1:
-                clip = f"{name}_{onset}"
-            if (subject, clip) in used:
-                raise RowError(f"duplicate clip {subject}/{name} with the same onset {onset}")
-            clip_dir = safe_join(frames_root, subject, name, "color")
-            sample = make_sample(
-                dataset="casme3",
-                subject=subject,
-                clip=clip,
-                onset=onset,
-                apex=apex_frame(row["apex"], "Apex", cfg.missing_apex),
-                offset=frame_number(row["offset"], "Offset"),
-                frame_path=lambda n, d=clip_dir: d / f"{n}.jpg",
-                emotion=text(row["emotion"]),
-                action_units=text(row["au"]),
-                source=f"{sheet.name}:{row_number}",
-            )
-        except (RowError, ValueError) as exc:
-            result.rejections.append(Rejection("casme3", str(sheet), row_number, clip, str(exc)))
-            continue
+        kind = text(row["expression type"])
+        if kind.casefold() != MICRO:
+            reason = f"expression type {kind!r}"
+            result.excluded.append(Rejection("casme3", str(sheet), row_number, name, reason))
+            return None
+        onset = frame_number(row["onset"], "Onset")
+        clip = f"{name}_{onset}" if repeats[(subject, name)] > 1 else name
+        if (subject, clip) in used:
+            raise RowError(f"duplicate clip {subject}/{name} with the same onset {onset}")
+        clip_dir = safe_join(frames_root, subject, name, "color")
+        sample = make_sample(
+            dataset="casme3",
+            subject=subject,
+            clip=clip,
+            onset=onset,
+            apex=apex_frame(row["apex"], "Apex", cfg.missing_apex),
+            offset=frame_number(row["offset"], "Offset"),
+            frame_path=lambda n: clip_dir / f"{n}.jpg",
+            emotion=text(row["emotion"]),
+            action_units=text(row["au"]),
+            source=f"{sheet.name}:{row_number}",
+        )
         used.add((subject, clip))
-        result.samples.append(sample)
-    return result
+        return sample
+
+    return read_sheet_samples("casme3", sheet, COLUMNS, row_sample, result)

@@ -6,13 +6,13 @@ import re
 from pathlib import Path
 
 from components.config import DatasetConfig
-from components.datasets.sample import ReadResult, Rejection, RowError, safe_join
+from components.datasets.sample import ReadResult, RowError, Sample, safe_join
 from components.datasets.sheets import (
     apex_frame,
     find_sheet,
     frame_number,
     make_sample,
-    read_rows,
+    read_sheet_samples,
     text,
 )
 
@@ -50,29 +50,25 @@ def read_samm(cfg: DatasetConfig) -> ReadResult:
     root = Path(cfg.root)
     sheet = find_sheet(root, SHEET_PATTERN, cfg.sheet)
     frames_root = root / (cfg.frames_dir or ".")
-    result = ReadResult()
-    for row_number, row in read_rows(sheet, COLUMNS):
+
+    def row_sample(row_number: int, row: dict) -> Sample:
         clip = text(row["filename"])
-        try:
-            subject = subject_folder(row["subject"])
-            clip_dir = safe_join(frames_root, subject, clip)
-            offset = frame_number(row["offset frame"], "Offset Frame")
-            if offset == -1:
-                offset = last_frame(clip_dir, subject)
-            sample = make_sample(
-                dataset="samm",
-                subject=subject,
-                clip=clip,
-                onset=frame_number(row["onset frame"], "Onset Frame"),
-                apex=apex_frame(row["apex frame"], "Apex Frame", cfg.missing_apex),
-                offset=offset,
-                frame_path=lambda n, d=clip_dir, s=subject: d / f"{s}_{n:05d}.jpg",
-                emotion=text(row["estimated emotion"]),
-                action_units=text(row["action units"]),
-                source=f"{sheet.name}:{row_number}",
-            )
-        except (RowError, ValueError) as exc:
-            result.rejections.append(Rejection("samm", str(sheet), row_number, clip, str(exc)))
-            continue
-        result.samples.append(sample)
-    return result
+        subject = subject_folder(row["subject"])
+        clip_dir = safe_join(frames_root, subject, clip)
+        offset = frame_number(row["offset frame"], "Offset Frame")
+        if offset == -1:
+            offset = last_frame(clip_dir, subject)
+        return make_sample(
+            dataset="samm",
+            subject=subject,
+            clip=clip,
+            onset=frame_number(row["onset frame"], "Onset Frame"),
+            apex=apex_frame(row["apex frame"], "Apex Frame", cfg.missing_apex),
+            offset=offset,
+            frame_path=lambda n: clip_dir / f"{subject}_{n:05d}.jpg",
+            emotion=text(row["estimated emotion"]),
+            action_units=text(row["action units"]),
+            source=f"{sheet.name}:{row_number}",
+        )
+
+    return read_sheet_samples("samm", sheet, COLUMNS, row_sample)

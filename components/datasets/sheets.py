@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from components.datasets.labels import canonical_emotion
-from components.datasets.sample import DatasetError, RowError, Sample
+from components.datasets.sample import DatasetError, ReadResult, Rejection, RowError, Sample
 
 HEADER_SEARCH_ROWS = 40
 
@@ -155,3 +155,26 @@ def make_sample(
         action_units=action_units,
         source=source,
     )
+
+
+def read_sheet_samples(
+    dataset: str,
+    sheet: Path,
+    columns: list[str],
+    row_sample: Callable[[int, dict[str, Any]], Sample | None],
+    result: ReadResult | None = None,
+) -> ReadResult:
+    """Turn every row of ``sheet`` into a sample with ``row_sample``; a row that raises
+    :class:`RowError` or ``ValueError`` is quarantined with file, row and reason, and the rest
+    is still read. ``row_sample`` returns None for a row it recorded as excluded."""
+    result = result if result is not None else ReadResult()
+    for row_number, row in read_rows(sheet, columns):
+        try:
+            sample = row_sample(row_number, row)
+        except (RowError, ValueError) as exc:
+            clip = text(row.get("filename"))
+            result.rejections.append(Rejection(dataset, str(sheet), row_number, clip, str(exc)))
+            continue
+        if sample is not None:
+            result.samples.append(sample)
+    return result
