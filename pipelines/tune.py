@@ -190,6 +190,8 @@ def run(args: argparse.Namespace) -> int:
     from components.tuning.space import describe, trials
     from components.tuning.trainable import TrialContext, train_trial
 
+    # keep the DVC stage log readable: Ray repeats this hint at every slow experiment sync
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     started = time.perf_counter()
     data = ExperimentData.load(params.preprocess)
     holdout, train_subjects, validation_subjects = subject_split(data.subjects, params)

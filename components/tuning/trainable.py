@@ -92,6 +92,7 @@ def _with_retries(action, attempts: int = 5) -> None:
 
 def train_trial(config: dict[str, Any], context: TrialContext) -> None:
     """Train ``context.points[config['index']]``; report every epoch (pure function of config)."""
+    entered = time.perf_counter()
     from ray import tune
 
     point = context.points[config["index"]]
@@ -147,6 +148,7 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
         print(f"trial {trial_id}: MLflow unavailable ({exc}); training goes on")
 
     node = ray.get_runtime_context().get_node_id()
+    setup_s = time.perf_counter() - entered  # imports, data, model: the trial's start-up cost
     for epoch in range(start_epoch, train_cfg.epochs):
         runtime.seed_everything(context.seed + epoch)  # the same epoch after a restart
         train = data.dataset(
@@ -169,6 +171,7 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
             "replicas": strategy.num_replicas_in_sync,
             "node_id": node,
             "restored_from_epoch": start_epoch - 1 if checkpoint else -1,
+            "setup_s": setup_s,
         }
         if context.crash_once_at_epoch == epoch and not checkpoint:
             raise RuntimeError(f"injected crash in trial {trial_id} at epoch {epoch}")
