@@ -139,3 +139,54 @@ def test_evaluate_uses_the_tune_stage_choice(
         and model.attention.type == "se"
         and source.startswith("tune")
     )
+
+
+def test_nested_selection_chooses_per_fold_on_training_subjects_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nested mode: each outer fold scores every candidate on grouped folds of its own
+    training subjects and trains the best; the report says so."""
+    fake_records(tmp_path / "records", subjects=6, per_class=1)
+    params = {
+        "seed": 2,
+        "preprocess": {"records_dir": str(tmp_path / "records"), "clip_frames": 4, "clip_size": 16},
+        "model": {
+            "backbone": "ststnet",
+            "attention": {"type": "none"},
+            "placement": [],
+            "dropout": 0.0,
+        },
+        "train": {"epochs": 2, "min_epochs": 1, "learning_rate": 0.01, "augment_shift_px": 0},
+        "evaluate": {
+            "protocol": "kfold",
+            "folds": 2,
+            "selection": "nested",
+            "inner_folds": 2,
+            "candidates": [
+                {
+                    "backbone": "ststnet",
+                    "attention": {"type": "se"},
+                    "placement": ["fused"],
+                    "dropout": 0.0,
+                }
+            ],
+            "attention_examples": 1,
+            "reports_dir": str(tmp_path / "reports"),
+        },
+        "tracking": {
+            "uri": f"sqlite:///{tmp_path}/mlflow.db",
+            "artifact_location": str(tmp_path / "artifacts"),
+            "experiment": "nested",
+        },
+    }
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    assert evaluate.run(argparse.Namespace(params="params.yaml", folds=None)) == 0
+    details = json.loads((tmp_path / "reports/evaluation.json").read_text())
+    assert details["selection_statement"].startswith("nested")
+    for fold in details["folds"]:
+        scores = fold["inner_uf1"]
+        assert len(scores) == 2 and all(0 <= s <= 1 for s in scores)
+        chosen = ["none", "se"][int(max(range(2), key=lambda k: (scores[k], -k)))]
+        assert fold["model"]["attention"]["type"] == chosen
+    assert json.loads((tmp_path / "reports/metrics.json").read_text())["selection"] == "nested"

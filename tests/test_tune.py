@@ -216,3 +216,25 @@ def test_an_interrupted_search_resumes_without_rerunning_finished_trials(
         else:  # the interrupted trial may repeat the epoch it was in when Ctrl-C came
             assert set(steps) == set(range(EPOCHS)), trial
     mlflow.set_tracking_uri(None)
+
+
+@pytest.mark.parametrize(
+    ("search", "scheduler"), [("grid", "asha"), ("random", "fifo"), ("optuna", "asha")]
+)
+def test_search_algorithms_and_schedulers(search: str, scheduler: str) -> None:
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search.optuna import OptunaSearch
+
+    from components.config import Params, TuneConfig
+    from pipelines.tune import search_setup
+
+    params = Params(tune=TuneConfig(search=search, scheduler=scheduler, grace_period=4))
+    space, algorithm, chosen = search_setup(params, 5)
+    assert isinstance(chosen, ASHAScheduler if scheduler == "asha" else FIFOScheduler)
+    if search == "optuna":
+        assert isinstance(algorithm, OptunaSearch)
+        assert space["index"].categories == [0, 1, 2, 3, 4]
+    elif search == "grid":
+        assert algorithm is None and space["index"] == {"grid_search": [0, 1, 2, 3, 4]}
+    else:
+        assert algorithm is None and (space["index"].lower, space["index"].upper) == (0, 5)
