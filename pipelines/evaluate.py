@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
     from components.datasets.labels import COMPOSITE_CLASSES
     from components.evaluation import plots
-    from components.evaluation.examples import attention_examples, pick_examples
+    from components.evaluation.examples import attention_examples, load_records, pick_examples
     from components.evaluation.metrics import summarise
     from components.evaluation.protocol import ExperimentData, run_folds
     from components.evaluation.splits import grouped_kfold, loso_folds
@@ -86,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
     complete = args.folds is None or args.folds >= len(folds)
     folds = folds if complete else folds[: args.folds]
     strategy = runtime.make_strategy(params.train)
-    examples = pick_examples(data.manifest, cfg.attention_examples, params.seed)
+    examples = load_records(
+        data.shards, pick_examples(data.manifest, cfg.attention_examples, params.seed)
+    )
     statement = selection_statement(params, candidates, source)
     print(
         f"evaluate: {cfg.protocol} over {len(data.subjects)} subjects, {len(folds)} folds, "

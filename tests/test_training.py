@@ -150,3 +150,28 @@ def test_two_logical_devices_train_like_one() -> None:
     # steps); the loss check above is the sharp one: unsynchronised BatchNorm misses it by 3x
     np.testing.assert_allclose(two["predictions"], one["predictions"], atol=5e-4)
     assert np.argmax(two["predictions"], 1).tolist() == np.argmax(one["predictions"], 1).tolist()
+
+
+def test_experiment_data_reuses_and_bounds_its_record_sources(records) -> None:
+    from components.config import PreprocessConfig
+    from components.evaluation.protocol import SOURCES_KEPT, ExperimentData
+
+    folder, _ = records
+    data = ExperimentData.load(
+        PreprocessConfig(records_dir=str(folder), clip_frames=4, clip_size=16)
+    )
+    cfg = TrainConfig(augment_flip=False, augment_shift_px=0)
+
+    def epoch(seed: int) -> list[int]:
+        dataset = data.dataset(
+            ["casme2/sub01", "casme2/sub02"], "flow", 4, train_cfg=cfg, seed=seed
+        )
+        return [int(y) for _, labels in dataset for y in labels]
+
+    first, second = epoch(1), epoch(2)
+    assert len(data._sources) == 1  # one parsed, cached source served both epochs
+    assert sorted(first) == sorted(second) and first != second  # reshuffled by the new seed
+    assert epoch(1) == first  # and reproducible
+    for subject in ("sub01", "sub02", "sub03", "sub04"):
+        data.dataset([f"casme2/{subject}"], "flow", 4)
+    assert len(data._sources) == SOURCES_KEPT

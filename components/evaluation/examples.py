@@ -34,15 +34,15 @@ def load_records(shards: list[str], uids: set[str]) -> dict:
 
 
 def attention_examples(
-    data, model, model_cfg: ModelConfig, examples: set[str], test_subjects
+    data, model, model_cfg: ModelConfig, examples: dict, test_subjects
 ) -> list[dict]:
-    """For the example samples among ``test_subjects``: face at apex, flow, attention map."""
-    wanted = set(data.rows(test_subjects).uid) & examples
-    if not wanted:
-        return []
+    """For the example records (uid -> record, loaded once) among ``test_subjects``: the face
+    at apex, the flow and the model's attention map."""
+    wanted = set(data.rows(test_subjects).uid) & set(examples)
     out = []
     kind = data.input_kind(model_cfg)
-    for uid, record in sorted(load_records(data.shards, wanted).items()):
+    for uid in sorted(wanted):
+        record = examples[uid]
         x = (record.flow if kind == "flow" else record.clip.astype(np.float32) / 255.0)[None]
         probabilities = model(x, training=False).numpy()[0]
         maps = attention_maps(model, x)

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import keras
 import numpy as np
@@ -16,9 +17,11 @@ from components.evaluation.metrics import confusion_matrix, uf1
 from components.evaluation.splits import Fold, grouped_kfold
 from components.models.backbones import BACKBONES
 from components.records.files import MANIFEST, read_table, shard_paths
-from components.training.data import make_dataset
+from components.training.data import finish, record_source
 from components.training.fit import TrainResult, predict_labels, train_model
 from components.training.runtime import seed_everything
+
+SOURCES_KEPT = 4
 
 
 @dataclass
@@ -28,6 +31,7 @@ class ExperimentData:
     shards: list[str]
     manifest: pd.DataFrame
     preprocess: PreprocessConfig
+    _sources: OrderedDict = field(default_factory=OrderedDict, repr=False)  # recent sources
 
     @classmethod
     def load(cls, cfg: PreprocessConfig) -> ExperimentData:
@@ -70,20 +74,26 @@ class ExperimentData:
         seed: int = 0,
         with_ids: bool = False,
     ) -> tf.data.Dataset:
-        """Records of ``subjects``; with ``train_cfg``, shuffled and augmented for training."""
+        """Records of ``subjects``; with ``train_cfg``, shuffled and augmented for training.
+        The parsed, cached source is built once per (subjects, kind) and reused, so a new
+        ``seed`` (e.g. one per epoch) re-reads no file."""
         training = train_cfg is not None
-        return make_dataset(
-            self.shards,
-            subjects,
+        if training and with_ids:
+            raise ValueError("with_ids is for evaluation data")
+        key = (tuple(sorted(set(subjects))), kind, with_ids)
+        if key not in self._sources:
+            self._sources[key] = record_source(
+                self.shards, key[0], kind, self.input_shape(kind), with_ids
+            )
+        return finish(
+            self._sources[key],
             kind,
-            self.input_shape(kind),
             batch,
             training=training,
             seed=seed,
             flip=training and train_cfg.augment_flip,
             shift_px=train_cfg.augment_shift_px if training else 0,
             size=len(self.rows(subjects)),
-            with_ids=with_ids,
         )
 
 

@@ -82,6 +82,33 @@ def finish(
     return dataset.prefetch(AUTOTUNE)
 
 
+def record_source(
+    shards: Sequence[str],
+    subjects: Sequence[str],
+    kind: str,
+    shape: Sequence[int],
+    with_ids: bool = False,
+) -> tf.data.Dataset:
+    """Unbatched ``(x, label[, uid])`` of ``subjects`` from the shards: read interleaved, parsed
+    through the shared schema, filtered by subject and cached (re-iterating it reads no file)."""
+    if not shards:
+        raise ValueError("no record shards given")
+    wanted = tf.constant(sorted(set(subjects)), tf.string)
+    return (
+        tf.data.Dataset.from_tensor_slices(sorted(shards))
+        .interleave(
+            lambda path: tf.data.TFRecordDataset(path, compression_type="GZIP"),
+            cycle_length=min(4, len(shards)),
+            num_parallel_calls=AUTOTUNE,
+            deterministic=True,
+        )
+        .map(parse, num_parallel_calls=AUTOTUNE, deterministic=True)
+        .filter(lambda example: tf.reduce_any(tf.equal(example["subject_id"], wanted)))
+        .map(_features(kind, shape, with_ids), num_parallel_calls=AUTOTUNE, deterministic=True)
+        .cache()
+    )
+
+
 def make_dataset(
     shards: Sequence[str],
     subjects: Sequence[str],
@@ -99,31 +126,15 @@ def make_dataset(
     """Batches of ``(flow or clip, label)`` for the samples of ``subjects`` (namespaced ids);
     ``shape`` is one input's static shape (checked against what the records hold).
 
-    Shards are read interleaved, parsed, filtered by subject, cached; training data is shuffled
-    with ``seed`` (reshuffled each epoch, deterministically) and augmented. ``size`` (the
-    number of matching samples, from the manifest) lets Keras know the epoch length.
-    ``with_ids`` adds each sample's uid as a third element (for predictions).
+    :func:`record_source`, then :func:`finish`: training data is shuffled with ``seed``
+    (reshuffled each epoch, deterministically) and augmented. ``size`` (the number of matching
+    samples, from the manifest) lets Keras know the epoch length. ``with_ids`` adds each
+    sample's uid as a third element (for predictions).
     """
-    if not shards:
-        raise ValueError("no record shards given")
     if training and with_ids:
         raise ValueError("with_ids is for evaluation data")
-    wanted = tf.constant(sorted(set(subjects)), tf.string)
-    dataset = (
-        tf.data.Dataset.from_tensor_slices(sorted(shards))
-        .interleave(
-            lambda path: tf.data.TFRecordDataset(path, compression_type="GZIP"),
-            cycle_length=min(4, len(shards)),
-            num_parallel_calls=AUTOTUNE,
-            deterministic=True,
-        )
-        .map(parse, num_parallel_calls=AUTOTUNE, deterministic=True)
-        .filter(lambda example: tf.reduce_any(tf.equal(example["subject_id"], wanted)))
-        .map(_features(kind, shape, with_ids), num_parallel_calls=AUTOTUNE, deterministic=True)
-        .cache()
-    )
     return finish(
-        dataset,
+        record_source(shards, subjects, kind, shape, with_ids),
         kind,
         batch_size,
         training=training,
