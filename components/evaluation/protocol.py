@@ -82,9 +82,11 @@ class ExperimentData:
             raise ValueError("with_ids is for evaluation data")
         key = (tuple(sorted(set(subjects))), kind, with_ids)
         if key not in self._sources:
-            self._sources[key] = record_source(
-                self.shards, key[0], kind, self.input_shape(kind), with_ids
-            )
+            shape = self.input_shape(kind)
+            self._sources[key] = record_source(self.shards, key[0], kind, shape, with_ids)
+            while len(self._sources) > SOURCES_KEPT:  # one fold uses 3; bound the caches' memory
+                self._sources.popitem(last=False)
+        self._sources.move_to_end(key)
         return finish(
             self._sources[key],
             kind,
