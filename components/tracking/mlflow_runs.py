@@ -15,11 +15,15 @@ import mlflow
 
 from components.config import TrackingConfig
 
+#: The user's override, read once at start: ``mlflow.set_tracking_uri`` itself writes
+#: MLFLOW_TRACKING_URI, so reading it later would mistake our own earlier setting for the user's.
+USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
+
 
 def resolved_uri(cfg: TrackingConfig) -> str:
-    """The tracking URI in force (``MLFLOW_TRACKING_URI`` wins), a relative SQLite path made
-    absolute so processes with another working directory (Ray trials) reach the same store."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or cfg.uri
+    """The tracking URI in force (the user's ``MLFLOW_TRACKING_URI`` wins), a relative SQLite
+    path made absolute so processes with another working directory (Ray trials) reach it."""
+    uri = USER_TRACKING_URI or cfg.uri
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
         uri = prefix + str(Path(uri[len(prefix) :]).resolve())

@@ -1,0 +1,42 @@
+"""MLflow helpers: which store is used, flattened params, data version."""
+
+from pathlib import Path
+
+import mlflow
+
+from components.config import ModelConfig, TrackingConfig
+from components.tracking import configure_tracking, data_version, flatten, resolved_uri
+
+
+def test_our_own_earlier_uri_is_not_mistaken_for_the_users_override(tmp_path: Path) -> None:
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/a.db")  # MLflow also writes the env var
+    cfg = TrackingConfig(
+        uri=f"sqlite:///{tmp_path}/b.db", artifact_location=str(tmp_path / "art"), experiment="x"
+    )
+    configure_tracking(cfg)
+    assert mlflow.get_tracking_uri().endswith("/b.db")
+    experiment = mlflow.get_experiment_by_name("x")
+    assert experiment.artifact_location == (tmp_path / "art").as_uri()
+
+
+def test_relative_sqlite_path_is_made_absolute(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert (
+        resolved_uri(TrackingConfig(uri="sqlite:///mlflow.db")) == f"sqlite:///{tmp_path}/mlflow.db"
+    )
+    assert resolved_uri(TrackingConfig(uri="http://127.0.0.1:5000")) == "http://127.0.0.1:5000"
+
+
+def test_flatten_nested_config() -> None:
+    flat = flatten({"model": ModelConfig(), "seed": 3})
+    assert flat["model.attention.type"] == "none" and flat["model.placement"] == "fused"
+    assert flat["seed"] == "3"
+
+
+def test_data_version_changes_with_the_records(tmp_path: Path) -> None:
+    (tmp_path / "manifest.parquet").write_bytes(b"a")
+    (tmp_path / "records-00000-of-00001.tfrecord.gz").write_bytes(b"b")
+    first = data_version(tmp_path)
+    assert data_version(tmp_path) == first and len(first) == 32
+    (tmp_path / "records-00000-of-00001.tfrecord.gz").write_bytes(b"c")
+    assert data_version(tmp_path) != first
