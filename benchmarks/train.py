@@ -31,8 +31,8 @@ def main() -> None:
 
     from benchmarks.results import write_section
     from components.evaluation.protocol import ExperimentData
-    from components.models import build_model
     from components.training.data import finish
+    from components.training.fit import compiled_model
 
     data = ExperimentData.load(params.preprocess)
     model_cfg, train_cfg = params.model, params.train
@@ -57,9 +57,7 @@ def main() -> None:
     input_rate = EPOCHS * n / (time.perf_counter() - start)
 
     def compiled() -> keras.Model:
-        model = build_model(model_cfg, **data.input_sizes)
-        model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
-        return model
+        return compiled_model(model_cfg, train_cfg.learning_rate, data.input_sizes)
 
     # 2. the training step alone: fit on the same batches, already materialised in memory
     batches = [(x.numpy(), y.numpy()) for x, y in input_pipeline()]

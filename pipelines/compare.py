@@ -41,17 +41,14 @@ def run(args: argparse.Namespace) -> int:
     from components.datasets.labels import COMPOSITE_CLASSES
     from components.evaluation.metrics import summarise
     from components.evaluation.protocol import ExperimentData, run_folds
-    from components.evaluation.splits import grouped_kfold, loso_folds
+    from components.evaluation.splits import protocol_folds
     from components.tracking import configure_tracking, flatten, provenance_tags
 
     cfg = params.evaluate
     data = ExperimentData.load(params.preprocess)
-    if cfg.protocol == "loso":
-        folds = loso_folds(data.subjects, params.train.validation_fraction, params.seed)
-    else:
-        folds = grouped_kfold(
-            data.subjects, cfg.folds, params.train.validation_fraction, params.seed
-        )
+    folds = protocol_folds(
+        data.subjects, cfg.protocol, cfg.folds, params.train.validation_fraction, params.seed
+    )
     strategy = runtime.make_strategy(params.train)
     configure_tracking(params.tracking)
     tags = provenance_tags(params.preprocess.records_dir, "compare")

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from components.evaluation.examples import attention_examples, load_records, pick_examples
     from components.evaluation.metrics import summarise
     from components.evaluation.protocol import ExperimentData, run_folds
-    from components.evaluation.splits import grouped_kfold, loso_folds
+    from components.evaluation.splits import protocol_folds
     from components.tracking import EpochLogger, configure_tracking, flatten, provenance_tags
     from components.tuning.best import chosen_model, holdout_subjects
 
@@ -77,12 +77,9 @@ def run(args: argparse.Namespace) -> int:
     data = ExperimentData.load(params.preprocess)
     candidates = model_candidates(params)
     _, source = chosen_model(params)
-    if cfg.protocol == "loso":
-        folds = loso_folds(data.subjects, params.train.validation_fraction, params.seed)
-    else:
-        folds = grouped_kfold(
-            data.subjects, cfg.folds, params.train.validation_fraction, params.seed
-        )
+    folds = protocol_folds(
+        data.subjects, cfg.protocol, cfg.folds, params.train.validation_fraction, params.seed
+    )
     complete = args.folds is None or args.folds >= len(folds)
     folds = folds if complete else folds[: args.folds]
     strategy = runtime.make_strategy(params.train)

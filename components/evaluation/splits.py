@@ -70,3 +70,12 @@ def grouped_kfold(
     for fold in folds:
         fold.check()
     return folds
+
+
+def protocol_folds(
+    subjects: Sequence[str], protocol: str, k: int, validation_fraction: float, seed: int
+) -> list[Fold]:
+    """The outer folds of ``evaluate.protocol``: ``loso`` or grouped ``kfold`` with ``k`` folds."""
+    if protocol == "loso":
+        return loso_folds(subjects, validation_fraction, seed)
+    return grouped_kfold(subjects, k, validation_fraction, seed)

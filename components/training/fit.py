@@ -48,6 +48,30 @@ def predict_labels(model: keras.Model, dataset: tf.data.Dataset) -> Predictions:
     return Predictions(np.concatenate(truths).astype(int), p.argmax(-1), p, uids)
 
 
+def validation_metrics(out: Predictions, num_classes: int) -> dict[str, float]:
+    """UF1, UAR and cross-entropy of predictions on validation subjects."""
+    matrix = confusion_matrix(out.truth, out.predicted, num_classes)
+    picked = out.probabilities[np.arange(len(out.truth)), out.truth]
+    return {
+        "val_uf1": uf1(matrix),
+        "val_uar": uar(matrix),
+        "val_loss": float(-np.log(np.clip(picked, 1e-7, 1)).mean()),
+    }
+
+
+def compiled_model(
+    model_cfg: ModelConfig, learning_rate: float, input_sizes: dict[str, int], num_classes: int = 3
+) -> keras.Model:
+    """The model of ``model_cfg``, compiled for training (call inside a strategy scope)."""
+    model = build_model(model_cfg, num_classes=num_classes, **input_sizes)
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
 class BestValidationUF1(keras.callbacks.Callback):
     """Each epoch: UF1/UAR on the validation subjects (``val_uf1``/``val_uar`` in the logs).
     Keeps the weights of the best epoch (UF1, then lower validation loss), stops after
@@ -67,13 +91,10 @@ class BestValidationUF1(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs if logs is not None else {}
-        out = predict_labels(self.model, self.validation)
-        matrix = confusion_matrix(out.truth, out.predicted, self.num_classes)
-        logs["val_uf1"], logs["val_uar"] = uf1(matrix), uar(matrix)
-        picked = out.probabilities[np.arange(len(out.truth)), out.truth]
-        loss = float(-np.log(np.clip(picked, 1e-7, 1)).mean())
-        logs["val_loss"] = loss
-        score = (logs["val_uf1"], -loss)
+        logs.update(
+            validation_metrics(predict_labels(self.model, self.validation), self.num_classes)
+        )
+        score = (logs["val_uf1"], -logs["val_loss"])
         if self.best is None or score > self.best:
             self.best, self.best_epoch = score, epoch
             self.best_weights = self.model.get_weights()
@@ -105,20 +126,11 @@ def train_model(
     input_sizes: dict[str, int],
     num_classes: int = 3,
     callbacks: Sequence[keras.callbacks.Callback] = (),
-    initial_weights: list | None = None,
-    initial_epoch: int = 0,
 ) -> TrainResult:
     """Build ``model_cfg`` inside ``strategy`` and fit it; early stopping and epoch selection
     look only at ``validation_data`` (training subjects held out), never at a test subject."""
     with strategy.scope():
-        model = build_model(model_cfg, num_classes=num_classes, **input_sizes)
-        model.compile(
-            optimizer=keras.optimizers.Adam(train_cfg.learning_rate),
-            loss="sparse_categorical_crossentropy",
-            metrics=["accuracy"],
-        )
-    if initial_weights is not None:
-        model.set_weights(initial_weights)
+        model = compiled_model(model_cfg, train_cfg.learning_rate, input_sizes, num_classes)
     selector = None
     all_callbacks = list(callbacks)
     if validation_data is not None:
@@ -134,7 +146,6 @@ def train_model(
     history = model.fit(
         train_data,
         epochs=train_cfg.epochs,
-        initial_epoch=initial_epoch,
         class_weight=weights,
         callbacks=all_callbacks,
         shuffle=False,  # the dataset shuffles itself, seeded

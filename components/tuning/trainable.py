@@ -108,13 +108,15 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
 
     runtime.configure(train_cfg, context.seed)  # before any TensorFlow op in this process
     import keras
-    import numpy as np
     import ray
 
-    from components.evaluation.metrics import confusion_matrix, uar, uf1
     from components.evaluation.protocol import ExperimentData
-    from components.models import build_model
-    from components.training.fit import class_weights, predict_labels
+    from components.training.fit import (
+        class_weights,
+        compiled_model,
+        predict_labels,
+        validation_metrics,
+    )
 
     strategy = runtime.make_strategy(train_cfg)
     model_cfg = parse(ModelConfig, point["model"], where="tune point")
@@ -134,11 +136,7 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
                 model = keras.saving.load_model(Path(folder) / "model.keras")
                 start_epoch = json.loads((Path(folder) / "state.json").read_text())["epoch"] + 1
         else:
-            model = build_model(model_cfg, **data.input_sizes)
-            model.compile(
-                optimizer=keras.optimizers.Adam(train_cfg.learning_rate),
-                loss="sparse_categorical_crossentropy",
-            )
+            model = compiled_model(model_cfg, train_cfg.learning_rate, data.input_sizes)
     run_id = None
     from components.tuning.space import describe
 
@@ -159,15 +157,10 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
             seed=context.seed + epoch,
         )
         history = model.fit(train, epochs=1, class_weight=weights, shuffle=False, verbose=0)
-        out = predict_labels(model, validation)
-        matrix = confusion_matrix(out.truth, out.predicted, 3)
-        picked = out.probabilities[np.arange(len(out.truth)), out.truth]
         metrics = {
             "epoch": epoch,
             "loss": float(history.history["loss"][-1]),
-            "val_uf1": uf1(matrix),
-            "val_uar": uar(matrix),
-            "val_loss": float(-np.log(np.clip(picked, 1e-7, 1)).mean()),
+            **validation_metrics(predict_labels(model, validation), 3),
             "replicas": strategy.num_replicas_in_sync,
             "node_id": node,
             "restored_from_epoch": start_epoch - 1 if checkpoint else -1,
