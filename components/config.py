@@ -152,6 +152,16 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True)
+class RegisterConfig:
+    """The ``register`` stage: retrain the chosen configuration on every subject, register it."""
+
+    model_name: str = "mer-attention"  # the registered model in the MLflow registry
+    alias: str = "champion"  # moves only to a version that beats it on the same protocol/data
+    epochs: int | None = None  # None = median best epoch of the evaluate folds
+    reports_dir: str = "reports/register"
+
+
+@dataclass(frozen=True)
 class EvaluateConfig:
     """The MEGC protocol run by the ``evaluate`` stage."""
 
@@ -222,6 +232,7 @@ class Params:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     tune: TuneConfig = field(default_factory=TuneConfig)
+    register: RegisterConfig = field(default_factory=RegisterConfig)
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

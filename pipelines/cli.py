@@ -16,6 +16,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "pipelines.compare",
         "the evaluate protocol for several attention types, side by side",
     ),
+    "register": (
+        "pipelines.register",
+        "retrain on all subjects, register in MLflow, move the champion alias if it wins",
+    ),
+    "registry": ("pipelines.registry", "registered versions: metrics, aliases, data versions"),
+    "predict": ("pipelines.predict", "classify a clip (frames folder or video) with a model"),
     "inspect": ("pipelines.inspect_data", "read the configured datasets and report what was found"),
 }
 

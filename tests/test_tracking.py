@@ -1,8 +1,10 @@
 """MLflow helpers: which store is used, flattened params, data version."""
 
+import subprocess
 from pathlib import Path
 
 import mlflow
+import yaml
 
 from components.config import ModelConfig, TrackingConfig
 from components.tracking import configure_tracking, data_version, flatten, resolved_uri
@@ -37,6 +39,21 @@ def test_data_version_changes_with_the_records(tmp_path: Path) -> None:
     (tmp_path / "manifest.parquet").write_bytes(b"a")
     (tmp_path / "records-00000-of-00001.tfrecord.gz").write_bytes(b"b")
     first = data_version(tmp_path)
-    assert data_version(tmp_path) == first and len(first) == 32
+    assert data_version(tmp_path) == first and first.endswith(".dir") and len(first) == 36
     (tmp_path / "records-00000-of-00001.tfrecord.gz").write_bytes(b"c")
     assert data_version(tmp_path) != first
+
+
+def test_data_version_is_the_hash_dvc_records(tmp_path: Path) -> None:
+    """The same value DVC writes for the directory (here via ``dvc add``; in dvc.lock for a
+    stage output), including nested files, which DVC orders by the joined path string."""
+    records = tmp_path / "records"
+    (records / "sub").mkdir(parents=True)
+    (records / "sub-a").write_bytes(b"x")  # "sub-a" < "sub/b" as strings, not as components
+
+    (records / "sub" / "b").write_bytes(b"y")
+    (records / "manifest.parquet").write_bytes(b"z")
+    subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(["dvc", "add", "-q", "records"], cwd=tmp_path, check=True)
+    recorded = yaml.safe_load((tmp_path / "records.dvc").read_text())["outs"][0]["md5"]
+    assert data_version(records) == recorded

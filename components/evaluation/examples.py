@@ -8,7 +8,7 @@ import pandas as pd
 from components.attention import attention_maps
 from components.config import ModelConfig
 from components.datasets.labels import COMPOSITE_CLASSES
-from components.records.schema import decode
+from components.records.schema import decode, model_input
 from components.records.tfrecord import read_records
 
 
@@ -43,7 +43,7 @@ def attention_examples(
     kind = data.input_kind(model_cfg)
     for uid in sorted(wanted):
         record = examples[uid]
-        x = (record.flow if kind == "flow" else record.clip.astype(np.float32) / 255.0)[None]
+        x = model_input(kind, record.flow, record.clip)[None]
         probabilities = model(x, training=False).numpy()[0]
         maps = attention_maps(model, x)
         attention = next(iter(maps.values()))[0] if maps else None

@@ -150,6 +150,12 @@ def feature_spec() -> dict:
 SCALARS = ("label", "native_label", "schema_version")
 
 
+def model_input(kind: str, flow: np.ndarray, clip: np.ndarray) -> np.ndarray:
+    """One sample's model input as :func:`parse` produces it: the flow stack (``kind`` "flow")
+    or the clip scaled to [0, 1] (``kind`` "clip")."""
+    return flow.astype(np.float32) if kind == "flow" else clip.astype(np.float32) / 255.0
+
+
 def parse(serialized):
     """``tf.data`` parser: one serialised example → tensors (flow float32, clip float32 in [0, 1],
     labels as scalars)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import subprocess
 import time
@@ -32,14 +33,18 @@ def resolved_uri(cfg: TrackingConfig) -> str:
 
 def configure_tracking(cfg: TrackingConfig) -> str:
     """Point MLflow at the configured store (``MLFLOW_TRACKING_URI`` wins) and make sure the
-    experiment exists with its artifacts under ``cfg.artifact_location`` (not ``./mlruns``).
+    experiment exists. A local store keeps its artifacts under ``cfg.artifact_location`` (not
+    ``./mlruns``); a tracking server (http/https) uses its own artifact root, unless
+    ``cfg.artifact_location`` is a URI (s3://..., gs://...) that its clients can all reach.
     Returns the experiment id."""
-    mlflow.set_tracking_uri(resolved_uri(cfg))
+    uri = resolved_uri(cfg)
+    mlflow.set_tracking_uri(uri)
     experiment = mlflow.get_experiment_by_name(cfg.experiment)
     if experiment is None:
         location = cfg.artifact_location
         if "://" not in location:
-            location = Path(location).resolve().as_uri()
+            remote = uri.startswith(("http://", "https://", "databricks"))
+            location = None if remote else Path(location).resolve().as_uri()
         experiment_id = mlflow.create_experiment(cfg.experiment, artifact_location=location)
     else:
         experiment_id = experiment.experiment_id
@@ -80,14 +85,20 @@ def git_commit() -> str:
 
 
 def data_version(records_dir: str | Path) -> str:
-    """Content hash of the records (manifest + shards): the version of the data a run used.
-    Identical to what any later stage computes for the same files."""
-    digest = hashlib.md5()
-    for path in sorted(Path(records_dir).glob("*")):
-        if path.is_file() and (path.suffix == ".parquet" or path.name.endswith(".tfrecord.gz")):
-            digest.update(path.name.encode())
-            digest.update(hashlib.md5(path.read_bytes()).digest())
-    return digest.hexdigest()
+    """The version of the data a run used: DVC's hash of the records directory, exactly the
+    ``md5`` that ``dvc.lock`` records for it (``<md5 of the sorted file listing>.dir``), so a
+    run can be traced to its ``dvc.lock`` entry and back."""
+    root = Path(records_dir)
+    listing = [
+        {
+            "md5": hashlib.md5(path.read_bytes()).hexdigest(),
+            "relpath": path.relative_to(root).as_posix(),
+        }
+        for path in root.rglob("*")
+        if path.is_file()
+    ]
+    listing.sort(key=lambda entry: entry["relpath"])  # DVC orders by the joined path string
+    return hashlib.md5(json.dumps(listing, sort_keys=True).encode()).hexdigest() + ".dir"
 
 
 def provenance_tags(records_dir: str | Path, stage: str) -> dict[str, str]:

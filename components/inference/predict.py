@@ -1,0 +1,102 @@
+"""Predict a clip with a registered model: the pipeline's preprocessing, the class
+probabilities and the model's attention over the face."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from components.config import ModelConfig, PreprocessConfig, parse
+from components.features import sample_indices
+from components.preprocessing.extract import ClipFeatures, clip_features, detect, grey
+from components.records.schema import model_input
+
+#: Key of the registered model's MLmodel metadata that holds what inference needs.
+METADATA_KEY = "mer_attention"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A registered Keras model with the preprocessing and classes it was trained with."""
+
+    model: object  # keras.Model
+    model_cfg: ModelConfig
+    preprocess: PreprocessConfig
+    input_kind: str
+    classes: tuple[str, ...]
+    uri: str
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One clip's prediction."""
+
+    label: str
+    probabilities: dict[str, float]
+    apex: int  # frame index used as apex (spotted unless given)
+    features: ClipFeatures
+    attention: np.ndarray | None  # the first attention layer's map, if the model has one
+
+
+def load_registered_model(uri: str) -> LoadedModel:
+    """Download and load ``uri`` (``models:/name@alias``, ``models:/name/3``, ``runs:/...``)."""
+    import mlflow
+    from mlflow.models import Model
+
+    import components.attention
+    import components.models  # noqa: F401
+
+    local = mlflow.artifacts.download_artifacts(artifact_uri=uri)
+    meta = (Model.load(str(Path(local) / "MLmodel")).metadata or {}).get(METADATA_KEY)
+    if meta is None:
+        raise ValueError(f"{uri} is not a mer-attention model (no '{METADATA_KEY}' metadata)")
+    return LoadedModel(
+        model=mlflow.keras.load_model(local),
+        model_cfg=parse(ModelConfig, meta["model"], where=f"{uri} metadata"),
+        preprocess=parse(PreprocessConfig, meta["preprocess"], where=f"{uri} metadata"),
+        input_kind=meta["input_kind"],
+        classes=tuple(meta["classes"]),
+        uri=uri,
+    )
+
+
+def clip_inputs(
+    frames: list[np.ndarray], cfg: PreprocessConfig, where: str, apex: int | None = None
+) -> tuple[ClipFeatures, int]:
+    """Features of a whole clip (onset = first frame, offset = last) and the apex used."""
+    from components.faces import crop
+
+    located = detect(frames[0], cfg, where)
+    if apex is None:
+        from components.inference.clip import spot_apex
+
+        apex = spot_apex([grey(crop(f, located[1], cfg.face_size)) for f in frames])
+    elif not 0 < apex < len(frames):
+        raise ValueError(f"{where}: apex {apex} is outside the clip's frames 1..{len(frames) - 1}")
+    indices = sample_indices(len(frames), cfg.clip_frames)
+    features = clip_features(
+        frames[0], frames[apex], [frames[i] for i in indices], cfg, where, located
+    )
+    return features, apex
+
+
+def predict_clip(
+    loaded: LoadedModel, frames: list[np.ndarray], where: str, apex: int | None = None
+) -> Prediction:
+    """Class probabilities and attention for one clip of BGR frames."""
+    from components.attention import attention_maps
+
+    features, apex = clip_inputs(frames, loaded.preprocess, where, apex)
+    x = model_input(loaded.input_kind, features.flow, features.clip)[None]
+    probabilities = np.asarray(loaded.model(x, training=False))[0]
+    maps = attention_maps(loaded.model, x)
+    attention = next(iter(maps.values()))[0] if maps else None
+    return Prediction(
+        label=loaded.classes[int(np.argmax(probabilities))],
+        probabilities={c: float(p) for c, p in zip(loaded.classes, probabilities, strict=True)},
+        apex=apex,
+        features=features,
+        attention=attention,
+    )

@@ -1,0 +1,132 @@
+"""The MLflow model registry: versions with their evaluation, and the champion-alias rule.
+
+Every registered version carries tags that say how it was evaluated (``protocol``, ``complete``,
+``data_version``, ``uf1``, ``uar``, per-dataset ``uf1.<dataset>``) so that versions are compared
+only on the same protocol and data. Versions are never deleted or overwritten.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+#: Version tags written by :func:`evaluation_tags` and read by the rule and ``mer registry``.
+PROTOCOL, COMPLETE, DATA_VERSION, UF1, UAR = "protocol", "complete", "data_version", "uf1", "uar"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether the alias moves to the candidate, and why (printed by the stage, tagged)."""
+
+    promote: bool
+    reason: str
+    previous: str | None = None  # the version that held the alias
+
+
+def evaluation_tags(metrics: dict, data_version: str) -> dict[str, str]:
+    """Version tags from ``reports/metrics.json`` (the evaluate stage's pooled results)."""
+    tags = {
+        PROTOCOL: str(metrics["protocol"]),
+        COMPLETE: str(bool(metrics.get("complete", True))).lower(),
+        DATA_VERSION: data_version,
+        UF1: f"{metrics['composite']['uf1']:.6f}",
+        UAR: f"{metrics['composite']['uar']:.6f}",
+    }
+    for subset, block in metrics.items():
+        if isinstance(block, dict) and "uf1" in block and subset != "composite":
+            tags[f"uf1.{subset}"] = f"{block['uf1']:.6f}"
+            tags[f"uar.{subset}"] = f"{block['uar']:.6f}"
+    return tags
+
+
+def alias_holder(client: MlflowClient, name: str, alias: str) -> ModelVersion | None:
+    """The version that holds ``alias``, or None (also when the model does not exist yet)."""
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if exc.error_code in {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"}:
+            return None
+        raise
+
+
+def decide(candidate: dict[str, str], holder: ModelVersion | None, alias: str) -> Decision:
+    """The champion rule: the alias moves only to a completely evaluated candidate whose UF1
+    strictly beats the holder's on the same protocol and the same data version."""
+    if candidate.get(COMPLETE) != "true":
+        return Decision(False, "its evaluation did not run every fold (evaluate --folds)")
+    if holder is None:
+        return Decision(True, f"no version holds '{alias}' yet")
+    previous = holder.version
+    theirs = holder.tags
+    for key, what in ((PROTOCOL, "protocol"), (DATA_VERSION, "data version")):
+        if theirs.get(key) != candidate.get(key):
+            return Decision(
+                False,
+                f"not comparable with '{alias}' v{previous}: {what} {candidate.get(key)} here, "
+                f"{theirs.get(key)} there (promote by hand with `mer registry --promote`)",
+                previous,
+            )
+    mine, best = float(candidate[UF1]), float(theirs.get(UF1, "-inf"))
+    if mine > best:
+        return Decision(True, f"UF1 {mine:.4f} beats v{previous}'s {best:.4f}", previous)
+    return Decision(
+        False, f"UF1 {mine:.4f} does not beat '{alias}' v{previous}'s {best:.4f}", previous
+    )
+
+
+def apply_decision(
+    client: MlflowClient, name: str, version: str, alias: str, decision: Decision
+) -> None:
+    """Record the decision on the version (tag) and move the alias if it says so."""
+    client.set_model_version_tag(name, version, f"{alias}_decision", decision.reason)
+    if decision.promote:
+        client.set_registered_model_alias(name, alias, version)
+
+
+def promote(client: MlflowClient, name: str, version: str, alias: str, reason: str) -> None:
+    """Move ``alias`` to ``version`` by hand (e.g. the first model on a new dataset)."""
+    client.get_model_version(name, version)  # raises a clear error for an unknown version
+    apply_decision(client, name, version, alias, Decision(True, f"promoted by hand: {reason}"))
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    """One line of ``mer registry``."""
+
+    version: int
+    aliases: tuple[str, ...]
+    uf1: str
+    uar: str
+    protocol: str
+    data_version: str
+    model: str
+    created: str
+    run_id: str
+
+
+def list_versions(client: MlflowClient, name: str) -> list[VersionRow]:
+    """Every version of ``name``, newest first."""
+    import datetime
+
+    rows = []
+    for v in client.search_model_versions(f"name = '{name}'"):
+        full = client.get_model_version(name, v.version)  # search results omit aliases
+        created = datetime.datetime.fromtimestamp(full.creation_timestamp / 1000, datetime.UTC)
+        rows.append(
+            VersionRow(
+                version=int(full.version),
+                aliases=tuple(sorted(full.aliases)),
+                uf1=full.tags.get(UF1, "-"),
+                uar=full.tags.get(UAR, "-"),
+                protocol=full.tags.get(PROTOCOL, "-")
+                + ("" if full.tags.get(COMPLETE, "true") == "true" else " (partial)"),
+                data_version=full.tags.get(DATA_VERSION, "-"),
+                model=full.tags.get("model", "-"),
+                created=created.strftime("%Y-%m-%d %H:%M"),
+                run_id=full.run_id or "-",
+            )
+        )
+    return sorted(rows, key=lambda r: -r.version)

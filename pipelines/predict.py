@@ -1,0 +1,82 @@
+"""``mer predict``: one clip (a folder of frames or a video) through the pipeline's
+preprocessing and a registered model; prints the class and probabilities, writes the
+attention map over the face."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from components.config import load_params
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("clip", help="a folder of frames (onset first) or a video file")
+    parser.add_argument(
+        "--model", help="model URI (default: models:/<register.model_name>@<register.alias>)"
+    )
+    parser.add_argument("--apex", type=int, help="apex frame index (default: spotted)")
+    parser.add_argument(
+        "--output", help="attention-map PNG (default: <clip name>_attention.png here)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    params = load_params(args.params)
+    from components.inference import ClipInputError, read_clip
+    from components.preprocessing.extract import SampleError
+
+    try:  # read the clip before loading TensorFlow: bad input fails fast
+        frames, _ = read_clip(args.clip)
+    except ClipInputError as exc:
+        raise SystemExit(f"mer predict: {exc}") from exc
+
+    import mlflow
+
+    from components.evaluation import plots
+    from components.inference import load_registered_model, predict_clip
+    from components.tracking import resolved_uri
+
+    mlflow.set_tracking_uri(resolved_uri(params.tracking))
+    uri = args.model or f"models:/{params.register.model_name}@{params.register.alias}"
+    try:
+        loaded = load_registered_model(uri)
+    except mlflow.exceptions.MlflowException as exc:
+        raise SystemExit(f"mer predict: cannot load {uri}: {exc.message}") from exc
+    try:
+        prediction = predict_clip(loaded, frames, str(args.clip), args.apex)
+    except (SampleError, ValueError) as exc:
+        raise SystemExit(f"mer predict: {exc}") from exc
+
+    output = Path(args.output or f"{Path(args.clip).name}_attention.png")
+    top = prediction.probabilities[prediction.label]
+    plots.attention_grid_png(
+        [
+            {
+                "face": prediction.features.apex_face,
+                "flow": prediction.features.flow,
+                "attention": prediction.attention,
+                "caption": f"{prediction.label} ({top:.2f})\napex frame {prediction.apex}",
+            }
+        ],
+        output,
+        f"{Path(args.clip).name}: {loaded.model_cfg.backbone} / {loaded.model_cfg.attention.type}",
+    )
+    if args.json:
+        payload = {
+            "clip": str(args.clip),
+            "model": uri,
+            "label": prediction.label,
+            "probabilities": prediction.probabilities,
+            "apex": prediction.apex,
+            "attention_png": str(output),
+        }
+        print(json.dumps(payload, indent=2))
+    else:
+        print(f"predict: {args.clip}: {prediction.label} (apex frame {prediction.apex}, {uri})")
+        for label, p in sorted(prediction.probabilities.items(), key=lambda kv: -kv[1]):
+            print(f"predict:   {label:<9} {p:.3f}")
+        print(f"predict: attention map over the face: {output}")
+    return 0
