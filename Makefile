@@ -4,7 +4,7 @@ VENV := .venv
 PYTHON ?= python3.11
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup repro test lint format bench
+.PHONY: setup system-packages repro test lint format bench
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,10 @@ format: setup
 	ruff check --fix .
 	ruff format .
 
-test: lint
+system-packages:
+	bash tools/install-system-packages.sh
+
+test: lint system-packages
 	pytest -q
 
 bench: setup

@@ -121,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
             epochs=epochs,
             epochs_source=epochs_source,
             parameters=int(model.count_params()),
+            input_kind=kind,
             data_version=tags["data_version"],
             git_commit=tags["git_commit"],
             synthetic=synthetic,

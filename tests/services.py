@@ -94,70 +94,38 @@ def postgres() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def mlflow_server(backend_uri: str, artifacts: Path, log: Path) -> Iterator[str]:
-    """``mlflow server`` on ``backend_uri`` serving artifacts from ``artifacts``; yields its URL."""
+def http_server(
+    arguments: list[str], health: str, log: Path, env: dict[str, str], timeout: float = 120
+) -> Iterator[str]:
+    """``mlflow <arguments> --host 127.0.0.1 --port <free>`` until ``health`` answers; yields
+    its URL and stops it (with everything it started) afterwards."""
     port = free_port()
     process = subprocess.Popen(
-        [
-            str(BIN / "mlflow"),
-            "server",
-            "--backend-store-uri",
-            backend_uri,
-            "--artifacts-destination",
-            artifacts.as_uri(),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
+        [str(BIN / "mlflow"), *arguments, "--host", "127.0.0.1", "--port", str(port)],
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
-        env={**os.environ, "MLFLOW_TRACKING_URI": ""},
+        env={**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **env},
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_for_http(f"{url}/health", process, log)
+        wait_for_http(f"{url}{health}", process, log, timeout)
         yield url
     finally:
         stop(process)
 
 
-@contextlib.contextmanager
-def model_server(model_uri: str, tracking_uri: str, log: Path) -> Iterator[str]:
-    """``mlflow models serve`` of ``model_uri`` in this environment; yields its URL."""
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            str(BIN / "mlflow"),
-            "models",
-            "serve",
-            "-m",
-            model_uri,
-            "--env-manager",
-            "local",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        env={
-            **os.environ,
-            "MLFLOW_TRACKING_URI": tracking_uri,
-            "PATH": f"{BIN}:{os.environ['PATH']}",
-        },
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(f"{url}/ping", process, log, timeout=240)
-        yield url
-    finally:
-        stop(process)
+def mlflow_server(backend_uri: str, artifacts: Path, log: Path):
+    """``mlflow server`` on ``backend_uri`` serving artifacts from ``artifacts``."""
+    arguments = ["server", "--backend-store-uri", backend_uri]
+    arguments += ["--artifacts-destination", artifacts.as_uri(), "--workers", "1"]
+    return http_server(arguments, "/health", log, {"MLFLOW_TRACKING_URI": ""})
+
+
+def model_server(model_uri: str, tracking_uri: str, log: Path):
+    """``mlflow models serve`` of ``model_uri`` in this environment (``--env-manager local``)."""
+    arguments = ["models", "serve", "-m", model_uri, "--env-manager", "local"]
+    return http_server(arguments, "/ping", log, {"MLFLOW_TRACKING_URI": tracking_uri}, 240)
 
 
 def stop(process: subprocess.Popen) -> None:

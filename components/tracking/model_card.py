@@ -24,6 +24,7 @@ class CardFacts:
     epochs: int
     epochs_source: str
     parameters: int  # trainable + non-trainable weights
+    input_kind: str  # "flow" | "clip"
     data_version: str
     git_commit: str
     synthetic: bool  # trained on the embedded synthetic dataset
@@ -55,6 +56,14 @@ def model_card(facts: CardFacts) -> str:
         f" ({attention.heads} heads)" if attention.type in {"mhsa", "temporal_mhsa"} else ""
     )
     metric_table = "\n".join(_metric_rows(facts.metrics))
+    size = p.preprocess.flow_size
+    input_text = (
+        f"onset→apex TV-L1 optical flow (u, v) and optical strain of the aligned face, "
+        f"{size}×{size}×3, each channel min-max normalised"
+        if facts.input_kind == "flow"
+        else f"{p.preprocess.clip_frames} aligned grey face frames from onset to offset, "
+        f"{p.preprocess.clip_size}×{p.preprocess.clip_size}, scaled to [0, 1]"
+    )
     complete = facts.metrics.get("complete", True)
     synthetic_warning = (
         "\n> **Trained on the embedded synthetic dataset.** The clips are real public-domain "
@@ -70,10 +79,8 @@ def model_card(facts: CardFacts) -> str:
 - Backbone `{m.backbone}`, attention **{attention_text}** at `{", ".join(m.placement) or "-"}`,
   dropout {m.dropout}; {facts.parameters:,} weights.
 - Configuration from {facts.config_source}.
-- Input: onset→apex TV-L1 optical flow (u, v) and optical strain of the aligned face,
-  {p.preprocess.flow_size}×{p.preprocess.flow_size}×3, min-max normalised (`mer predict` and
-  the serving input); output: probabilities of the MEGC composite classes
-  negative / positive / surprise.
+- Input (`mer predict` and the serving input): {input_text}; output:
+  probabilities of the MEGC composite classes negative / positive / surprise.
 
 ## Data
 - Datasets: {datasets}; data version (DVC hash of the records) `{facts.data_version}`.
