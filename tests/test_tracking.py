@@ -7,7 +7,13 @@ import mlflow
 import yaml
 
 from components.config import ModelConfig, TrackingConfig
-from components.tracking import configure_tracking, data_version, flatten, resolved_uri
+from components.tracking import (
+    configure_tracking,
+    data_version,
+    flatten,
+    git_commit,
+    resolved_uri,
+)
 
 
 def test_our_own_earlier_uri_is_not_mistaken_for_the_users_override(tmp_path: Path) -> None:
@@ -57,3 +63,25 @@ def test_data_version_is_the_hash_dvc_records(tmp_path: Path) -> None:
     subprocess.run(["dvc", "add", "-q", "records"], cwd=tmp_path, check=True)
     recorded = yaml.safe_load((tmp_path / "records.dvc").read_text())["outs"][0]["md5"]
     assert data_version(records) == recorded
+
+
+def test_git_commit_is_dirty_for_code_changes_not_for_pipeline_outputs(
+    tmp_path: Path, monkeypatch
+) -> None:
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    for name in ("code.py", "dvc.lock", "reports/metrics.json"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("1")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "x"], cwd=tmp_path, check=True)
+    monkeypatch.chdir(tmp_path)
+    clean = git_commit()
+    assert len(clean) == 12 and not clean.endswith("-dirty")
+    (tmp_path / "dvc.lock").write_text("2")  # dvc repro rewrites these as it runs
+    (tmp_path / "reports/metrics.json").write_text("2")
+    assert git_commit() == clean
+    (tmp_path / "code.py").write_text("2")
+    assert git_commit() == clean + "-dirty"
+    monkeypatch.chdir(tmp_path.parent)
+    assert git_commit() == "unknown"

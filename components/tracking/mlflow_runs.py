@@ -72,16 +72,26 @@ def flatten(value: Any, prefix: str = "") -> dict[str, str]:
     return {prefix.rstrip("."): text[:6000]}
 
 
+#: What ``dvc repro`` itself rewrites while it runs: changes there do not make the code dirty.
+PIPELINE_OUTPUTS = ("dvc.lock", "reports")
+
+
 def git_commit() -> str:
+    """The commit of the code, ``-dirty`` if tracked files other than the pipeline's own
+    outputs (:data:`PIPELINE_OUTPUTS`) differ from it; ``unknown`` outside a git checkout."""
+
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], capture_output=True, text=True)
+
     try:
-        return subprocess.run(
-            ["git", "describe", "--always", "--dirty", "--abbrev=12"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
+        head = git("rev-parse", "--short=12", "HEAD")
+        if head.returncode:
+            return "unknown"
+        excluded = [f":(exclude){path}" for path in PIPELINE_OUTPUTS]
+        dirty = git("diff", "--quiet", "HEAD", "--", ".", *excluded).returncode != 0
+    except OSError:
         return "unknown"
+    return head.stdout.strip() + ("-dirty" if dirty else "")
 
 
 def data_version(records_dir: str | Path) -> str:
