@@ -6,7 +6,7 @@ In one run, on synthetic clips of unseen subjects (default frame size and length
 frame folders to a temp dir), with the configured model (``params.yaml`` ``model``, built
 untrained: inference cost does not depend on the weights):
 1. the floor: what the records path computes for one sample, given its apex — face detection,
-   alignment, TV-L1 flow, strain, clip (``clip_features``) — plus one forward pass;
+   alignment, TV-L1 flow, strain, clip (``clip_inputs`` with the apex) — plus one forward pass;
 2. ``predict_clip`` as `mer predict` runs it: the same plus aligning every frame and spotting
    the apex, and the attention maps; and reading the clip from disk;
 3. the ratio predict / floor: what reading a whole clip and apex spotting cost on top.
@@ -36,12 +36,10 @@ def main() -> None:
     runtime.configure(params.train, params.seed)
     from components.datasets.labels import COMPOSITE_CLASSES
     from components.datasets.synthetic.generator import plan_subject, render_clip, subject_look
-    from components.features import sample_indices
     from components.inference import read_clip
-    from components.inference.predict import LoadedModel, predict_clip
+    from components.inference.predict import LoadedModel, clip_inputs, predict_clip
     from components.models import build_model
     from components.models.backbones import BACKBONES
-    from components.preprocessing.extract import clip_features, detect
     from components.records.schema import model_input
 
     cfg, pre = params.synthesize, params.preprocess
@@ -64,9 +62,7 @@ def main() -> None:
                 predict_clip(loaded, frames, plan.clip)  # warm-up (graph tracing)
 
                 start = time.perf_counter()
-                chosen = [frames[i] for i in sample_indices(len(frames), pre.clip_frames)]
-                located = detect(frames[0], pre, plan.clip)
-                features = clip_features(frames[0], frames[plan.apex], chosen, pre, "x", located)
+                features, _ = clip_inputs(frames, pre, plan.clip, apex=plan.apex)
                 model(model_input(kind, features.flow, features.clip)[None], training=False)
                 floor.append(time.perf_counter() - start)
 

@@ -61,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
     from components.tracking.keras_flavor import log_model
     from components.tracking.model_card import CardFacts, model_card
     from components.tuning.best import BEST_CONFIG, chosen_model
+    from components.tuning.space import describe_model
 
     cfg = params.register
     reports = Path(params.evaluate.reports_dir)
@@ -135,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     version_tags = {
         **reg.evaluation_tags(metrics, tags["data_version"]),
         "git_commit": tags["git_commit"],
-        "model": f"{model_cfg.backbone}/{model_cfg.attention.type}@{','.join(model_cfg.placement)}",
+        "model": describe_model(asdict(model_cfg)),
         "synthetic_data": str(synthetic).lower(),
     }
     with mlflow.start_run(run_name="register", tags=tags) as run:

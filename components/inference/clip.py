@@ -80,24 +80,38 @@ def read_clip(path: str | Path) -> tuple[list[np.ndarray], list[str]]:
     return frames, names
 
 
-def rigid_shift(reference: np.ndarray, frame: np.ndarray, iterations: int = 3) -> np.ndarray:
-    """``frame`` moved back by its global sub-pixel translation against ``reference``
-    (Lucas-Kanade on the whole image: a 2x2 least-squares solve per iteration)."""
-    gy, gx = np.gradient(reference)
-    system = np.array([[np.sum(gx * gx), np.sum(gx * gy)], [np.sum(gx * gy), np.sum(gy * gy)]])
-    height, width = reference.shape
-    shift = np.zeros(2)
-    moved = frame
-    for _ in range(iterations):
-        residual = moved - reference
-        rhs = -np.array([np.sum(gx * residual), np.sum(gy * residual)])
-        step = np.linalg.lstsq(system, rhs, rcond=None)[0]  # a flat image has no unique shift
-        shift += step
-        matrix = np.float32([[1, 0, -shift[0]], [0, 1, -shift[1]]])
-        moved = cv2.warpAffine(
-            frame, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT
+class RigidShift:
+    """Undo a frame's global sub-pixel translation against ``reference`` (Lucas-Kanade on the
+    whole image: a 2x2 least-squares solve per iteration). The reference's gradients and
+    normal matrix are computed once, for every frame compared with it."""
+
+    def __init__(self, reference: np.ndarray, iterations: int = 3):
+        self.reference = reference
+        self.iterations = iterations
+        self.gy, self.gx = np.gradient(reference)
+        gx, gy = self.gx, self.gy
+        self.system = np.array(
+            [[np.sum(gx * gx), np.sum(gx * gy)], [np.sum(gx * gy), np.sum(gy * gy)]]
         )
-    return moved
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        """``frame`` moved back onto the reference."""
+        height, width = self.reference.shape
+        shift = np.zeros(2)
+        moved = frame
+        for _ in range(self.iterations):
+            residual = moved - self.reference
+            rhs = -np.array([np.sum(self.gx * residual), np.sum(self.gy * residual)])
+            shift += np.linalg.lstsq(self.system, rhs, rcond=None)[0]  # flat: no unique shift
+            matrix = np.float32([[1, 0, -shift[0]], [0, 1, -shift[1]]])
+            moved = cv2.warpAffine(
+                frame,
+                matrix,
+                (width, height),
+                flags=cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_REFLECT,
+            )
+        return moved
 
 
 def spot_apex(faces: Sequence[np.ndarray], sigma: float = 2.0) -> int:
@@ -105,7 +119,7 @@ def spot_apex(faces: Sequence[np.ndarray], sigma: float = 2.0) -> int:
     most from both.
 
     Each grey face crop is smoothed (sensor noise), gain-matched (brightness changes, flicker)
-    and shifted back by its global translation (:func:`rigid_shift`, head motion); what remains
+    and shifted back by its global translation (:class:`RigidShift`, head motion); what remains
     is non-rigid facial motion. A frame's score is the smaller of its mean absolute difference
     to the onset and to the offset, so slow drift that builds up over the clip does not win.
     """
@@ -115,13 +129,13 @@ def spot_apex(faces: Sequence[np.ndarray], sigma: float = 2.0) -> int:
     def smooth(face: np.ndarray) -> np.ndarray:
         return cv2.GaussianBlur(face.astype(np.float32), (0, 0), sigma)
 
-    def difference(reference: np.ndarray, frame: np.ndarray) -> float:
-        frame = frame * (reference.mean() / max(float(frame.mean()), 1e-6))
-        return float(np.abs(rigid_shift(reference, frame) - reference)[inner].mean())
+    def difference(to: RigidShift, frame: np.ndarray) -> float:
+        frame = frame * (to.reference.mean() / max(float(frame.mean()), 1e-6))
+        return float(np.abs(to(frame) - to.reference)[inner].mean())
 
     smoothed = [smooth(face) for face in faces]
     height, width = smoothed[0].shape
     inner = (slice(height // 10, height - height // 10), slice(width // 10, width - width // 10))
-    onset, offset = smoothed[0], smoothed[-1]
+    onset, offset = RigidShift(smoothed[0]), RigidShift(smoothed[-1])
     scores = [min(difference(onset, frame), difference(offset, frame)) for frame in smoothed[1:-1]]
     return 1 + int(np.argmax(scores))

@@ -45,9 +45,9 @@ def load_registered_model(uri: str) -> LoadedModel:
     import mlflow
     from mlflow.models import Model
 
-    import components.attention
-    import components.models  # noqa: F401
+    from components.tracking.keras_flavor import register_custom_layers
 
+    register_custom_layers()
     local = mlflow.artifacts.download_artifacts(artifact_uri=uri)
     meta = (Model.load(str(Path(local) / "MLmodel")).metadata or {}).get(METADATA_KEY)
     if meta is None:

@@ -39,13 +39,18 @@ def save_model(model, path: str, mlflow_model: Model | None = None, **kwargs: An
     mlflow_model.save(str(Path(path) / "MLmodel"))
 
 
+def register_custom_layers() -> None:
+    """Make the project's Keras classes known to Keras (they register on import), as loading
+    a saved model needs."""
+    import components.attention
+    import components.models  # noqa: F401
+
+
 def _load_pyfunc(path: str):
     """The pyfunc loader (``mlflow models serve``, ``mlflow.pyfunc.load_model``)."""
     from mlflow.keras.load import _load_pyfunc as keras_pyfunc
 
-    import components.attention
-    import components.models  # noqa: F401
-
+    register_custom_layers()
     return keras_pyfunc(path)
 
 
