@@ -39,7 +39,7 @@ def main() -> None:
     from components.inference import read_clip
     from components.inference.predict import LoadedModel, clip_inputs, predict_clip
     from components.models import build_model
-    from components.models.backbones import BACKBONES
+    from components.models.registry import BACKBONES
     from components.records.schema import model_input
 
     cfg, pre = params.synthesize, params.preprocess

@@ -1,0 +1,1 @@
+"""mer-attention: micro-expression recognition experiments with attention modules."""

@@ -1,9 +1,15 @@
-"""The ``mer`` command: one subcommand per pipeline stage and user-facing tool."""
+"""The ``mer`` command: one subcommand per pipeline stage and user-facing tool.
+
+Errors the user can fix (:class:`~components.errors.MerError`: a setting, a file, a missing
+stage output) print one line on stderr and exit with code 2; ``--debug`` shows the traceback.
+Ctrl-C and SIGTERM stop a command with exit code 130, after it has closed its runs.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 #: subcommand -> (module, one-line help). Each module has add_arguments(parser) and run(args).
@@ -11,10 +17,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synthesize": ("pipelines.synthesize", "write the embedded synthetic CASME II-layout dataset"),
     "preprocess": ("pipelines.preprocess", "faces, flow, strain, clips → sharded TFRecords (Beam)"),
     "tune": ("pipelines.tune", "Ray Tune search over attention type × heads × placement (ASHA)"),
-    "evaluate": ("pipelines.evaluate", "MEGC protocol (LOSO): UF1/UAR, predictions, plots, MLflow"),
+    "evaluate": ("pipelines.evaluate", "MEGC protocol (LOSO): UF1/UAR with CIs, plots, MLflow"),
     "compare": (
         "pipelines.compare",
-        "the evaluate protocol for several attention types, side by side",
+        "attention types side by side over seeds: CIs, paired Δ vs a baseline, verdicts",
     ),
     "register": (
         "pipelines.register",
@@ -24,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("pipelines.predict", "classify a clip (frames folder or video) with a model"),
     "inspect": ("pipelines.inspect_data", "read the configured datasets and report what was found"),
 }
+#: commands that load TensorFlow (its start-up noise is silenced unless --verbose)
+TENSORFLOW_COMMANDS = {"tune", "evaluate", "compare", "register", "predict"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="mer-attention: micro-expression recognition experiments with attention.",
     )
     parser.add_argument("--params", default="params.yaml", help="parameters file (params.yaml)")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
+    parser.add_argument("--verbose", action="store_true", help="keep TensorFlow's native log lines")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
@@ -39,10 +49,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum, frame) -> None:
+    from components.errors import Interrupted
+
+    raise Interrupted("terminated (SIGTERM)")
+
+
 def main(argv: list[str] | None = None) -> int:
+    from components.errors import Interrupted, MerError
+
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    if args.command in TENSORFLOW_COMMANDS and not args.verbose:
+        from components.quiet import quiet_tensorflow
+
+        quiet_tensorflow()
     module = importlib.import_module(COMMANDS[args.command][0])
-    return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    except (KeyboardInterrupt, Interrupted) as exc:
+        if args.debug:
+            raise
+        reason = str(exc) or "interrupted (Ctrl-C)"
+        print(f"mer {args.command}: {reason}; nothing was published", file=sys.stderr)
+        return 130
+    except MerError as exc:
+        if args.debug:
+            raise
+        print(f"mer {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,116 +1,100 @@
-"""``mer compare``: the same protocol for several attention types, side by side.
+"""``mer compare``: attention types side by side, each over ``compare.seeds`` seeds, on the same
+folds, against a baseline (``compare.baseline``, default ``none``).
 
-Runs the evaluate protocol (LOSO by default) for each attention type at the configured
-backbone and placement and writes ``reports/compare/attention.{md,json,png}``: a table of
-pooled UF1/UAR per type (composite and per dataset) and a bar chart. Each type is one MLflow
-run. The epoch is chosen on validation subjects in every fold, as in ``evaluate``.
+Every (type, seed, folds) unit is submitted to Ray at once. Writes
+``reports/compare/attention.{md,json,png}``: UF1/UAR with subject-bootstrap CIs, each seed's UF1,
+ΔUF1 vs the baseline with a paired CI and a verdict, McNemar's exact test; one MLflow run per
+type. The epoch is chosen on validation subjects in every fold, as in ``evaluate``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import time
-from dataclasses import replace
-from pathlib import Path
 
-from components.config import AttentionConfig, load_params
-
-DEFAULT_TYPES = "none,se,eca,channel,spatial,cbam,mhsa"
+from components.config import load_params
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--types", default=DEFAULT_TYPES, help=f"comma-separated (default {DEFAULT_TYPES})"
-    )
-    parser.add_argument("--out", default="reports/compare", help="output folder")
+    parser.add_argument("--types", help="comma-separated attention types (default: compare.types)")
+    parser.add_argument("--seeds", type=int, help="seeds per type (default: compare.seeds)")
+    parser.add_argument("--local", action="store_true", help="train the units in this process")
 
 
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
-    from components.training import runtime
+    from dataclasses import asdict, replace
 
-    runtime.configure(params.train, params.seed)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import mlflow
-    import pandas as pd
 
-    from components.datasets.labels import COMPOSITE_CLASSES
-    from components.evaluation.metrics import summarise
-    from components.evaluation.protocol import ExperimentData, run_folds
-    from components.evaluation.splits import protocol_folds
-    from components.tracking import configure_tracking, flatten, provenance_tags
+    from components.artifacts import Comparison
+    from components.config import CompareConfig, parse
+    from components.evaluation import comparison
+    from components.evaluation.protocol import run_variants
+    from components.evaluation.session import Session, seed_list
+    from components.outputs import Protected, staged_files
+    from components.tracking import configure_tracking, flatten, provenance_tags, tracked_run
 
-    cfg = params.evaluate
-    data = ExperimentData.load(params.preprocess)
-    folds = protocol_folds(
-        data.subjects, cfg.protocol, cfg.folds, params.train.validation_fraction, params.seed
+    overrides = {"types": args.types.split(",")} if args.types else {}
+    overrides.update({"seeds": args.seeds} if args.seeds else {})
+    cfg = parse(CompareConfig, {**asdict(params.compare), **overrides}, "mer compare")
+    params = replace(params, compare=cfg)
+    session = Session.open(params, "compare", distributed=not args.local)
+    variants = comparison.compare_variants(params)
+    seeds = seed_list(params.seed, cfg.seeds)
+    print(
+        f"compare: {len(variants)} types × {len(seeds)} seeds on {len(session.folds)} {params.evaluate.protocol} folds ({len(session.records.subjects)} subjects), baseline {cfg.baseline}",
+        flush=True,
     )
-    strategy = runtime.make_strategy(params.train)
     configure_tracking(params.tracking)
     tags = provenance_tags(params.preprocess.records_dir, "compare")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for kind in args.types.split(","):
-        model = replace(params.model, attention=replace(params.model.attention, type=kind))
-        if kind == "none":
-            model = replace(model, attention=AttentionConfig(type="none"))
-        started = time.perf_counter()
-        outcomes = run_folds(
-            data,
-            folds,
-            [model],
-            params.train,
-            selection="given",
-            inner_folds=cfg.inner_folds,
-            strategy=strategy,
-            seed=params.seed,
+    runs = run_variants(
+        [m for _, m in variants],
+        params.train,
+        seeds,
+        session.folds,
+        session.records.manifest,
+        session.execution,
+    )
+    labels = [k for k, _ in variants]
+    ev = params.evaluate
+    rows = comparison.comparison_rows(
+        labels,
+        [m for _, m in variants],
+        [r.predictions for r in runs],
+        labels.index(cfg.baseline),
+        resamples=ev.bootstrap,
+        seed=params.seed,
+        confidence=ev.confidence,
+    )
+    for row, run in zip(rows, runs, strict=True):
+        row["unit_seconds"] = round(sum(u.seconds for u in run.units), 1)
+    header = f"{ev.protocol.upper()} over {len(session.records.subjects)} subjects, {len(session.records.manifest)} samples; `{params.model.backbone}` with the attention at `{', '.join(params.model.placement)}`; seeds {seeds}; epoch chosen on validation subjects per fold; CIs: subject bootstrap ({ev.bootstrap} resamples), Δ paired on the same subjects and seeds."
+    result = Comparison(rows, header)
+    with staged_files(
+        Comparison.folder(params), "compare.reports_dir", Protected.of(params), Comparison.FILES
+    ) as staging:
+        result.write(
+            staging, header + "\n\n" + comparison.markdown_table(rows, cfg.baseline, ev.confidence)
         )
-        predictions = pd.concat([o.predictions for o in outcomes])
-        summary = summarise(
-            predictions.true, predictions.predicted, predictions.dataset, COMPOSITE_CLASSES
+        comparison.comparison_png(
+            rows,
+            staging / "attention.png",
+            f"{params.model.backbone}: attention at {', '.join(params.model.placement)} ({ev.protocol}, {len(seeds)} seeds)",
         )
-        seconds = time.perf_counter() - started
-        row = {
-            "attention": kind,
-            "placement": ",".join(model.placement) if kind != "none" else "-",
-            "seconds": round(seconds),
-        }
-        for subset, block in summary.items():
-            row[f"{subset}_uf1"], row[f"{subset}_uar"] = (
-                round(block["uf1"], 4),
-                round(block["uar"], 4),
+    for row, (_, model) in zip(rows, variants, strict=True):
+        with tracked_run(run_name=f"compare-{row['attention']}", tags=tags):
+            mlflow.log_params(
+                flatten(
+                    {"model": model.as_dict(), "evaluate.protocol": ev.protocol, "seeds": seeds}
+                )
             )
-        rows.append(row)
-        with mlflow.start_run(run_name=f"compare-{kind}", tags=tags):
-            mlflow.log_params(flatten({"model": model, "evaluate.protocol": cfg.protocol}))
-            mlflow.log_metrics({k: v for k, v in row.items() if k.endswith(("_uf1", "_uar"))})
-        print(
-            f"compare: {kind:8} UF1 {row['composite_uf1']:.4f}  UAR {row['composite_uar']:.4f}  ({seconds:.0f} s)",
-            flush=True,
-        )
-    table = pd.DataFrame(rows)
-    (out / "attention.json").write_text(json.dumps(rows, indent=2) + "\n")
-    header = (
-        f"{cfg.protocol.upper()} over {len(data.subjects)} subjects, {len(data.manifest)} samples; backbone "
-        f"`{params.model.backbone}`, seed {params.seed}, epoch chosen on validation subjects per fold.\n\n"
-    )
-    (out / "attention.md").write_text(header + table.to_markdown(index=False) + "\n")
-    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=120)
-    ax.bar(table.attention, table.composite_uf1, label="UF1")
-    ax.plot(table.attention, table.composite_uar, "ko", label="UAR")
-    ax.set_ylim(0, 1)
-    ax.axhline(1 / 3, color="grey", ls=":", label="chance")
-    ax.set_title(
-        f"{params.model.backbone}: attention at {', '.join(params.model.placement)} ({cfg.protocol})",
-        fontsize=10,
-    )
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "attention.png")
-    print(f"compare: table in {out / 'attention.md'}")
+            mlflow.log_metrics(
+                {
+                    k: v
+                    for k, v in row.items()
+                    if isinstance(v, float | int) and not isinstance(v, bool)
+                }
+            )
+    print(comparison.markdown_table(rows, cfg.baseline, ev.confidence), end="")
+    print(f"compare: written to {Comparison.folder(params)}/attention.{{md,json,png}}")
     return 0

@@ -25,13 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
-    from components.inference import ClipInputError, read_clip
+    from components.errors import ArtifactError, DataError
+    from components.inference import read_clip
     from components.preprocessing.extract import SampleError
 
-    try:  # read the clip before loading TensorFlow: bad input fails fast
-        frames, _ = read_clip(args.clip)
-    except ClipInputError as exc:
-        raise SystemExit(f"mer predict: {exc}") from exc
+    frames, _ = read_clip(args.clip)  # before loading the model: bad input fails fast
 
     import mlflow
 
@@ -44,11 +42,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         loaded = load_registered_model(uri)
     except mlflow.exceptions.MlflowException as exc:
-        raise SystemExit(f"mer predict: cannot load {uri}: {exc.message}") from exc
+        raise ArtifactError(f"cannot load {uri}: {exc.message}") from None
     try:
         prediction = predict_clip(loaded, frames, str(args.clip), args.apex)
     except (SampleError, ValueError) as exc:
-        raise SystemExit(f"mer predict: {exc}") from exc
+        raise DataError(str(exc)) from None
 
     output = Path(args.output or f"{Path(args.clip).name}_attention.png")
     top = prediction.probabilities[prediction.label]

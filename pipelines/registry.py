@@ -41,17 +41,26 @@ def run(args: argparse.Namespace) -> int:
     import mlflow
     from mlflow.tracking import MlflowClient
 
+    from components.errors import ArtifactError
     from components.tracking import registry as reg
     from components.tracking import resolved_uri
+    from components.tracking.mlflow_runs import sqlite_path
 
     uri = resolved_uri(params.tracking)
+    database = sqlite_path(uri)
+    if database is not None and not database.is_file():
+        raise ArtifactError(
+            f"no MLflow store at {database}: run `dvc repro` (or `mer register`) first"
+        )
     mlflow.set_tracking_uri(uri)
     client = MlflowClient()
     name = args.name or params.register.model_name
     alias = params.register.alias
     if args.promote:
         if not args.reason:
-            raise SystemExit("mer registry: --promote needs --reason (it is recorded)")
+            from components.errors import ConfigError
+
+            raise ConfigError("--promote needs --reason (it is recorded on the version)")
         reg.promote(client, name, args.promote, alias, args.reason)
         print(f"registry: {name} version {args.promote} now holds '{alias}'")
     rows = reg.list_versions(client, name)

@@ -19,10 +19,16 @@ def run(args: argparse.Namespace) -> int:
     def progress(done: int, total: int) -> None:
         print(f"synthesize: subject {done}/{total}", flush=True)
 
-    summary = write_synthetic_casme2(cfg, params.seed, progress)
+    from components.datasets.synthetic.generator import OWNED
+    from components.outputs import Protected, staged_folder
+
+    with staged_folder(
+        cfg.root, "synthesize.root", Protected.of(params, writing=cfg.root), OWNED
+    ) as staging:
+        summary = write_synthetic_casme2(cfg, params.seed, progress, root=staging)
     emotions = ", ".join(f"{k} {v}" for k, v in sorted(summary.per_emotion.items()))
     print(
         f"synthesize: wrote {summary.clips} clips ({summary.frames} frames) of "
-        f"{summary.subjects} subjects to {summary.root} [{emotions}]"
+        f"{summary.subjects} subjects to {cfg.root} [{emotions}]"
     )
     return 0

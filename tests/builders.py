@@ -106,18 +106,21 @@ def fake_records(
     dataset: str = "casme2",
     seed: int = 0,
     shards: int = 2,
+    datasets: tuple[str, ...] | None = None,
 ) -> list:
     """A records folder (shards + manifest, as the preprocess stage writes them) whose flow
     carries a planted, learnable class signal: a bright blob in a class-specific place."""
+    from components.preprocessing.pipeline import MANIFEST_COLUMNS
     from components.preprocessing.transforms import manifest_row, shard_of
     from components.records import MANIFEST, MerRecord, encode, shard_name, write_shard, write_table
-    from pipelines.preprocess import MANIFEST_COLUMNS
+    from components.records.store import write_index
 
     rng = np.random.default_rng(seed)
     ys, xs = np.mgrid[0:flow_size, 0:flow_size]
     centres = [(0.25, 0.3), (0.75, 0.7), (0.5, 0.2)]
     records = []
     for s in range(subjects):
+        dataset = datasets[s % len(datasets)] if datasets else dataset
         for label in range(3):
             for k in range(per_class):
                 cy, cx = (np.array(centres[label]) * flow_size).astype(int)
@@ -160,4 +163,78 @@ def fake_records(
         write_shard(str(folder / shard_name(index, shards)), (encode(r) for r in mine))
         rows += [manifest_row(r, shard_name(index, shards)) for r in mine]
     write_table(folder / MANIFEST, sorted(rows, key=lambda r: r["uid"]), MANIFEST_COLUMNS)
+    write_index(folder)
     return records
+
+
+def small_project(folder: Path, subjects: int = 8, per_class: int = 2, **overrides) -> Path:
+    """A project folder for a `mer` stage: fake records (planted signal) and a params.yaml
+    with short training and every output inside ``folder``; ``overrides`` are merged
+    section by section. Returns the params file."""
+    import yaml
+
+    fake_records(folder / "records", subjects=subjects, per_class=per_class)
+    params = {
+        "seed": 3,
+        "preprocess": {"records_dir": str(folder / "records"), "clip_frames": 4, "clip_size": 16},
+        "model": {
+            "backbone": "ststnet",
+            "attention": {"type": "spatial"},
+            "placement": ["fused"],
+            "dropout": 0.0,
+        },
+        "train": {
+            "epochs": 6,
+            "patience": 3,
+            "min_epochs": 2,
+            "learning_rate": 0.01,
+            "augment_flip": False,
+        },
+        "evaluate": {
+            "folds_per_unit": 2,
+            "bootstrap": 200,
+            "attention_examples": 1,
+            "units_dir": str(folder / "units"),
+            "reports_dir": str(folder / "reports"),
+        },
+        "compare": {"reports_dir": str(folder / "reports/compare")},
+        "tracking": {
+            "uri": f"sqlite:///{folder}/mlflow.db",
+            "artifact_location": str(folder / "artifacts"),
+            "experiment": "test",
+        },
+        "tune": {
+            "storage_path": str(folder / "ray_results"),
+            "reports_dir": str(folder / "reports/tune"),
+        },
+        "register": {"reports_dir": str(folder / "reports/register")},
+    }
+    for section, values in overrides.items():
+        if isinstance(values, dict) and isinstance(params.get(section), dict):
+            params[section] = {**params[section], **values}
+        else:
+            params[section] = values
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def mer(folder: Path, *args: str, env: dict | None = None, timeout: int = 600):
+    """Run ``mer --params folder/params.yaml ARGS`` in ``folder`` (a subprocess, as a user)."""
+    import os
+    import subprocess
+    import sys
+
+    command = [
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "--params",
+        str(folder / "params.yaml"),
+        *args,
+    ]
+    environment = {**os.environ, **(env or {})}
+    environment.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run(
+        command, cwd=folder, env=environment, capture_output=True, text=True, timeout=timeout
+    )

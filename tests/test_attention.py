@@ -116,7 +116,7 @@ def test_shared_option_names() -> None:
     assert used_options("se") == ("reduction",)
     assert used_options("spatial") == ("kernel_size",)
     assert used_options("cbam") == ("reduction", "kernel_size")
-    assert used_options("mhsa") == ("heads", "key_dim", "dropout")
+    assert used_options("mhsa") == ("heads", "key_dim")
     # options a type does not use are ignored, None keeps the layer default
     assert make_attention("spatial", heads=4, kernel_size=None).kernel_size == 7
 

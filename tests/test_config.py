@@ -41,7 +41,10 @@ def test_unknown_key_in_list_item(tmp_path: Path) -> None:
     [
         ("seed: abc\n", r"seed: expected int"),
         ("seed: true\n", r"seed: expected int"),
-        ("datasets:\n  - {name: casme9, root: x}\n", r"'casme9' is not one of"),
+        (
+            "datasets:\n  - {name: casme9, root: x}\n",
+            r"'casme9' is not a known dataset reader; valid: casme2, samm, smic, casme3, flow_images",
+        ),
         ("datasets:\n  - {name: casme2}\n", r"missing required key\(s\) root"),
         ("synthesize:\n  amplitude_px: [1]\n", r"expected 2 values"),
         ("synthesize: [1, 2]\n", r"expected a mapping"),
@@ -61,3 +64,90 @@ def test_defaults_fill_unset_keys(tmp_path: Path) -> None:
     params = load_params(write(tmp_path, "seed: 7\n"))
     assert params.seed == 7
     assert params.synthesize == Params().synthesize
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("train:\n  epochs: 0\n", r"train:epochs: 0 is out of range; it must be ≥ 1"),
+        ("train:\n  epochs: -2\n", r"train:epochs: -2 is out of range; it must be ≥ 1"),
+        (
+            "train:\n  learning_rate: -1\n",
+            r"train:learning_rate: -1.0 is out of range; it must be > 0",
+        ),
+        (
+            "train:\n  validation_fraction: 0\n",
+            r"validation_fraction: 0.0 is out of range; it must be > 0 and < 1",
+        ),
+        ("train:\n  batch_size: 0\n", r"train:batch_size: 0 is out of range"),
+        (
+            "preprocess:\n  num_shards: 0\n",
+            r"preprocess:num_shards: 0 is out of range; it must be ≥ 1",
+        ),
+        ("tune:\n  num_samples: 0\n", r"tune:num_samples: 0 is out of range"),
+        ("tune:\n  space:\n    attention: []\n", r"tune.space.attention: the list is empty"),
+        ("datasets: []\n", r"datasets: the list is empty"),
+        ("evaluate:\n  confidence: 1.5\n", r"evaluate:confidence: 1.5 is out of range"),
+        (
+            "synthesize:\n  frames_min: 40\n  frames_max: 30\n",
+            r"frames_min 40 is above frames_max 30",
+        ),
+        ("train:\n  learning_rate: .nan\n", r"learning_rate: nan is out of range"),
+    ],
+)
+def test_numbers_are_range_checked(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_params(write(tmp_path, text))
+
+
+def test_an_option_the_attention_type_does_not_take_is_an_error(tmp_path: Path) -> None:
+    text = "model:\n  attention:\n    type: cbam\n    heads: 4\n"
+    with pytest.raises(
+        ConfigError,
+        match=r"model:attention: 'heads' is not an option of attention type 'cbam'; it takes: reduction, kernel_size",
+    ):
+        load_params(write(tmp_path, text))
+    ok = load_params(write(tmp_path, "model:\n  attention:\n    type: mhsa\n    heads: 4\n"))
+    assert ok.model.attention.heads == 4
+
+
+def test_reader_options_are_checked_per_reader(tmp_path: Path) -> None:
+    text = "datasets:\n  - {name: flow_images, root: x, missing_apex: middle}\n"
+    with pytest.raises(
+        ConfigError,
+        match=r"'missing_apex' is not an option of dataset reader 'flow_images'; it takes: csv, images_dir, pattern, channels, faces_dir",
+    ):
+        load_params(write(tmp_path, text))
+
+
+def test_names_come_from_the_registries(tmp_path: Path) -> None:
+    from components.attention.registry import ATTENTION
+    from components.models.registry import BACKBONES
+
+    with pytest.raises(ConfigError, match="not a known backbone; valid: " + ", ".join(BACKBONES)):
+        load_params(write(tmp_path, "model:\n  backbone: vgg\n"))
+    with pytest.raises(
+        ConfigError, match="not a known attention type; valid: " + ", ".join(ATTENTION)
+    ):
+        load_params(write(tmp_path, "model:\n  attention:\n    type: gc\n"))
+
+
+def test_equal_models_differ_only_in_taken_options() -> None:
+    from components.config import AttentionConfig, model_from_dict
+
+    assert AttentionConfig("cbam", heads=8) == AttentionConfig("cbam")  # heads is not cbam's
+    assert AttentionConfig("mhsa", heads=8) != AttentionConfig("mhsa")
+    stored = {"backbone": "ststnet", "attention": {"type": "se", "heads": 2, "reduction": 8}}
+    assert model_from_dict(stored, "old artifact").attention.reduction == 8  # older artifacts
+
+
+def test_the_config_module_does_not_import_keras() -> None:
+    """Stages that never train (synthesize, preprocess, inspect) must not pay for Keras."""
+    import subprocess
+    import sys
+
+    code = "import sys; from components.config import load_params; load_params('params.yaml'); print('keras' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"

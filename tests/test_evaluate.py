@@ -1,105 +1,91 @@
-"""The evaluate stage on small records: outputs, split integrity in the report, MLflow runs."""
+"""The evaluate stage on small records: outputs, split integrity, CIs, seeds, MLflow runs,
+nested selection, leave-one-dataset-out."""
 
-import argparse
 import json
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
-import yaml
 
-from pipelines import evaluate
-from tests.builders import fake_records
+from tests.builders import mer, small_project
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def stage(tmp_path_factory: pytest.TempPathFactory):
-    """Run `mer evaluate` once (grouped 3-fold, short training) in a fresh folder."""
+def stage(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`mer evaluate` once: grouped 3-fold, two seeds, short training."""
     folder = tmp_path_factory.mktemp("evaluate")
-    records = fake_records(folder / "records", subjects=6, per_class=2)
-    params = {
-        "seed": 3,
-        "preprocess": {"records_dir": str(folder / "records"), "clip_frames": 4, "clip_size": 16},
-        "model": {
-            "backbone": "ststnet",
-            "attention": {"type": "spatial"},
-            "placement": ["fused"],
-            "dropout": 0.0,
-        },
-        "train": {"epochs": 6, "patience": 3, "min_epochs": 2, "learning_rate": 0.01},
-        "evaluate": {
-            "protocol": "kfold",
-            "folds": 3,
-            "attention_examples": 1,
-            "reports_dir": str(folder / "reports"),
-        },
-        "tracking": {
-            "uri": f"sqlite:///{folder}/mlflow.db",
-            "artifact_location": str(folder / "artifacts"),
-            "experiment": "test",
-        },
-    }
-    (folder / "params.yaml").write_text(yaml.safe_dump(params))
-    import os
-
-    previous = os.getcwd()
-    os.chdir(folder)
-    try:
-        code = evaluate.run(argparse.Namespace(params="params.yaml", folds=None))
-    finally:
-        os.chdir(previous)
-    return folder, records, code
+    small_project(
+        folder,
+        subjects=6,
+        evaluate={"protocol": "kfold", "folds": 3, "seeds": 2, "folds_per_unit": 3},
+    )
+    done = mer(folder, "evaluate", "--local")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return folder
 
 
-def test_stage_writes_metrics_predictions_and_plots(stage) -> None:
-    folder, records, code = stage
-    assert code == 0
-    reports = folder / "reports"
+def test_stage_writes_metrics_predictions_and_plots(stage: Path) -> None:
+    reports = stage / "reports"
     metrics = json.loads((reports / "metrics.json").read_text())
-    assert metrics["protocol"] == "kfold" and metrics["complete"] is True
-    assert 0 <= metrics["composite"]["uf1"] <= 1 and metrics["composite"]["samples"] == len(records)
-    assert metrics["casme2"]["uf1"] == metrics["composite"]["uf1"]
+    assert set(metrics) == {"composite", "casme2", "folds_run", "seeds"}
+    block = metrics["composite"]
+    assert all(
+        isinstance(v, int | float)
+        for b in metrics.values()
+        if isinstance(b, dict)
+        for v in b.values()
+    )
+    assert block["uf1_ci_low"] <= block["uf1"] <= block["uf1_ci_high"]
+    assert block["uar_ci_low"] <= block["uar"] <= block["uar_ci_high"]
+    assert block["samples"] == 36 and metrics["seeds"] == 2 and metrics["folds_run"] == 3
     predictions = pd.read_parquet(reports / "predictions.parquet")
-    assert sorted(predictions.uid) == sorted(r.uid for r in records)  # every sample once
-    truth = {r.uid: r.label for r in records}
-    assert (predictions.true == predictions.uid.map(truth)).all()
+    assert len(predictions) == 2 * 36 and sorted(predictions.seed.unique()) == [3, 4]
+    for _, rows in predictions.groupby("seed"):  # every sample once per seed
+        assert rows.uid.is_unique and len(rows) == 36
     assert predictions[["p_0", "p_1", "p_2"]].sum(axis=1).round(5).eq(1).all()
     assert (predictions.predicted == predictions[["p_0", "p_1", "p_2"]].to_numpy().argmax(1)).all()
     for name in ("confusion_composite.png", "f1_per_class.png", "attention_maps.png"):
         assert (reports / "figures" / name).stat().st_size > 5000
     confusion = pd.read_csv(reports / "plots/confusion.csv")
-    assert list(confusion.columns) == ["actual", "predicted"] and len(confusion) == len(records)
+    assert list(confusion.columns) == ["actual", "predicted"] and len(confusion) == 72
 
 
-def test_report_proves_split_integrity(stage) -> None:
-    folder, records, _ = stage
-    details = json.loads((folder / "reports/evaluation.json").read_text())
+def test_report_proves_split_integrity_and_records_each_seed(stage: Path) -> None:
+    details = json.loads((stage / "reports/evaluation.json").read_text())
     assert "test subject is never seen" in details["selection_statement"]
-    predictions = pd.read_parquet(folder / "reports/predictions.parquet")
-    tested = []
-    for fold in details["folds"]:
-        test, validation = set(fold["test"]), set(fold["validation"])
-        assert test and validation and not test & validation
-        fold_subjects = set(predictions[predictions.fold == fold["fold"]].subject_id)
-        assert fold_subjects == test  # a fold predicts exactly its test subjects
-        tested += fold["test"]
-    assert sorted(tested) == sorted({r.subject_id for r in records})
+    assert details["train"]["learning_rate"] == 0.01 and details["seeds"] == [3, 4]
+    predictions = pd.read_parquet(stage / "reports/predictions.parquet")
+    for seed in (3, 4):
+        tested = []
+        for fold in (f for f in details["folds"] if f["seed"] == seed):
+            test, validation = set(fold["test"]), set(fold["validation"])
+            assert test and validation and not test & validation
+            mine = predictions[(predictions.seed == seed) & (predictions.fold == fold["fold"])]
+            assert set(mine.subject_id) == test  # a fold predicts exactly its test subjects
+            assert len(fold["history"]) == fold["epochs_run"]
+            tested += fold["test"]
+        assert sorted(tested) == sorted(predictions.subject_id.unique())
+    per_seed = details["summary"]["composite"]["per_seed"]
+    assert set(per_seed) == {"3", "4"}
+    mean = sum(s["uf1"] for s in per_seed.values()) / 2
+    assert details["summary"]["composite"]["uf1"] == pytest.approx(mean)
 
 
-def test_mlflow_has_a_parent_run_and_a_child_per_fold(stage) -> None:
-    folder, _, _ = stage
-    mlflow.set_tracking_uri(f"sqlite:///{folder}/mlflow.db")
+def test_mlflow_has_a_parent_run_and_a_child_per_seed_and_fold(stage: Path) -> None:
+    mlflow.set_tracking_uri(f"sqlite:///{stage}/mlflow.db")
     experiment = mlflow.get_experiment_by_name("test")
     assert experiment.artifact_location.endswith("artifacts")
     runs = mlflow.search_runs([experiment.experiment_id], output_format="list")
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
-    assert len(parents) == 1 and len(children) == 3
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     parent = parents[0]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == 6 and {c.data.tags["seed"] for c in children} == {"3", "4"}
     assert parent.data.params["model.attention.type"] == "spatial"
-    assert parent.data.params["train.epochs"] == "6"
-    assert {"uf1", "uar", "casme2_uf1"} <= set(parent.data.metrics)
+    assert {"uf1", "uf1_ci_low", "uf1_ci_high", "uar", "casme2_uf1"} <= set(parent.data.metrics)
     assert parent.data.tags["data_version"].endswith(".dir") and parent.data.tags["git_commit"]
     client = mlflow.tracking.MlflowClient()
     artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "figures")}
@@ -109,55 +95,23 @@ def test_mlflow_has_a_parent_run_and_a_child_per_fold(stage) -> None:
         assert len(history) == int(child.data.metrics["epochs_run"]) >= 2
         assert [m.step for m in history] == list(range(len(history)))
         assert "test_accuracy" in child.data.metrics and child.data.params["test_subjects"]
-    mlflow.set_tracking_uri(None)
 
 
-def test_evaluate_uses_the_tune_stage_choice(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from components.config import Params
-    from components.tuning.best import chosen_model
-
-    monkeypatch.chdir(tmp_path)
-    assert chosen_model(Params())[1] == "params.yaml model"
-    best = tmp_path / "reports/tune/best_config.json"
-    best.parent.mkdir(parents=True)
-    best.write_text(
-        json.dumps(
-            {
-                "model": {
-                    "backbone": "resnet_small",
-                    "attention": {"type": "se"},
-                    "placement": ["block2"],
-                }
-            }
-        )
-    )
-    model, source = chosen_model(Params())
-    assert (
-        model.backbone == "resnet_small"
-        and model.attention.type == "se"
-        and source.startswith("tune")
-    )
-
-
-def test_nested_selection_chooses_per_fold_on_training_subjects_only(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Nested mode: each outer fold scores every candidate on grouped folds of its own
-    training subjects and trains the best; the report says so."""
-    fake_records(tmp_path / "records", subjects=6, per_class=1)
-    params = {
-        "seed": 2,
-        "preprocess": {"records_dir": str(tmp_path / "records"), "clip_frames": 4, "clip_size": 16},
-        "model": {
+def test_nested_selection_chooses_per_fold_on_training_subjects_only(tmp_path: Path) -> None:
+    """Each outer fold scores every candidate on grouped folds of its own training subjects
+    and trains the best; the report says so."""
+    small_project(
+        tmp_path,
+        subjects=6,
+        per_class=1,
+        model={
             "backbone": "ststnet",
             "attention": {"type": "none"},
             "placement": [],
             "dropout": 0.0,
         },
-        "train": {"epochs": 2, "min_epochs": 1, "learning_rate": 0.01, "augment_shift_px": 0},
-        "evaluate": {
+        train={"epochs": 2, "min_epochs": 1, "learning_rate": 0.01, "augment_shift_px": 0},
+        evaluate={
             "protocol": "kfold",
             "folds": 2,
             "selection": "nested",
@@ -170,18 +124,10 @@ def test_nested_selection_chooses_per_fold_on_training_subjects_only(
                     "dropout": 0.0,
                 }
             ],
-            "attention_examples": 1,
-            "reports_dir": str(tmp_path / "reports"),
         },
-        "tracking": {
-            "uri": f"sqlite:///{tmp_path}/mlflow.db",
-            "artifact_location": str(tmp_path / "artifacts"),
-            "experiment": "nested",
-        },
-    }
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    monkeypatch.chdir(tmp_path)
-    assert evaluate.run(argparse.Namespace(params="params.yaml", folds=None)) == 0
+    )
+    done = mer(tmp_path, "evaluate", "--local")
+    assert done.returncode == 0, done.stderr[-3000:]
     details = json.loads((tmp_path / "reports/evaluation.json").read_text())
     assert details["selection_statement"].startswith("nested")
     for fold in details["folds"]:
@@ -189,4 +135,24 @@ def test_nested_selection_chooses_per_fold_on_training_subjects_only(
         assert len(scores) == 2 and all(0 <= s <= 1 for s in scores)
         chosen = ["none", "se"][int(max(range(2), key=lambda k: (scores[k], -k)))]
         assert fold["model"]["attention"]["type"] == chosen
-    assert json.loads((tmp_path / "reports/metrics.json").read_text())["selection"] == "nested"
+        # the inner folds never include the outer fold's test subjects
+    assert details["selection"] == "nested"
+
+
+def test_leave_one_dataset_out(tmp_path: Path) -> None:
+    """lodo: one fold per dataset, trained on the others; UF1/UAR per held-out dataset."""
+    from tests.builders import fake_records
+
+    small_project(tmp_path, subjects=6, evaluate={"protocol": "lodo"})
+    fake_records(tmp_path / "records", subjects=6, per_class=2, datasets=("casme2", "samm", "smic"))
+    done = mer(tmp_path, "evaluate", "--local")
+    assert done.returncode == 0, done.stderr[-3000:]
+    details = json.loads((tmp_path / "reports/evaluation.json").read_text())
+    assert [f["fold"] for f in details["folds"]] == ["casme2", "samm", "smic"]
+    for fold in details["folds"]:
+        assert all(s.startswith(fold["fold"] + "/") for s in fold["test"])
+        assert not any(s.startswith(fold["fold"] + "/") for s in fold["validation"])
+    metrics = json.loads((tmp_path / "reports/metrics.json").read_text())
+    assert {"casme2", "samm", "smic", "composite", "dataset_mean"} <= set(metrics)
+    mean = sum(metrics[d]["uf1"] for d in ("casme2", "samm", "smic")) / 3
+    assert metrics["dataset_mean"]["uf1"] == pytest.approx(mean)

@@ -92,7 +92,7 @@ def test_bad_clips_get_errors_that_name_the_problem(tmp_path: Path) -> None:
     for k in range(3):
         cv2.imwrite(str(corrupt / f"img{k}.jpg"), np.zeros((32, 32, 3), np.uint8))
     (corrupt / "img1.jpg").write_bytes(b"not a jpeg")
-    with pytest.raises(ClipInputError, match=r"img1\.jpg cannot be read"):
+    with pytest.raises(ClipInputError, match=r"img1\.jpg cannot be decoded"):
         read_clip(corrupt)
     video = tmp_path / "clip.mp4"
     video.write_bytes(b"\x00\x01 not a video at all" * 100)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, recall_score
 
-from components.evaluation.metrics import confusion_matrix, per_class, summarise, uar, uf1
+from components.metrics import confusion_matrix, per_class, summarise, uar, uf1
 
 CLASSES = ("negative", "positive", "surprise")
 

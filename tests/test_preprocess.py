@@ -67,7 +67,7 @@ def test_extract_features_transform_outputs(raw: Path) -> None:
         )
         assert_that(
             outputs.quarantine | "Reasons" >> beam.Map(lambda row: (row["uid"], row["reason"])),
-            equal_to([(items[0].sample.uid, "unreadable_frame"), (items[3].sample.uid, "no_face")]),
+            equal_to([(items[0].sample.uid, "corrupt_frame"), (items[3].sample.uid, "no_face")]),
             label="quarantine",
         )
 
@@ -121,9 +121,9 @@ def test_stage_writes_records_manifest_and_quarantine_deterministically(
 
     with open(records / "quarantine.csv", newline="") as f:
         quarantine = {row["reason"]: row for row in csv.DictReader(f)}
-    assert set(quarantine) == {"unreadable_frame", "no_face", "invalid_annotation"}
-    assert "cannot be read or decoded" in quarantine["unreadable_frame"]["message"]
-    assert quarantine["unreadable_frame"]["uid"] == manifest_uids_missing(raw, manifest)[0]
+    assert set(quarantine) == {"corrupt_frame", "no_face", "invalid_annotation"}
+    assert "has no end-of-image marker" in quarantine["corrupt_frame"]["message"]
+    assert quarantine["corrupt_frame"]["uid"] == manifest_uids_missing(raw, manifest)[0]
     bad_row = quarantine["invalid_annotation"]
     assert bad_row["stage"] == "read" and bad_row["row"] == "8"
     assert bad_row["file"].endswith("CASME2-coding-synthetic.xlsx")
@@ -133,20 +133,29 @@ def test_stage_writes_records_manifest_and_quarantine_deterministically(
     assert report["samples_written"] == 4 and report["quarantined"] == 3
     assert report["counters"]["samples_read"] == 6
     assert report["counters"]["quarantined_no_face"] == 1
-    assert report["counters"]["quarantined_unreadable_frame"] == 1
+    assert report["counters"]["quarantined_corrupt_frame"] == 1
+    index = json.loads((records / "records.json").read_text())
+    assert index["samples"] == 4 and sorted(index["shards"]) == [
+        p.split("/")[-1] for p in shard_paths(records)
+    ]
 
     assert run_stage(params) == 0  # same inputs and params -> byte-identical outputs
     assert digest(records) == first
 
 
-def test_stage_fails_when_too_much_is_quarantined(
+def test_stage_fails_when_too_much_is_quarantined_and_publishes_nothing(
     raw: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
+    from pipelines.cli import main
+
     monkeypatch.chdir(tmp_path)
     params = write_params(tmp_path, raw, max_quarantine_fraction=0.2)
-    assert run_stage(params, mode="in_memory") == 1
+    assert main(["--params", str(params), "preprocess", "--mode", "in_memory"]) == 2
+    err = capsys.readouterr().err
     assert (
-        "3 of 7 samples (42.9%) were quarantined, more than max_quarantine_fraction 20.0%"
-        in capsys.readouterr().err
+        "3 of 7 samples (42.9%) were quarantined, more than preprocess.max_quarantine_fraction 20.0%"
+        in err
     )
-    assert len(read_table(tmp_path / "records/manifest.parquet")) == 4  # the good work is kept
+    assert not (tmp_path / "records").exists()  # nothing published
+    kept = tmp_path / "reports/preprocess_quarantine.csv"  # but the reasons are there to read
+    assert kept.name in err and len(list(csv.DictReader(kept.open()))) == 3

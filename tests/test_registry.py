@@ -16,12 +16,15 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from components.config import ModelConfig, parse
+from components.artifacts import Evaluation
+from components.config import ModelConfig, load_params, parse
+from components.outputs import write_json
 from components.tracking import mlflow_runs
 from pipelines import register, registry
 from tests import services
 from tests.builders import fake_records
 
+pytestmark = pytest.mark.slow
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"  # kept after the run
 NAME = "mer-attention-test"
 MODEL = {"backbone": "ststnet", "attention": {"type": "cbam"}, "placement": ["fused"]}
@@ -55,27 +58,40 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
     (folder / "reports" / "figures").mkdir(parents=True)
     cv2.imwrite(str(folder / "reports/figures/confusion_composite.png"), np.zeros((8, 8, 3)))
-    model = json.loads(json.dumps(asdict(parse(ModelConfig, MODEL, "test"))))
-    evaluation = {
-        "selection_statement": "given configuration (test)",
-        "model": model,
-        "folds": [{"best_epoch": 2}, {"best_epoch": 4}],
-    }
-    (folder / "reports" / "evaluation.json").write_text(json.dumps(evaluation))
     return folder
+
+
+def evaluation_result(project: Path, uf1: float, complete: bool) -> Evaluation:
+    """What the evaluate stage would have written, with composite UF1 ``uf1``."""
+    params = load_params(project / "params.yaml")
+    block = {
+        "uf1": uf1, "uf1_ci_low": uf1 - 0.1, "uf1_ci_high": min(1.0, uf1 + 0.1),
+        "uar": uf1, "uar_ci_low": uf1 - 0.1, "uar_ci_high": min(1.0, uf1 + 0.1),
+        "accuracy": uf1, "samples": 24, "subjects": 4,
+    }  # fmt: skip
+    return Evaluation(
+        protocol="loso",
+        complete=complete,
+        selection="given",
+        selection_statement="given configuration (test)",
+        model=parse(ModelConfig, MODEL, "test").as_dict(),
+        train=asdict(params.train),
+        seeds=[1],
+        summary={"composite": block, "casme2": block},
+        folds=[
+            {"fold": "a", "seed": 1, "best_epoch": 2},
+            {"fold": "b", "seed": 1, "best_epoch": 4},
+        ],
+    )
 
 
 def register_version(
     project: Path, server: str, monkeypatch: pytest.MonkeyPatch, uf1: float, complete: bool = True
 ) -> dict:
     """Run the register stage with an evaluate result of ``uf1``; return registration.json."""
-    metrics = {
-        "protocol": "loso",
-        "complete": complete,
-        "composite": {"uf1": uf1, "uar": uf1, "accuracy": uf1, "samples": 24},
-        "casme2": {"uf1": uf1, "uar": uf1, "accuracy": uf1, "samples": 24},
-    }
-    (project / "reports" / "metrics.json").write_text(json.dumps(metrics))
+    evaluation = evaluation_result(project, uf1, complete)
+    write_json(project / "reports" / "metrics.json", evaluation.metrics())
+    write_json(project / "reports" / "evaluation.json", asdict(evaluation))
     monkeypatch.chdir(project)
     monkeypatch.setattr(mlflow_runs, "USER_TRACKING_URI", server)
     assert register.run(argparse.Namespace(params="params.yaml", no_alias=False)) == 0

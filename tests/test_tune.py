@@ -1,4 +1,5 @@
-"""The tune stage on a real local two-node Ray cluster, with real checkpoints and MLflow."""
+"""The tune stage on a real local two-node Ray cluster, with real checkpoints and MLflow; the
+hand-off of the best point (model and training values) to evaluate and register."""
 
 import argparse
 import json
@@ -12,13 +13,13 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
-import yaml
 
-from components.config import TuneSpaceConfig
+from components.config import ConfigError, TuneSpaceConfig
 from components.tuning.space import model_variants, trials
-from tests.builders import fake_records
+from tests.builders import mer, small_project
 
 ROOT = Path(__file__).parent.parent
+EPOCHS = 3
 
 
 def test_space_has_no_duplicate_or_invalid_points() -> None:
@@ -39,7 +40,6 @@ def test_space_has_no_duplicate_or_invalid_points() -> None:
     assert ("ststnet", "none", (), 2, 4) in labels and ("clip_net", "none", (), 2, 4) in labels
     assert {(h, r) for b, t, p, h, r in labels if t == "se"} == {(2, 2), (2, 4)}
     assert {(h, r) for b, t, p, h, r in labels if t == "mhsa"} == {(1, 4), (4, 4)}
-    # placements only where they exist and fit the attention
     assert ("ststnet", "temporal_mhsa") not in {(b, t) for b, t, *_ in labels}
     assert {
         p for b, t, *rest in labels for p in [rest[0]] if b == "clip_net" and t == "temporal_mhsa"
@@ -47,33 +47,22 @@ def test_space_has_no_duplicate_or_invalid_points() -> None:
     assert len(trials(space, 0.5)) == len(variants)
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """A head node and a worker node, one CPU each, as separate Ray raylets on this machine."""
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(
-        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
-    )
-    cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
-    yield cluster
-    cluster.shutdown()
+def test_a_space_with_no_valid_point_names_what_was_rejected() -> None:
+    space = TuneSpaceConfig(attention=("temporal_mhsa",), placement=(("fused",),))
+    with pytest.raises(
+        ConfigError,
+        match=r"ststnet/temporal_mhsa@fused: attention 'temporal_mhsa' works on frame sequences",
+    ):
+        model_variants(space, 0.5)
 
 
 def write_params(folder: Path, **tune_overrides) -> Path:
-    fake_records(folder / "records", subjects=6, per_class=2)
-    params = {
-        "seed": 1,
-        "preprocess": {"records_dir": str(folder / "records"), "clip_frames": 4, "clip_size": 16},
-        "model": {"dropout": 0.0},
-        "train": {"augment_shift_px": 0},
-        "tracking": {
-            "uri": f"sqlite:///{folder}/mlflow.db",
-            "artifact_location": str(folder / "artifacts"),
-            "experiment": "tune-test",
-        },
-        "tune": {
+    return small_project(
+        folder,
+        subjects=6,
+        model={"dropout": 0.0},
+        train={"augment_shift_px": 0, "augment_flip": False},
+        tune={
             "space": {
                 "attention": ["none", "se", "spatial", "cbam"],
                 "epochs": [EPOCHS],
@@ -87,10 +76,7 @@ def write_params(folder: Path, **tune_overrides) -> Path:
             "reports_dir": str(folder / "reports/tune"),
             **tune_overrides,
         },
-    }
-    path = folder / "params.yaml"
-    path.write_text(yaml.safe_dump(params))
-    return path
+    )
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +96,7 @@ def search(cluster, tmp_path_factory):
     return folder, code
 
 
+@pytest.mark.slow
 def test_trials_spread_over_both_nodes_and_use_two_devices(search, cluster) -> None:
     folder, code = search
     assert code == 0
@@ -120,6 +107,7 @@ def test_trials_spread_over_both_nodes_and_use_two_devices(search, cluster) -> N
     assert (table.replicas == 2).all()  # MirroredStrategy over 2 logical CPU devices
 
 
+@pytest.mark.slow
 def test_crashed_trials_resume_from_their_checkpoint(search) -> None:
     folder, _ = search
     table = pd.read_parquet(folder / "reports/tune/trials.parquet")
@@ -127,21 +115,25 @@ def test_crashed_trials_resume_from_their_checkpoint(search) -> None:
     assert (table.epochs_run == 3).all()  # epochs 0, 1, 2 once each: not started over
 
 
-def test_best_config_and_holdout_are_written(search) -> None:
+@pytest.mark.slow
+def test_best_config_carries_model_and_training_values(search) -> None:
     folder, _ = search
     best = json.loads((folder / "reports/tune/best_config.json").read_text())
     table = pd.read_parquet(folder / "reports/tune/trials.parquet")
-    assert best["val_uf1"] == table.best_val_uf1.max()
+    assert best["score"] == table.best_val_uf1.max()
     assert best["model"]["attention"]["type"] in {"none", "se", "spatial", "cbam"}
-    seen = set(best["search_train_subjects"]) | set(best["search_validation_subjects"])
-    assert best["holdout_subjects"] and not seen & set(best["holdout_subjects"])
+    assert (best["learning_rate"], best["batch_size"], best["epochs"]) == (0.01, 16, EPOCHS)
+    assert best["holdout_subjects"] and not set(best["search_subjects"]) & set(
+        best["holdout_subjects"]
+    )
     assert (folder / "reports/tune/search.png").stat().st_size > 10000
 
 
+@pytest.mark.slow
 def test_mlflow_has_a_child_run_per_trial(search) -> None:
     folder, _ = search
     mlflow.set_tracking_uri(f"sqlite:///{folder}/mlflow.db")
-    experiment = mlflow.get_experiment_by_name("tune-test")
+    experiment = mlflow.get_experiment_by_name("test")
     runs = mlflow.search_runs([experiment.experiment_id], output_format="list")
     parent = next(r for r in runs if r.info.run_name == "tune")
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
@@ -151,11 +143,7 @@ def test_mlflow_has_a_child_run_per_trial(search) -> None:
         steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_uf1")]
         assert sorted(set(steps)) == [0, 1, 2]
         assert child.data.params["point.model.attention.type"]
-    assert parent.data.metrics["best_val_uf1"] >= 0
-    mlflow.set_tracking_uri(None)
-
-
-EPOCHS = 3
+    assert parent.data.metrics["best_val_uf1"] >= 0 and parent.info.status == "FINISHED"
 
 
 def finished(result: Path) -> bool:
@@ -168,26 +156,42 @@ def completed_trials(storage: Path) -> int:
     return sum(finished(p) for p in storage.glob("tune-*/*/result.json"))
 
 
-def test_an_interrupted_search_resumes_without_rerunning_finished_trials(
-    cluster, tmp_path: Path
+@pytest.mark.slow
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_search_fails_and_resumes(
+    cluster, tmp_path: Path, how: signal.Signals
 ) -> None:
+    """Ctrl-C or SIGTERM: a non-zero exit, no best configuration, the run marked KILLED; the
+    next `mer tune` resumes without rerunning finished trials and completes."""
     params = write_params(tmp_path, max_concurrent_trials=1, devices_per_trial=1)
     env = {**os.environ, "RAY_ADDRESS": cluster.address}
+    env.pop("MLFLOW_TRACKING_URI", None)
     command = [sys.executable, "-m", "pipelines.cli", "--params", str(params), "tune"]
     driver = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     storage = tmp_path / "ray_results"
     deadline = time.time() + 240
     while completed_trials(storage) < 1 and time.time() < deadline and driver.poll() is None:
         time.sleep(0.5)
     assert completed_trials(storage) >= 1, "no trial finished before the deadline"
-    driver.send_signal(signal.SIGINT)  # Ctrl-C: Tune saves the experiment state and stops
-    driver.wait(timeout=120)
+    driver.send_signal(how)
+    _, err = driver.communicate(timeout=120)
+    assert driver.returncode == 130, err[-2000:]
+    assert "Run `mer tune` again to resume it" in err
+    assert not (tmp_path / "reports/tune/best_config.json").exists()
     finished_before = {
         p.parent.name: p.read_bytes() for p in storage.glob("tune-*/*/result.json") if finished(p)
     }
     assert 1 <= len(finished_before) < 4
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = mlflow.get_experiment_by_name("test")
+    first = [
+        r
+        for r in mlflow.search_runs([experiment.experiment_id], output_format="list")
+        if r.info.run_name == "tune"
+    ]
+    assert [r.info.status for r in first] == ["KILLED"]
 
     resumed = subprocess.run(
         command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
@@ -196,26 +200,46 @@ def test_an_interrupted_search_resumes_without_rerunning_finished_trials(
     assert "resuming the interrupted search" in resumed.stdout
     table = pd.read_parquet(tmp_path / "reports/tune/trials.parquet")
     assert len(table) == 4 and (table.status == "TERMINATED").all()
-    for name, content in finished_before.items():  # finished trials were not run again:
-        # their reported rows (with their timestamps) are exactly what the first run wrote
+    for name, content in finished_before.items():  # finished trials were not run again
         assert next(storage.glob(f"tune-*/{name}/result.json")).read_bytes() == content
+    best = json.loads((tmp_path / "reports/tune/best_config.json").read_text())  # strict JSON
+    assert best["score"] == table.best_val_uf1.max()
+
+
+@pytest.mark.slow
+def test_the_tuned_training_values_reach_evaluate_and_register(cluster, tmp_path: Path) -> None:
+    """A search over two learning rates: evaluate and register train with the winner's."""
+    write_params(
+        tmp_path,
+        space={
+            "attention": ["spatial"],
+            "epochs": [EPOCHS],
+            "learning_rate": [0.0001, 0.02],
+            "batch_size": [8],
+        },
+        objective="kfold",
+        kfold=2,
+    )
+    env = {"RAY_ADDRESS": cluster.address}
+    for stage in ("tune", "evaluate", "register"):
+        done = mer(tmp_path, stage, env=env)
+        assert done.returncode == 0, (stage, done.stderr[-3000:])
+    best = json.loads((tmp_path / "reports/tune/best_config.json").read_text())
+    table = pd.read_parquet(tmp_path / "reports/tune/trials.parquet")
+    assert (table.stacked_folds == 2).all()  # kfold: both folds stacked in every trial
+    winner = table.iloc[0]
+    assert best["learning_rate"] == winner.learning_rate and best["batch_size"] == 8
+    evaluation = json.loads((tmp_path / "reports/evaluation.json").read_text())
+    assert evaluation["train"]["learning_rate"] == best["learning_rate"]
+    assert evaluation["train"]["batch_size"] == 8 and evaluation["train"]["epochs"] == EPOCHS
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
-    client = mlflow.tracking.MlflowClient()
-    experiment = mlflow.get_experiment_by_name("tune-test")
-    children = [
-        r
+    experiment = mlflow.get_experiment_by_name("test")
+    runs = {
+        r.info.run_name: r
         for r in mlflow.search_runs([experiment.experiment_id], output_format="list")
-        if "trial_id" in r.data.tags
-    ]
-    assert len(children) == 4  # one per trial across both driver runs
-    for child in children:
-        trial = child.data.tags["trial_id"]
-        steps = [m.step for m in client.get_metric_history(child.info.run_id, "val_uf1")]
-        if any(f"_{trial}_" in name for name in finished_before):
-            assert sorted(steps) == list(range(EPOCHS)), trial  # finished before: logged once
-        else:  # the interrupted trial may repeat the epoch it was in when Ctrl-C came
-            assert set(steps) == set(range(EPOCHS)), trial
-    mlflow.set_tracking_uri(None)
+    }
+    assert float(runs["evaluate-loso"].data.params["train.learning_rate"]) == best["learning_rate"]
+    assert float(runs["register"].data.params["train.learning_rate"]) == best["learning_rate"]
 
 
 @pytest.mark.parametrize(
@@ -226,7 +250,7 @@ def test_search_algorithms_and_schedulers(search: str, scheduler: str) -> None:
     from ray.tune.search.optuna import OptunaSearch
 
     from components.config import Params, TuneConfig
-    from pipelines.tune import search_setup
+    from components.tuning.search import search_setup
 
     params = Params(tune=TuneConfig(search=search, scheduler=scheduler, grace_period=4))
     space, algorithm, chosen = search_setup(params, 5)
@@ -238,3 +262,20 @@ def test_search_algorithms_and_schedulers(search: str, scheduler: str) -> None:
         assert algorithm is None and space["index"] == {"grid_search": [0, 1, 2, 3, 4]}
     else:
         assert algorithm is None and (space["index"].lower, space["index"].upper) == (0, 5)
+
+
+def test_kfold_objective_folds_never_touch_the_holdout() -> None:
+    from components.config import Params, TuneConfig
+    from components.tuning.search import objective_folds, subject_split
+
+    params = Params(tune=TuneConfig(objective="kfold", kfold=3, holdout_fraction=0.2))
+    subjects = [f"casme2/sub{k:02d}" for k in range(1, 11)]
+    holdout, search = subject_split(subjects, params)
+    folds = objective_folds(search, params)
+    assert len(folds) == 3 and len(holdout) == 2
+    scored = [s for f in folds for s in f.validation]
+    assert sorted(scored) == sorted(search)  # each search subject scored exactly once
+    for f in folds:
+        assert not set(f.train) & set(f.validation) and not (
+            set(f.train) | set(f.validation)
+        ) & set(holdout)

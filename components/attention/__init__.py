@@ -1,8 +1,32 @@
-"""Attention modules for MER backbones, selected by name from a registry."""
+"""Attention modules for MER backbones, selected by name from a registry.
 
-from components.attention.base import AttentionLayer
-from components.attention.maps import attention_layers, attention_maps
-from components.attention.registry import ATTENTION, attention_class, make_attention, used_options
+The registry is light (importing this package does not import Keras); the layer classes and
+the map helpers load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from components.attention.registry import ATTENTION, used_options
+
+_LAZY = {
+    "attention_class": "components.attention.factory",
+    "make_attention": "components.attention.factory",
+    "register_all": "components.attention.factory",
+    "AttentionLayer": "components.attention.base",
+    "attention_layers": "components.attention.maps",
+    "attention_maps": "components.attention.maps",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(name)
+
 
 __all__ = [
     "ATTENTION",
@@ -11,5 +35,6 @@ __all__ = [
     "attention_layers",
     "attention_maps",
     "make_attention",
+    "register_all",
     "used_options",
 ]

@@ -1,39 +1,65 @@
-"""Attention registry: one name → one layer class (timm-style factory).
+"""Attention registry: one name → one layer class (timm-style factory), and the options each
+type takes.
 
-Adding a module is one file plus one line here. :func:`make_attention` takes the shared
-argument names (``heads``, ``key_dim``, ``reduction``, ``kernel_size``) and passes each layer
-only the ones it has, so one config serves every type.
+Adding a module is one file plus one line here. The table is light (class paths, not classes),
+so the typed config can check names and options without importing Keras; the classes are
+imported by :mod:`components.attention.factory` when a model is built.
 """
 
 from __future__ import annotations
 
-import inspect
-from typing import Any
+from dataclasses import dataclass
 
-from components.attention.base import AttentionLayer
-from components.attention.channel import (
-    ChannelAttention,
-    EfficientChannelAttention,
-    SqueezeExcitation,
-)
-from components.attention.none import NoAttention
-from components.attention.self_attention import SpatialSelfAttention, TemporalSelfAttention
-from components.attention.spatial import CBAM, SpatialAttention
 
-ATTENTION: dict[str, type[AttentionLayer]] = {
-    "none": NoAttention,
-    "se": SqueezeExcitation,
-    "eca": EfficientChannelAttention,
-    "channel": ChannelAttention,
-    "spatial": SpatialAttention,
-    "cbam": CBAM,
-    "mhsa": SpatialSelfAttention,
-    "temporal_mhsa": TemporalSelfAttention,
+@dataclass(frozen=True)
+class AttentionEntry:
+    """Where a type's layer class lives (``module:Class``) and the config options it takes."""
+
+    target: str
+    options: tuple[str, ...] = ()
+    stacked: str | None = None  # "module:Class" of the fold-stacked form, if it has one
+
+
+STACKED = "components.attention.stacked:"
+
+ATTENTION: dict[str, AttentionEntry] = {
+    "none": AttentionEntry("components.attention.none:NoAttention", (), f"{STACKED}FoldNone"),
+    "se": AttentionEntry(
+        "components.attention.channel:SqueezeExcitation",
+        ("reduction",),
+        f"{STACKED}FoldSqueezeExcitation",
+    ),
+    "eca": AttentionEntry(
+        "components.attention.channel:EfficientChannelAttention",
+        ("kernel_size",),
+        f"{STACKED}FoldEfficientChannelAttention",
+    ),
+    "channel": AttentionEntry(
+        "components.attention.channel:ChannelAttention",
+        ("reduction",),
+        f"{STACKED}FoldChannelAttention",
+    ),
+    "spatial": AttentionEntry(
+        "components.attention.spatial:SpatialAttention",
+        ("kernel_size",),
+        f"{STACKED}FoldSpatialAttention",
+    ),
+    "cbam": AttentionEntry(
+        "components.attention.spatial:CBAM", ("reduction", "kernel_size"), f"{STACKED}FoldCBAM"
+    ),
+    "mhsa": AttentionEntry(
+        "components.attention.self_attention:SpatialSelfAttention",
+        ("heads", "key_dim"),
+        f"{STACKED}FoldSpatialSelfAttention",
+    ),
+    "temporal_mhsa": AttentionEntry(
+        "components.attention.self_attention:TemporalSelfAttention", ("heads", "key_dim")
+    ),
 }
 
 
-def attention_class(name: str) -> type[AttentionLayer]:
-    """The layer class registered as ``name``; ``ValueError`` lists the valid names."""
+def entry(name: str) -> AttentionEntry:
+    """The entry of attention type ``name``; ``ValueError`` lists the valid names."""
     try:
         return ATTENTION[name]
     except KeyError:
@@ -43,14 +69,5 @@ def attention_class(name: str) -> type[AttentionLayer]:
 
 
 def used_options(name: str) -> tuple[str, ...]:
-    """The shared option names that attention type ``name`` actually uses."""
-    parameters = inspect.signature(attention_class(name).__init__).parameters
-    return tuple(p for p in parameters if p not in ("self", "kwargs"))
-
-
-def make_attention(name: str, layer_name: str | None = None, **options: Any) -> AttentionLayer:
-    """Instantiate attention ``name`` with the options it uses (others are ignored; ``None``
-    values fall back to the layer's defaults)."""
-    cls = attention_class(name)
-    kwargs = {k: v for k, v in options.items() if k in used_options(name) and v is not None}
-    return cls(name=layer_name, **kwargs)
+    """The config options that attention type ``name`` takes."""
+    return entry(name).options

@@ -9,6 +9,7 @@ Everything else (``others``, ``tense``, ...) is outside the composite task.
 from __future__ import annotations
 
 COMPOSITE_CLASSES: tuple[str, ...] = ("negative", "positive", "surprise")
+NUM_CLASSES = len(COMPOSITE_CLASSES)
 
 #: Spelling variants in the real sheets -> canonical emotion names.
 ALIASES: dict[str, str] = {

@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from components.errors import DataError
 
-class DatasetError(RuntimeError):
+
+class DatasetError(DataError):
     """The dataset as a whole cannot be read (missing sheet, missing columns, bad root)."""
 
 
@@ -28,6 +30,11 @@ class Sample:
     emotion: str
     action_units: str = ""
     source: str = ""
+    #: "frames" (raw frames onset..offset) or "flow_image" (released pre-computed flow: frames
+    #: holds the image; ``emotion`` is the composite class; ``face`` the optional apex face)
+    kind: str = "frames"
+    channels: str = "uvs"  # flow_image: what the image's R, G, B channels hold
+    face: str = ""
 
     @property
     def uid(self) -> str:
@@ -61,6 +68,7 @@ class Rejection:
     row: int | None
     clip: str
     reason: str
+    code: str = ""  # reason code for the quarantine report (default: invalid_annotation)
 
     def __str__(self) -> str:
         where = f"{self.file}" + (f", row {self.row}" if self.row is not None else "")

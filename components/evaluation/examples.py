@@ -1,15 +1,13 @@
-"""Samples drawn for attention-map figures, and their maps from the fold that tested them."""
+"""Samples drawn for attention-map figures, and their maps from the model that tested them."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from components.attention import attention_maps
-from components.config import ModelConfig
 from components.datasets.labels import COMPOSITE_CLASSES
-from components.records.schema import decode, model_input
-from components.records.tfrecord import read_records
 
 
 def pick_examples(manifest: pd.DataFrame, per_class: int, seed: int) -> set[str]:
@@ -22,39 +20,39 @@ def pick_examples(manifest: pd.DataFrame, per_class: int, seed: int) -> set[str]
     return chosen
 
 
-def load_records(shards: list[str], uids: set[str]) -> dict:
-    """Decoded records for ``uids`` (Python-side, TensorFlow-free)."""
-    found = {}
-    for shard in shards:
-        for serialized in read_records(shard):
-            record = decode(serialized)
-            if record.uid in uids:
-                found[record.uid] = record
-    return found
+def attention_overlay(records, row: int, model, kind: str) -> dict:
+    """Row ``row`` of the records drawn for the figure: the face at apex (the clip frame nearest
+    the apex), the flow, the first attention map of ``model`` and a caption."""
+    from components.attention.maps import attention_maps
+
+    entry = records.manifest.iloc[row]
+    x = records.inputs(kind)[row : row + 1]
+    probabilities = np.asarray(model(x, training=False))[0]
+    maps = attention_maps(model, x)
+    attention = next(iter(maps.values()))[0] if maps else None
+    clip = records.clip[row]
+    apex = _apex_index(records, row)
+    predicted = COMPOSITE_CLASSES[int(probabilities.argmax())]
+    return {
+        "uid": entry.uid,
+        "face": clip[apex, ..., 0],
+        "flow": records.flow[row],
+        "attention": attention,
+        "caption": f"{COMPOSITE_CLASSES[int(entry.label)]} → {predicted}\n{entry.uid.split('/', 1)[1]}",
+    }
 
 
-def attention_examples(
-    data, model, model_cfg: ModelConfig, examples: dict, test_subjects
-) -> list[dict]:
-    """For the example records (uid -> record, loaded once) among ``test_subjects``: the face
-    at apex, the flow and the model's attention map."""
-    wanted = set(data.rows(test_subjects).uid) & set(examples)
-    out = []
-    kind = data.input_kind(model_cfg)
-    for uid in sorted(wanted):
-        record = examples[uid]
-        x = model_input(kind, record.flow, record.clip)[None]
-        probabilities = model(x, training=False).numpy()[0]
-        maps = attention_maps(model, x)
-        attention = next(iter(maps.values()))[0] if maps else None
-        apex = int(np.argmin([abs(n - record.frames[1]) for n in record.clip_frames]))
-        predicted = COMPOSITE_CLASSES[int(probabilities.argmax())]
-        out.append(
-            {
-                "face": record.clip[apex, ..., 0],
-                "flow": record.flow,
-                "attention": attention,
-                "caption": f"{COMPOSITE_CLASSES[record.label]} → {predicted}\n{uid.split('/', 1)[1]}",
-            }
-        )
-    return out
+def _apex_index(records, row: int) -> int:
+    """The clip frame nearest the apex (frame numbers from the manifest when it has them)."""
+    entry = records.manifest.iloc[row]
+    frames = records.clip_frames[row]
+    if not frames:
+        return records.clip.shape[1] // 2
+    return int(np.argmin([abs(n - entry.apex_frame) for n in frames]))
+
+
+def overlays_for(records, uids: Sequence[str], model, kind: str) -> list[dict]:
+    """Overlays of ``uids`` drawn by ``model``, sorted by caption."""
+    index = {uid: k for k, uid in enumerate(records.manifest.uid)}
+    found = [attention_overlay(records, index[uid], model, kind) for uid in uids if uid in index]
+    return sorted(found, key=lambda e: e["caption"])

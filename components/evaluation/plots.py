@@ -21,7 +21,7 @@ def confusion_png(
     matrix = np.asarray(matrix)
     rows = matrix.sum(axis=1, keepdims=True)
     share = np.divide(matrix, rows, out=np.zeros_like(matrix, dtype=float), where=rows > 0)
-    fig, ax = plt.subplots(figsize=(4.2, 3.8), dpi=120)
+    fig, ax = plt.subplots(figsize=(4.6, 4.2), dpi=120)
     ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for (i, j), count in np.ndenumerate(matrix):
         ax.text(
@@ -37,7 +37,7 @@ def confusion_png(
     ax.set_yticks(range(len(class_names)), class_names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(title, fontsize=8.5)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

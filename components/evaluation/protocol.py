@@ -1,243 +1,228 @@
-"""Train-and-predict over subject folds: the loop shared by ``evaluate``, ``tune`` and
-``register``. Every choice (epoch, configuration) looks only at training subjects."""
+"""The evaluation protocol as units of work: which (variant, seed, folds) to train, and the
+pooled predictions they give. Every choice (epoch, configuration) looks only at training
+subjects: the epoch at each fold's validation subjects, the configuration (nested selection)
+at grouped folds of the outer fold's training subjects."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
-from components.config import ModelConfig, PreprocessConfig, TrainConfig
-from components.evaluation.metrics import confusion_matrix, uf1
+from components.config import ModelConfig, TrainConfig
+from components.datasets.labels import NUM_CLASSES
 from components.evaluation.splits import Fold, grouped_kfold
-from components.models.backbones import BACKBONES
-from components.records.files import MANIFEST, read_table, shard_paths
-from components.training.data import finish, record_source
-from components.training.fit import TrainResult, predict_labels, train_model
-from components.training.runtime import seed_everything
-
-SOURCES_KEPT = 4
+from components.evaluation.units import Progress, UnitContext, UnitResult, UnitSpec, run_units
+from components.metrics import confusion_matrix, uf1
 
 
-@dataclass
-class ExperimentData:
-    """The preprocessed records: shards, the manifest, and the input sizes they hold."""
+@dataclass(frozen=True)
+class Execution:
+    """Where and how units run."""
 
-    shards: list[str]
-    manifest: pd.DataFrame
-    preprocess: PreprocessConfig
-    _sources: OrderedDict = field(default_factory=OrderedDict, repr=False)  # recent sources
-
-    @classmethod
-    def load(cls, cfg: PreprocessConfig) -> ExperimentData:
-        shards = shard_paths(cfg.records_dir)
-        if not shards:
-            raise FileNotFoundError(f"no record shards in {cfg.records_dir}: run `mer preprocess`")
-        manifest = read_table(f"{cfg.records_dir}/{MANIFEST}").to_pandas()
-        return cls(shards, manifest, cfg)
-
-    @property
-    def subjects(self) -> list[str]:
-        return sorted(self.manifest.subject_id.unique())
-
-    def input_kind(self, model_cfg: ModelConfig) -> str:
-        return BACKBONES[model_cfg.backbone].input_kind
-
-    def input_shape(self, kind: str) -> tuple[int, ...]:
-        p = self.preprocess
-        return (
-            (p.flow_size, p.flow_size, 3)
-            if kind == "flow"
-            else (p.clip_frames, p.clip_size, p.clip_size, 1)
-        )
-
-    @property
-    def input_sizes(self) -> dict[str, int]:
-        p = self.preprocess
-        return {"flow_size": p.flow_size, "clip_frames": p.clip_frames, "clip_size": p.clip_size}
-
-    def rows(self, subjects: Sequence[str]) -> pd.DataFrame:
-        return self.manifest[self.manifest.subject_id.isin(set(subjects))].sort_values("uid")
-
-    def dataset(
-        self,
-        subjects: Sequence[str],
-        kind: str,
-        batch: int,
-        *,
-        train_cfg: TrainConfig | None = None,
-        seed: int = 0,
-        with_ids: bool = False,
-    ) -> tf.data.Dataset:
-        """Records of ``subjects``; with ``train_cfg``, shuffled and augmented for training.
-        The parsed, cached source is built once per (subjects, kind) and reused, so a new
-        ``seed`` (e.g. one per epoch) re-reads no file."""
-        training = train_cfg is not None
-        if training and with_ids:
-            raise ValueError("with_ids is for evaluation data")
-        key = (tuple(sorted(set(subjects))), kind, with_ids)
-        if key not in self._sources:
-            shape = self.input_shape(kind)
-            self._sources[key] = record_source(self.shards, key[0], kind, shape, with_ids)
-            while len(self._sources) > SOURCES_KEPT:  # one fold uses 3; bound the caches' memory
-                self._sources.popitem(last=False)
-        self._sources.move_to_end(key)
-        return finish(
-            self._sources[key],
-            kind,
-            batch,
-            training=training,
-            seed=seed,
-            flip=training and train_cfg.augment_flip,
-            shift_px=train_cfg.augment_shift_px if training else 0,
-            size=len(self.rows(subjects)),
-        )
+    context: UnitContext
+    distributed: bool
+    address: str | None
+    max_failures: int
+    folds_per_unit: int
+    progress: Progress | None = None
 
 
-def fit_on_subjects(
-    data: ExperimentData,
-    model_cfg: ModelConfig,
-    train_cfg: TrainConfig,
-    train_subjects: Sequence[str],
-    validation_subjects: Sequence[str],
-    *,
-    strategy: tf.distribute.Strategy,
-    seed: int,
-    callbacks: Sequence[keras.callbacks.Callback] = (),
-) -> TrainResult:
-    """Train on ``train_subjects``; epoch chosen on ``validation_subjects`` (if any)."""
-    seed_everything(seed)
-    kind = data.input_kind(model_cfg)
-    batch = train_cfg.batch_size * strategy.num_replicas_in_sync
-    train = data.dataset(train_subjects, kind, batch, train_cfg=train_cfg, seed=seed)
-    validation = data.dataset(validation_subjects, kind, 64) if validation_subjects else None
-    return train_model(
-        model_cfg,
-        train_cfg,
-        train,
-        validation,
-        data.rows(train_subjects).label.to_numpy(),
-        strategy=strategy,
-        input_sizes=data.input_sizes,
-        callbacks=callbacks,
-    )
+def blocks(folds: Sequence[Fold], size: int) -> list[tuple[Fold, ...]]:
+    """Consecutive blocks of at most ``size`` folds, as even as possible (a fixed layout: the
+    same folds always share a unit, whatever cluster runs them)."""
+    count = -(-len(folds) // size)
+    bounds = np.linspace(0, len(folds), count + 1).round().astype(int)
+    return [tuple(folds[a:b]) for a, b in itertools.pairwise(bounds) if b > a]
 
 
-def inner_selection(
-    data: ExperimentData,
-    candidates: Sequence[ModelConfig],
-    train_cfg: TrainConfig,
-    subjects: Sequence[str],
-    inner_folds: int,
-    *,
-    strategy: tf.distribute.Strategy,
-    seed: int,
-) -> tuple[int, list[float]]:
-    """Nested selection: each candidate's pooled UF1 over grouped folds of ``subjects`` only
-    (an outer fold's training subjects). Returns (best index, scores)."""
-    folds = grouped_kfold(
-        subjects, min(inner_folds, len(set(subjects))), train_cfg.validation_fraction, seed
-    )
-    scores = []
-    for candidate in candidates:
-        truth, predicted = [], []
-        for k, fold in enumerate(folds):
-            result = fit_on_subjects(
-                data,
-                candidate,
-                train_cfg,
-                fold.train,
-                fold.validation,
-                strategy=strategy,
-                seed=seed + k,
-            )
-            out = predict_labels(
-                result.model, data.dataset(fold.test, data.input_kind(candidate), 64)
-            )
-            truth.extend(out.truth)
-            predicted.extend(out.predicted)
-        scores.append(uf1(confusion_matrix(truth, predicted, 3)))
-    return int(np.argmax(scores)), scores
-
-
-@dataclass
-class FoldOutcome:
-    """What one outer fold produced."""
-
-    fold: Fold
-    model_cfg: ModelConfig
-    result: TrainResult
-    predictions: pd.DataFrame
-    selection_scores: list[float] | None
-
-
-def run_folds(
-    data: ExperimentData,
+def unit_specs(
+    variant: ModelConfig,
+    train: TrainConfig,
+    seeds: Sequence[int],
     folds: Sequence[Fold],
-    candidates: Sequence[ModelConfig],
-    train_cfg: TrainConfig,
-    *,
-    selection: str,
-    inner_folds: int,
-    strategy: tf.distribute.Strategy,
-    seed: int,
-    on_fold_start: Callable[[int, Fold], Sequence[keras.callbacks.Callback]] | None = None,
-    on_fold_end: Callable[[int, FoldOutcome], None] | None = None,
-) -> list[FoldOutcome]:
-    """For each outer fold: choose the configuration (``given``: the first candidate;
-    ``nested``: :func:`inner_selection` on the fold's training subjects), train with epoch
-    selection on the fold's validation subjects, predict the test subjects."""
-    outcomes = []
-    for index, fold in enumerate(folds):
-        scores = None
-        chosen = candidates[0]
-        if selection == "nested" and len(candidates) > 1:
-            best, scores = inner_selection(
-                data,
-                candidates,
-                train_cfg,
-                fold.train + fold.validation,
-                inner_folds,
-                strategy=strategy,
-                seed=seed + 1000 * index,
+    per_unit: int,
+    examples: dict[str, set[str]] | None = None,
+    phase: str = "outer",
+) -> list[UnitSpec]:
+    """The units of one variant: every seed × block of folds. ``examples`` maps a subject to the
+    example uids it holds (drawn by the fold that tests that subject)."""
+    specs = []
+    for seed in seeds:
+        for block in blocks(folds, per_unit):
+            wanted = sorted(
+                uid for fold in block for s in fold.test for uid in (examples or {}).get(s, ())
             )
-            chosen = candidates[best]
-        callbacks = on_fold_start(index, fold) if on_fold_start else ()
-        result = fit_on_subjects(
-            data,
-            chosen,
-            train_cfg,
-            fold.train,
-            fold.validation,
-            strategy=strategy,
-            seed=seed + index,
-            callbacks=callbacks,
+            specs.append(UnitSpec(variant, train, seed, block, tuple(wanted), phase))
+    return specs
+
+
+def predictions_frame(results: Sequence[UnitResult], manifest: pd.DataFrame) -> pd.DataFrame:
+    """Every test prediction of ``results`` (one row per seed × sample), joined with the
+    manifest; checks that each seed predicts each sample of its folds exactly once."""
+    rows = [
+        {"seed": r.spec.seed, "fold": fold.fold.name, **p}
+        for r in results
+        for fold in r.folds
+        for p in fold.predictions
+    ]
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        raise AssertionError("the units predicted nothing")
+    frame = frame.merge(
+        manifest[["uid", "dataset", "subject_id", "label"]], on="uid", validate="m:1"
+    )
+    if frame.duplicated(["seed", "uid"]).any() or not (frame.true == frame.label).all():
+        raise AssertionError(
+            "predictions do not match the manifest (a sample twice, or a wrong label)"
         )
-        out = predict_labels(
-            result.model,
-            data.dataset(fold.test, data.input_kind(chosen), 64, with_ids=True),
+    return frame.drop(columns="label").sort_values(["seed", "uid"]).reset_index(drop=True)
+
+
+@dataclass
+class ProtocolRun:
+    """What one protocol run of a variant (or a nested selection among candidates) produced."""
+
+    predictions: pd.DataFrame  # one row per seed × sample
+    units: list[UnitResult]
+    folds: list[dict]  # per seed and outer fold: subjects, model, chosen epoch, inner scores
+    inner_units: list[UnitResult] = field(default_factory=list)
+
+
+def fold_report(result: UnitResult, scores: dict[str, list[float]] | None = None) -> list[dict]:
+    return [
+        {
+            "seed": result.spec.seed,
+            "fold": f.fold.name,
+            "test": list(f.fold.test),
+            "validation": list(f.fold.validation),
+            "train_subjects": len(f.fold.train),
+            "model": result.spec.variant.as_dict(),
+            "best_epoch": f.best_epoch,
+            "epochs_run": f.epochs_run,
+            "inner_uf1": (scores or {}).get(f.fold.name),
+            "history": f.history,
+        }
+        for f in result.folds
+    ]
+
+
+def run_given(
+    variant: ModelConfig,
+    train: TrainConfig,
+    seeds: Sequence[int],
+    folds: Sequence[Fold],
+    manifest: pd.DataFrame,
+    execution: Execution,
+    examples: dict[str, set[str]] | None = None,
+) -> ProtocolRun:
+    """The protocol for one given configuration."""
+    specs = unit_specs(variant, train, seeds, folds, execution.folds_per_unit, examples)
+    results = _run(specs, execution)
+    return ProtocolRun(
+        predictions_frame(results, manifest),
+        results,
+        [row for r in results for row in fold_report(r)],
+    )
+
+
+def inner_folds(outer: Fold, k: int, validation_fraction: float, seed: int) -> list[Fold]:
+    """Grouped folds over an outer fold's training subjects (its test subject never appears)."""
+    subjects = [*outer.train, *outer.validation]
+    inner = grouped_kfold(subjects, min(k, len(subjects)), validation_fraction, seed)
+    return [Fold(f"{outer.name}/{f.name}", f.test, f.train, f.validation) for f in inner]
+
+
+def run_nested(
+    candidates: Sequence[ModelConfig],
+    train: TrainConfig,
+    seeds: Sequence[int],
+    folds: Sequence[Fold],
+    manifest: pd.DataFrame,
+    execution: Execution,
+    inner_k: int,
+    examples: dict[str, set[str]] | None = None,
+) -> ProtocolRun:
+    """Nested selection: per outer fold, each candidate's pooled UF1 over grouped folds of
+    that fold's training subjects (all seeds pooled) picks the configuration; the outer fold
+    then trains the pick."""
+    seed0 = seeds[0]
+    inner = {o.name: inner_folds(o, inner_k, train.validation_fraction, seed0) for o in folds}
+    every_inner = [f for o in folds for f in inner[o.name]]
+    inner_specs = [
+        spec
+        for candidate in candidates
+        for spec in unit_specs(
+            candidate, train, seeds, every_inner, execution.folds_per_unit, phase="inner"
         )
-        predictions = pd.DataFrame(
-            {
-                "uid": out.uids,
-                "fold": fold.name,
-                "true": out.truth,
-                "predicted": out.predicted,
-                **{f"p_{k}": out.probabilities[:, k] for k in range(out.probabilities.shape[1])},
-            }
+    ]
+    inner_results = _run(inner_specs, execution)
+    truth = dict(zip(manifest.uid, manifest.label, strict=True))
+    scores: dict[str, list[float]] = {o.name: [] for o in folds}
+    for candidate in candidates:
+        mine = [r for r in inner_results if r.spec.variant == candidate]
+        for outer in folds:
+            predicted = [
+                (truth[p["uid"]], p["predicted"])
+                for r in mine
+                for f in r.folds
+                if f.fold.name.startswith(f"{outer.name}/")
+                for p in f.predictions
+            ]
+            labels, guesses = zip(*predicted, strict=True) if predicted else ((), ())
+            scores[outer.name].append(uf1(confusion_matrix(labels, guesses, NUM_CLASSES)))
+    chosen = {o.name: candidates[int(np.argmax(scores[o.name]))] for o in folds}
+    outer_specs = []
+    for candidate in candidates:
+        mine = [o for o in folds if chosen[o.name] == candidate]
+        if mine:
+            outer_specs += unit_specs(
+                candidate, train, seeds, mine, execution.folds_per_unit, examples
+            )
+    results = _run(outer_specs, execution)
+    return ProtocolRun(
+        predictions_frame(results, manifest),
+        results,
+        [row for r in results for row in fold_report(r, scores)],
+        inner_results,
+    )
+
+
+def _run(specs: list[UnitSpec], execution: Execution) -> list[UnitResult]:
+    return run_units(
+        specs,
+        execution.context,
+        distributed=execution.distributed,
+        address=execution.address,
+        max_failures=execution.max_failures,
+        progress=execution.progress,
+    )
+
+
+def run_variants(
+    variants: Sequence[ModelConfig],
+    train: TrainConfig,
+    seeds: Sequence[int],
+    folds: Sequence[Fold],
+    manifest: pd.DataFrame,
+    execution: Execution,
+) -> list[ProtocolRun]:
+    """The protocol for several configurations, all their units submitted together (so a
+    cluster packs them), on the same folds and seeds (so they can be compared pairwise)."""
+    specs = [unit_specs(v, train, seeds, folds, execution.folds_per_unit) for v in variants]
+    results = _run([s for group in specs for s in group], execution)
+    runs, start = [], 0
+    for group in specs:
+        mine = results[start : start + len(group)]
+        start += len(group)
+        runs.append(
+            ProtocolRun(
+                predictions_frame(mine, manifest),
+                mine,
+                [row for r in mine for row in fold_report(r)],
+            )
         )
-        expected = data.rows(fold.test)[["uid", "dataset", "subject_id", "label"]]
-        predictions = predictions.merge(expected, on="uid", validate="1:1")
-        if len(predictions) != len(expected) or not (predictions.true == predictions.label).all():
-            raise AssertionError(f"fold {fold.name}: predictions do not match the manifest")
-        predictions = predictions.drop(columns="label").sort_values("uid").reset_index(drop=True)
-        outcome = FoldOutcome(fold, chosen, result, predictions, scores)
-        outcomes.append(outcome)
-        if on_fold_end:
-            on_fold_end(index, outcome)
-    return outcomes
+    return runs

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from components.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Fold:
@@ -72,10 +74,41 @@ def grouped_kfold(
     return folds
 
 
+def dataset_of(subject_id: str) -> str:
+    """The dataset of a namespaced subject id (``casme2/sub01`` → ``casme2``)."""
+    return subject_id.split("/", 1)[0]
+
+
+def lodo_folds(subjects: Sequence[str], validation_fraction: float, seed: int) -> list[Fold]:
+    """Leave-one-dataset-out (MEGC 2018's holdout-database evaluation): each dataset is the
+    test set of one fold, trained on the other datasets' subjects (validation subjects drawn
+    from those)."""
+    ordered = sorted(set(subjects))
+    datasets = sorted({dataset_of(s) for s in ordered})
+    if len(datasets) < 2:
+        raise ConfigError(
+            f"evaluate.protocol lodo needs at least 2 datasets; the records hold {datasets}"
+        )
+    folds = []
+    for dataset in datasets:
+        test = tuple(s for s in ordered if dataset_of(s) == dataset)
+        rest = [s for s in ordered if dataset_of(s) != dataset]
+        train, validation = validation_split(rest, validation_fraction, seed, dataset)
+        folds.append(Fold(dataset, test, train, validation))
+    for fold in folds:
+        fold.check()
+    return folds
+
+
 def protocol_folds(
     subjects: Sequence[str], protocol: str, k: int, validation_fraction: float, seed: int
 ) -> list[Fold]:
-    """The outer folds of ``evaluate.protocol``: ``loso`` or grouped ``kfold`` with ``k`` folds."""
+    """The outer folds of ``evaluate.protocol``: ``loso``, grouped ``kfold`` with ``k`` folds,
+    or ``lodo``."""
     if protocol == "loso":
         return loso_folds(subjects, validation_fraction, seed)
+    if protocol == "lodo":
+        return lodo_folds(subjects, validation_fraction, seed)
+    if not 2 <= k <= len(set(subjects)):
+        raise ConfigError(f"evaluate.folds: {k} folds need 2..{len(set(subjects))} subjects")
     return grouped_kfold(subjects, k, validation_fraction, seed)

@@ -9,13 +9,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from components.errors import MerError
+from components.preprocessing.frames import FrameError, read_image
+
 #: Frame files a folder clip may hold (CASME II/SAMM/SMIC/CAS(ME)^3 use .jpg, .bmp or .png).
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff"}
 #: Onset, apex and at least one frame between: fewer cannot hold a micro-expression.
 MIN_FRAMES = 3
 
 
-class ClipInputError(ValueError):
+class ClipInputError(MerError, ValueError):
     """A clip that cannot be used, with what is wrong and where."""
 
 
@@ -28,17 +31,12 @@ def read_frames_folder(folder: Path) -> tuple[list[np.ndarray], list[str]]:
     files = sorted(
         (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=_natural_key
     )
-    frames = []
+    frames: list[np.ndarray] = []
     for path in files:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None or image.size == 0:
-            raise ClipInputError(f"frame {path} cannot be read or decoded")
-        if frames and image.shape != frames[0].shape:
-            raise ClipInputError(
-                f"frame {path} is {image.shape[1]}x{image.shape[0]}, the first frame "
-                f"{frames[0].shape[1]}x{frames[0].shape[0]}: a clip has one frame size"
-            )
-        frames.append(image)
+        try:
+            frames.append(read_image(path, frames[0].shape if frames else None))
+        except FrameError as exc:
+            raise ClipInputError(str(exc)) from exc
     return frames, [p.name for p in files]
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from components.config import ModelConfig, PreprocessConfig, parse
+from components.config import ModelConfig, PreprocessConfig, model_from_dict, parse
+from components.errors import ArtifactError
 from components.features import sample_indices
 from components.preprocessing.extract import ClipFeatures, clip_features, detect, grey
 from components.records.schema import model_input
@@ -51,10 +52,10 @@ def load_registered_model(uri: str) -> LoadedModel:
     local = mlflow.artifacts.download_artifacts(artifact_uri=uri)
     meta = (Model.load(str(Path(local) / "MLmodel")).metadata or {}).get(METADATA_KEY)
     if meta is None:
-        raise ValueError(f"{uri} is not a mer-attention model (no '{METADATA_KEY}' metadata)")
+        raise ArtifactError(f"{uri} is not a mer-attention model (no '{METADATA_KEY}' metadata)")
     return LoadedModel(
         model=mlflow.keras.load_model(local),
-        model_cfg=parse(ModelConfig, meta["model"], where=f"{uri} metadata"),
+        model_cfg=model_from_dict(meta["model"], f"{uri} metadata"),
         preprocess=parse(PreprocessConfig, meta["preprocess"], where=f"{uri} metadata"),
         input_kind=meta["input_kind"],
         classes=tuple(meta["classes"]),
@@ -86,7 +87,7 @@ def predict_clip(
     loaded: LoadedModel, frames: list[np.ndarray], where: str, apex: int | None = None
 ) -> Prediction:
     """Class probabilities and attention for one clip of BGR frames."""
-    from components.attention import attention_maps
+    from components.attention.maps import attention_maps
 
     features, apex = clip_inputs(frames, loaded.preprocess, where, apex)
     x = model_input(loaded.input_kind, features.flow, features.clip)[None]

@@ -1,8 +1,8 @@
 """Backbones with named placement points.
 
 Each backbone is a function ``(inputs, place, num_classes, dropout) -> probabilities`` that calls
-``place(point, x)`` at each of its points, plus a :class:`Backbone` entry saying which input it
-takes and which points it has.
+``place(point, x)`` at each of its points; its entry in :mod:`components.models.registry` says
+which input it takes and which points it has.
 
 - ``ststnet`` — Liong et al. 2019, shallow triple-stream 3-D CNN on (u, v, strain) 28×28: three
   3×3 conv streams (3, 5, 8 filters, BN, ReLU), 3×3/3 max-pool, concat, 2×2 average pool,
@@ -17,25 +17,13 @@ takes and which points it has.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
 
 import keras
 from keras import layers
 
 from components.models.layers import ChannelSlice
-from components.models.placement import PointKind
 
 Place = Callable[[str, object], object]
-
-
-@dataclass(frozen=True)
-class Backbone:
-    """A backbone's builder, the input it takes, and its placement points in network order."""
-
-    build: Callable[..., object]
-    input_kind: Literal["flow", "clip"]
-    points: dict[str, PointKind]
 
 
 def batch_norm(name: str | None) -> layers.BatchNormalization:
@@ -122,18 +110,6 @@ def clip_net(inputs, place: Place, num_classes: int, dropout: float):
     x = place("temporal", x)
     x = layers.GlobalAveragePooling1D(name="temporal_pool")(x)
     return classifier(x, num_classes, dropout)
-
-
-BACKBONES: dict[str, Backbone] = {
-    "ststnet": Backbone(ststnet, "flow", {"streams": "map", "fused": "map", "pre_head": "map"}),
-    "off_apexnet": Backbone(off_apexnet, "flow", {"stem": "map", "block1": "map", "fused": "map"}),
-    "resnet_small": Backbone(
-        resnet_small,
-        "flow",
-        {"stem": "map", "block1": "map", "block2": "map", "block3": "map"},
-    ),
-    "clip_net": Backbone(clip_net, "clip", {"frame": "frame_map", "temporal": "sequence"}),
-}
 
 
 def input_layer(kind: str, flow_size: int, clip_frames: int, clip_size: int) -> keras.KerasTensor:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import keras
 
 from components.config import ModelConfig
-from components.models.backbones import BACKBONES, input_layer
+from components.imports import load_target
+from components.models.backbones import input_layer
 from components.models.placement import PlacementError, Placer
+from components.models.registry import BACKBONES
 
 
 def model_name(cfg: ModelConfig) -> str:
@@ -39,5 +41,5 @@ def build_model(
         )
     place = Placer(cfg.backbone, backbone.points, cfg.attention, tuple(cfg.placement))
     inputs = input_layer(backbone.input_kind, flow_size, clip_frames, clip_size)
-    outputs = backbone.build(inputs, place, num_classes, cfg.dropout)
+    outputs = load_target(backbone.target)(inputs, place, num_classes, cfg.dropout)
     return keras.Model(inputs, outputs, name=model_name(cfg))

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Literal
 
 import keras
 
-from components.attention import attention_class, make_attention
+from components.attention.factory import attention_class, make_attention
 from components.config import AttentionConfig
+from components.errors import ConfigError
+from components.models.registry import PointKind
 
-#: what flows at a point: a feature map (B, H, W, C), a per-frame feature map inside a clip
-#: model (B, T, H, W, C), or a sequence of frame features (B, T, D)
-PointKind = Literal["map", "frame_map", "sequence"]
 RANK_OF_KIND = {"map": 4, "frame_map": 4, "sequence": 3}
 
 
-class PlacementError(ValueError):
+class PlacementError(ConfigError):
     """A placement point or attention type that this backbone does not have."""
 
 

@@ -10,14 +10,23 @@ import cv2
 import numpy as np
 
 from components.config import PreprocessConfig
-from components.datasets.labels import composite_label, native_label
+from components.datasets.labels import COMPOSITE_CLASSES, composite_label, native_label
 from components.datasets.sample import Sample
 from components.faces import Face, NoFaceError, alignment_matrix, crop, detect_face
 from components.features import flow_stack, flow_statistics, optical_flow, sample_indices
+from components.preprocessing.frames import FrameError, read_image, read_image_bytes
 from components.records.schema import MerRecord
 
 #: Reasons a sample is quarantined (counters and the quarantine report use these codes).
-REASONS = ("unreadable_frame", "no_face", "flow_failed", "error")
+REASONS = (
+    "unreadable_frame",
+    "corrupt_frame",
+    "wrong_channels",
+    "not_square",
+    "no_face",
+    "flow_failed",
+    "error",
+)
 
 
 class SampleError(Exception):
@@ -38,7 +47,10 @@ class LabelledSample:
 
 
 def label_sample(sample: Sample) -> LabelledSample | None:
-    """Attach labels; None when the MEGC composite task excludes the emotion."""
+    """Attach labels; None when the MEGC composite task excludes the emotion. Released flow
+    images carry the composite class itself (no native label)."""
+    if sample.kind == "flow_image":
+        return LabelledSample(sample, COMPOSITE_CLASSES.index(sample.emotion), -1)
     label = composite_label(sample.dataset, sample.emotion)
     if label is None:
         return None
@@ -46,12 +58,13 @@ def label_sample(sample: Sample) -> LabelledSample | None:
     return LabelledSample(sample, label, -1 if native is None else native)
 
 
-def read_frame(path: str) -> np.ndarray:
-    """A frame as BGR uint8; an unreadable or corrupt file is a :class:`SampleError`."""
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
-    if image is None or image.size == 0:
-        raise SampleError("unreadable_frame", f"frame {path} cannot be read or decoded")
-    return image
+def read_frame(path: str, expected_shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """A complete frame as BGR uint8 (of ``expected_shape`` when given); an unreadable,
+    truncated or differently sized file is a :class:`SampleError`."""
+    try:
+        return read_image(path, expected_shape)
+    except FrameError as exc:
+        raise SampleError(exc.reason, str(exc)) from exc
 
 
 def grey(image: np.ndarray) -> np.ndarray:
@@ -119,15 +132,18 @@ def clip_features(
 
 def extract(item: LabelledSample, cfg: PreprocessConfig) -> MerRecord:
     """Preprocess one labelled sample into a :class:`MerRecord` (see :func:`clip_features`;
-    the clip holds ``clip_frames`` frames resampled evenly from onset to offset)."""
+    the clip holds ``clip_frames`` frames resampled evenly from onset to offset). Released
+    flow images go through :func:`extract_flow_image` instead."""
     sample = item.sample
+    if sample.kind == "flow_image":
+        return extract_flow_image(item, cfg)
     onset = read_frame(sample.onset_path)
     located = detect(onset, cfg, sample.onset_path)
     indices = sample_indices(len(sample.frames), cfg.clip_frames)
     features = clip_features(
         onset,
-        read_frame(sample.apex_path),
-        [read_frame(sample.frames[i]) for i in indices],
+        read_frame(sample.apex_path, onset.shape),
+        [read_frame(sample.frames[i], onset.shape) for i in indices],
         cfg,
         sample.uid,
         located,
@@ -151,3 +167,66 @@ def extract(item: LabelledSample, cfg: PreprocessConfig) -> MerRecord:
         clip=features.clip,
         extra=features.statistics,
     )
+
+
+def read_flow_image(path: str, channels: str) -> np.ndarray:
+    """A released flow image as float32 (H, W, 3) u, v, strain in [0, 1]: 8-bit RGB ÷ 255,
+    the channels reordered from ``channels`` (what R, G, B hold, e.g. ``uvs``)."""
+    try:
+        data = read_image_bytes(path)
+    except FrameError as exc:
+        raise SampleError(exc.reason, str(exc)) from exc
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise SampleError("unreadable_frame", f"flow image {path} cannot be decoded")
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        depth = image.shape[2] if image.ndim == 3 else 1
+        raise SampleError(
+            "wrong_channels",
+            f"flow image {path} has {depth} channel(s) of {image.dtype}; expected 8-bit RGB "
+            "(u, v, strain)",
+        )
+    if image.shape[0] != image.shape[1]:
+        raise SampleError("not_square", f"flow image {path} is {image.shape[1]}x{image.shape[0]}")
+    rgb = image[..., ::-1]  # OpenCV decodes BGR
+    order = [channels.index(c) for c in "uvs"]
+    return rgb[..., order].astype(np.float32) / 255.0
+
+
+def extract_flow_image(item: LabelledSample, cfg: PreprocessConfig) -> MerRecord:
+    """A released flow image as a record: resized to ``flow_size`` (area interpolation, the
+    same for every sample; none when it already has that size); the clip (for figures only)
+    holds the apex face when one was given, else the flow magnitude."""
+    sample = item.sample
+    flow = read_flow_image(sample.frames[0], sample.channels)
+    if flow.shape[0] != cfg.flow_size:
+        flow = cv2.resize(flow, (cfg.flow_size, cfg.flow_size), interpolation=cv2.INTER_AREA)
+    if sample.face:
+        face = grey(read_frame(sample.face))
+    else:
+        magnitude = np.hypot(flow[..., 0] - 0.5, flow[..., 1] - 0.5)
+        face = (255 * magnitude / max(float(magnitude.max()), 1e-6)).astype(np.uint8)
+    still = cv2.resize(face, (cfg.clip_size, cfg.clip_size), interpolation=cv2.INTER_AREA)
+    nan = float("nan")
+    return MerRecord(
+        uid=sample.uid,
+        dataset=sample.dataset,
+        subject=sample.subject,
+        subject_id=sample.subject_id,
+        clip_id=sample.clip,
+        emotion=sample.emotion,
+        label=item.label,
+        native_label=item.native_label,
+        frames=(0, 0, 0),
+        clip_frames=(0,) * cfg.clip_frames,
+        face_box=(0, 0, 0, 0),
+        alignment=np.zeros(6, np.float32),
+        detector=PRECOMPUTED,
+        flow=flow.astype(np.float32),
+        clip=np.repeat(still[None, ..., None], cfg.clip_frames, axis=0),
+        extra=dict.fromkeys(("flow_mean_px", "flow_p99_px", "flow_max_px", "strain_mean"), nan),
+    )
+
+
+#: the ``detector`` of records made from released flow images (no face or flow step)
+PRECOMPUTED = "precomputed"

@@ -1,21 +1,21 @@
 """MLflow tracking: one configured store, parent/child runs, provenance tags."""
 
+from components.provenance import data_version, git_commit, provenance_tags
 from components.tracking.mlflow_runs import (
-    EpochLogger,
     configure_tracking,
-    data_version,
     flatten,
-    git_commit,
-    provenance_tags,
     resolved_uri,
+    store_lock,
+    tracked_run,
 )
 
 __all__ = [
-    "EpochLogger",
     "configure_tracking",
     "data_version",
     "flatten",
     "git_commit",
     "provenance_tags",
     "resolved_uri",
+    "store_lock",
+    "tracked_run",
 ]

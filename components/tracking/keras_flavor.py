@@ -42,8 +42,10 @@ def save_model(model, path: str, mlflow_model: Model | None = None, **kwargs: An
 def register_custom_layers() -> None:
     """Make the project's Keras classes known to Keras (they register on import), as loading
     a saved model needs."""
-    import components.attention
-    import components.models  # noqa: F401
+    import components.models.layers  # noqa: F401
+    from components.attention.factory import register_all
+
+    register_all()
 
 
 def _load_pyfunc(path: str):

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
+import fcntl
 import os
-import subprocess
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import keras
 import mlflow
 
 from components.config import TrackingConfig
+from components.provenance import data_version, git_commit, provenance_tags
+
+__all__ = [
+    "configure_tracking",
+    "data_version",
+    "flatten",
+    "git_commit",
+    "provenance_tags",
+    "resolved_uri",
+    "store_lock",
+    "tracked_run",
+]
 
 #: The user's override, read once at start: ``mlflow.set_tracking_uri`` itself writes
 #: MLFLOW_TRACKING_URI, so reading it later would mistake our own earlier setting for the user's.
@@ -39,17 +49,60 @@ def configure_tracking(cfg: TrackingConfig) -> str:
     Returns the experiment id."""
     uri = resolved_uri(cfg)
     mlflow.set_tracking_uri(uri)
-    experiment = mlflow.get_experiment_by_name(cfg.experiment)
-    if experiment is None:
-        location = cfg.artifact_location
-        if "://" not in location:
-            remote = uri.startswith(("http://", "https://", "databricks"))
-            location = None if remote else Path(location).resolve().as_uri()
-        experiment_id = mlflow.create_experiment(cfg.experiment, artifact_location=location)
-    else:
-        experiment_id = experiment.experiment_id
+    with store_lock(uri):  # the first use creates the schema: one process at a time
+        experiment = mlflow.get_experiment_by_name(cfg.experiment)
+        if experiment is None:
+            location = cfg.artifact_location
+            if "://" not in location:
+                remote = uri.startswith(("http://", "https://", "databricks"))
+                location = None if remote else Path(location).resolve().as_uri()
+            experiment_id = mlflow.create_experiment(cfg.experiment, artifact_location=location)
+        else:
+            experiment_id = experiment.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (None for other stores)."""
+    prefix = "sqlite:///"
+    return Path(uri[len(prefix) :]) if uri.startswith(prefix) else None
+
+
+@contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """An exclusive file lock next to a SQLite store while it is initialised: MLflow creates
+    the schema (alembic migrations) on first use, and two processes doing it at once fail with
+    "table _alembic_tmp_experiments already exists". Other stores need no lock."""
+    path = sqlite_path(uri)
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def tracked_run(**kwargs: Any) -> Iterator[Any]:
+    """``mlflow.start_run(**kwargs)`` that ends KILLED when interrupted (Ctrl-C, SIGTERM) and
+    FAILED on an error, never FINISHED without its results."""
+    from components.errors import Interrupted
+
+    run = mlflow.start_run(**kwargs)
+    try:
+        yield run
+    except (KeyboardInterrupt, Interrupted):
+        mlflow.end_run(status="KILLED")
+        raise
+    except BaseException:
+        mlflow.end_run(status="FAILED")
+        raise
+    mlflow.end_run(status="FINISHED")
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, str]:
@@ -70,66 +123,3 @@ def flatten(value: Any, prefix: str = "") -> dict[str, str]:
         return out
     text = ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
     return {prefix.rstrip("."): text[:6000]}
-
-
-#: What ``dvc repro`` itself rewrites while it runs: changes there do not make the code dirty.
-PIPELINE_OUTPUTS = ("dvc.lock", "reports")
-
-
-def git_commit() -> str:
-    """The commit of the code, ``-dirty`` if tracked files other than the pipeline's own
-    outputs (:data:`PIPELINE_OUTPUTS`) differ from it; ``unknown`` outside a git checkout."""
-
-    def git(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", *args], capture_output=True, text=True)
-
-    try:
-        head = git("rev-parse", "--short=12", "HEAD")
-        if head.returncode:
-            return "unknown"
-        excluded = [f":(exclude){path}" for path in PIPELINE_OUTPUTS]
-        dirty = git("diff", "--quiet", "HEAD", "--", ".", *excluded).returncode != 0
-    except OSError:
-        return "unknown"
-    return head.stdout.strip() + ("-dirty" if dirty else "")
-
-
-def data_version(records_dir: str | Path) -> str:
-    """The version of the data a run used: DVC's hash of the records directory, exactly the
-    ``md5`` that ``dvc.lock`` records for it (``<md5 of the sorted file listing>.dir``), so a
-    run can be traced to its ``dvc.lock`` entry and back."""
-    root = Path(records_dir)
-    listing = [
-        {
-            "md5": hashlib.md5(path.read_bytes()).hexdigest(),
-            "relpath": path.relative_to(root).as_posix(),
-        }
-        for path in root.rglob("*")
-        if path.is_file()
-    ]
-    listing.sort(key=lambda entry: entry["relpath"])  # DVC orders by the joined path string
-    return hashlib.md5(json.dumps(listing, sort_keys=True).encode()).hexdigest() + ".dir"
-
-
-def provenance_tags(records_dir: str | Path, stage: str) -> dict[str, str]:
-    return {"git_commit": git_commit(), "data_version": data_version(records_dir), "stage": stage}
-
-
-class EpochLogger(keras.callbacks.Callback):
-    """Log every epoch's metrics to an MLflow run (by id, so it works inside nested runs)."""
-
-    def __init__(self, run_id: str, prefix: str = ""):
-        super().__init__()
-        self.run_id = run_id
-        self.prefix = prefix
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        metrics = {f"{self.prefix}{k}": float(v) for k, v in (logs or {}).items()}
-        if metrics:
-            mlflow.tracking.MlflowClient().log_batch(
-                self.run_id,
-                metrics=[
-                    mlflow.entities.Metric(k, v, int(1000 * time.time()), epoch)
-                    for k, v in metrics.items()
-                ],
-            )

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
-from components.config import ModelConfig, Params
+from components.config import ModelConfig, Params, TrainConfig
 from components.datasets.labels import COMPOSITE_CLASSES
 
 
@@ -17,9 +18,9 @@ class CardFacts:
     name: str
     params: Params
     model_cfg: ModelConfig
-    config_source: str  # "tune: reports/tune/best_config.json" | "params.yaml model"
-    metrics: dict  # reports/metrics.json
-    selection_statement: str
+    config_source: str  # where the configuration and training values came from
+    evaluation: Any  # components.artifacts.Evaluation: the protocol's estimate, with CIs
+    train: TrainConfig  # the training values of the final model
     manifest: pd.DataFrame  # the records the final model was trained on
     epochs: int
     epochs_source: str
@@ -30,17 +31,18 @@ class CardFacts:
     synthetic: bool  # trained on the embedded synthetic dataset
 
 
-def _metric_rows(metrics: dict) -> list[str]:
+def _metric_rows(summary: dict) -> list[str]:
     rows = []
-    for subset, block in metrics.items():
-        if isinstance(block, dict) and "uf1" in block:
-            label = {
-                "composite": "composite (all datasets pooled)",
-                "untuned_subjects": "subjects the tune stage never saw",
-            }.get(subset, subset)
-            rows.append(
-                f"| {label} | {block['uf1']:.4f} | {block['uar']:.4f} | {block['samples']} |"
-            )
+    for subset, block in summary.items():
+        label = {
+            "composite": "composite (all datasets pooled)",
+            "untuned_subjects": "subjects the tune stage never saw",
+        }.get(subset, subset)
+        rows.append(
+            f"| {label} | {block['uf1']:.4f} [{block['uf1_ci_low']:.3f}, {block['uf1_ci_high']:.3f}] "
+            f"| {block['uar']:.4f} [{block['uar_ci_low']:.3f}, {block['uar_ci_high']:.3f}] "
+            f"| {block['samples']} | {block['subjects']} |"
+        )
     return rows
 
 
@@ -55,7 +57,8 @@ def model_card(facts: CardFacts) -> str:
     attention_text = attention.type + (
         f" ({attention.heads} heads)" if attention.type in {"mhsa", "temporal_mhsa"} else ""
     )
-    metric_table = "\n".join(_metric_rows(facts.metrics))
+    evaluation, train = facts.evaluation, facts.train
+    metric_table = "\n".join(_metric_rows(evaluation.summary))
     size = p.preprocess.flow_size
     input_text = (
         f"onset→apex TV-L1 optical flow (u, v) and optical strain of the aligned face, "
@@ -64,7 +67,7 @@ def model_card(facts: CardFacts) -> str:
         else f"{p.preprocess.clip_frames} aligned grey face frames from onset to offset, "
         f"{p.preprocess.clip_size}×{p.preprocess.clip_size}, scaled to [0, 1]"
     )
-    complete = facts.metrics.get("complete", True)
+    complete = evaluation.complete
     synthetic_warning = (
         "\n> **Trained on the embedded synthetic dataset.** The clips are real public-domain "
         "faces with planted, class-dependent motion; the numbers below say that the pipeline "
@@ -89,18 +92,21 @@ def model_card(facts: CardFacts) -> str:
 
 ## Training
 - The final model is trained on every subject for {facts.epochs} epochs ({facts.epochs_source}),
-  learning rate {p.train.learning_rate}, batch {p.train.batch_size} per replica,
-  class weighting `{p.train.class_weighting}`, seed {p.seed}; code `{facts.git_commit}`.
+  learning rate {train.learning_rate}, batch {train.batch_size} per replica,
+  class weighting `{train.class_weighting}`, seed {p.seed}; code `{facts.git_commit}`.
 
-## Evaluation (MEGC protocol, `{facts.metrics["protocol"]}`{"" if complete else ", INCOMPLETE"})
-{facts.selection_statement}.
+## Evaluation (MEGC protocol, `{evaluation.protocol}`{"" if complete else ", INCOMPLETE"}, {len(evaluation.seeds)} seed(s))
+{evaluation.selection_statement}.
 
-| subset | UF1 | UAR | clips |
-|---|---|---|---|
+| subset | UF1 [95% CI] | UAR [95% CI] | clips | subjects |
+|---|---|---|---|---|
 {metric_table}
 
 UF1 is the unweighted mean of per-class F1 over the pooled predictions of all folds, UAR the
-unweighted mean of per-class recall (MEGC 2019 definitions). These numbers are the protocol's
+unweighted mean of per-class recall (MEGC 2019 definitions); with several seeds, the mean of
+each seed's value. The intervals come from a subject-level bootstrap (subjects resampled with
+replacement, metrics recomputed, seeds folded in): on tens of subjects they are wide, and two
+configurations whose intervals overlap may not differ at all. These numbers are the protocol's
 estimate for this configuration; the registered model itself is trained on all subjects and has
 no held-out score.
 

@@ -26,17 +26,21 @@ class Decision:
     previous: str | None = None  # the version that held the alias
 
 
-def evaluation_tags(metrics: dict, data_version: str) -> dict[str, str]:
-    """Version tags from ``reports/metrics.json`` (the evaluate stage's pooled results)."""
+def evaluation_tags(evaluation, data_version: str) -> dict[str, str]:
+    """Version tags from the evaluate stage's record (:class:`components.artifacts.Evaluation`):
+    protocol, completeness, seeds, pooled UF1/UAR with their CIs, per subset."""
+    composite = evaluation.summary["composite"]
     tags = {
-        PROTOCOL: str(metrics["protocol"]),
-        COMPLETE: str(bool(metrics.get("complete", True))).lower(),
+        PROTOCOL: str(evaluation.protocol),
+        COMPLETE: str(bool(evaluation.complete)).lower(),
         DATA_VERSION: data_version,
-        UF1: f"{metrics['composite']['uf1']:.6f}",
-        UAR: f"{metrics['composite']['uar']:.6f}",
+        UF1: f"{composite['uf1']:.6f}",
+        UAR: f"{composite['uar']:.6f}",
+        "uf1_ci": f"[{composite['uf1_ci_low']:.4f}, {composite['uf1_ci_high']:.4f}]",
+        "seeds": str(len(evaluation.seeds)),
     }
-    for subset, block in metrics.items():
-        if isinstance(block, dict) and "uf1" in block and subset != "composite":
+    for subset, block in evaluation.summary.items():
+        if subset != "composite":
             tags[f"uf1.{subset}"] = f"{block['uf1']:.6f}"
             tags[f"uar.{subset}"] = f"{block['uar']:.6f}"
     return tags
@@ -88,7 +92,14 @@ def apply_decision(
 
 def promote(client: MlflowClient, name: str, version: str, alias: str, reason: str) -> None:
     """Move ``alias`` to ``version`` by hand (e.g. the first model on a new dataset)."""
-    client.get_model_version(name, version)  # raises a clear error for an unknown version
+    try:
+        client.get_model_version(name, version)
+    except MlflowException:
+        from components.errors import ArtifactError
+
+        raise ArtifactError(
+            f"model {name!r} has no version {version} (see `mer registry`)"
+        ) from None
     apply_decision(client, name, version, alias, Decision(True, f"promoted by hand: {reason}"))
 
 

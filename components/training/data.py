@@ -1,145 +1,82 @@
-"""``tf.data`` input from the TFRecord shards, through the shared schema."""
+"""``tf.data`` batches from the in-memory records: per-epoch order and augmentation that depend
+only on (seed, epoch), so a run resumed at epoch ``e`` sees exactly the batches it would have."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
+import numpy as np
 import tensorflow as tf
-
-from components.records.schema import parse
 
 AUTOTUNE = tf.data.AUTOTUNE
 
 
-def _features(kind: str, shape: Sequence[int], with_ids: bool):
-    def select(example: dict) -> tuple:
-        x = tf.ensure_shape(example[kind], shape)
-        return (x, example["label"], example["uid"]) if with_ids else (x, example["label"])
-
-    return select
-
-
-def augment_batch(kind: str, flip: bool, shift_px: int, seed: int):
-    """Batch-level augmentation with a per-sample draw: horizontal mirror (for flow, u changes
-    sign: u -> 1 - u after min-max normalisation) and translation by up to ``shift_px`` pixels
-    (symmetric padding). Vectorised over the batch; stateless, keyed by (seed, batch index)."""
-
-    def apply(index: tf.Tensor, batch_xy: tuple) -> tuple:
-        x, y = batch_xy
-        stream = tf.stack([tf.cast(seed, tf.int64), index])
-        batch = tf.shape(x)[0]
-        spatial = len(x.shape) - 3  # first spatial axis: 1 for (B,H,W,C), 2 for (B,T,H,W,C)
-        if flip:
-            mirror = tf.random.stateless_uniform([batch], seed=stream) < 0.5
-            flipped = tf.reverse(x, axis=[spatial + 1])
-            if kind == "flow":
-                flipped = tf.concat([1.0 - flipped[..., :1], flipped[..., 1:]], axis=-1)
-            mask = tf.reshape(mirror, [-1] + [1] * (len(x.shape) - 1))
-            x = tf.where(mask, flipped, x)
-        if shift_px:
-            height, width = x.shape[spatial], x.shape[spatial + 1]
-            offsets = tf.random.stateless_uniform(
-                [batch, 2], seed=stream + 1, minval=0, maxval=2 * shift_px + 1, dtype=tf.int32
-            )
-            paddings = [[0, 0]] * spatial + [[shift_px, shift_px]] * 2 + [[0, 0]]
-            padded = tf.pad(x, paddings, mode="SYMMETRIC")
-            rows = offsets[:, :1] + tf.range(height)[None]  # (B, H)
-            cols = offsets[:, 1:] + tf.range(width)[None]  # (B, W)
-            if spatial == 2:  # clips: move the time axis out of the way
-                padded = tf.transpose(padded, [0, 2, 3, 1, 4])
-            padded = tf.gather(padded, rows, axis=1, batch_dims=1)
-            padded = tf.gather(padded, cols, axis=2, batch_dims=1)
-            x = tf.transpose(padded, [0, 3, 1, 2, 4]) if spatial == 2 else padded
-        return x, y
-
-    return apply
+def augment(x: tf.Tensor, kind: str, flip: bool, shift_px: int, stream: tf.Tensor) -> tf.Tensor:
+    """Per-sample augmentation of a batch: horizontal mirror (for flow, u changes sign:
+    u -> 1 - u after min-max normalisation) and translation by up to ``shift_px`` pixels
+    (symmetric padding). Stateless, keyed by ``stream`` (2 int64 values)."""
+    batch = tf.shape(x)[0]
+    spatial = len(x.shape) - 3  # first spatial axis: 1 for (B,H,W,C), 2 for (B,T,H,W,C)
+    if flip:
+        mirror = tf.random.stateless_uniform([batch], seed=stream) < 0.5
+        flipped = tf.reverse(x, axis=[spatial + 1])
+        if kind == "flow":
+            flipped = tf.concat([1.0 - flipped[..., :1], flipped[..., 1:]], axis=-1)
+        mask = tf.reshape(mirror, [-1] + [1] * (len(x.shape) - 1))
+        x = tf.where(mask, flipped, x)
+    if shift_px:
+        height, width = x.shape[spatial], x.shape[spatial + 1]
+        offsets = tf.random.stateless_uniform(
+            [batch, 2], seed=stream + 1, minval=0, maxval=2 * shift_px + 1, dtype=tf.int32
+        )
+        paddings = [[0, 0]] * spatial + [[shift_px, shift_px]] * 2 + [[0, 0]]
+        padded = tf.pad(x, paddings, mode="SYMMETRIC")
+        rows = offsets[:, :1] + tf.range(height)[None]  # (B, H)
+        cols = offsets[:, 1:] + tf.range(width)[None]  # (B, W)
+        if spatial == 2:  # clips: move the time axis out of the way
+            padded = tf.transpose(padded, [0, 2, 3, 1, 4])
+        padded = tf.gather(padded, rows, axis=1, batch_dims=1)
+        padded = tf.gather(padded, cols, axis=2, batch_dims=1)
+        x = tf.transpose(padded, [0, 3, 1, 2, 4]) if spatial == 2 else padded
+    return x
 
 
-def finish(
-    dataset: tf.data.Dataset,
-    kind: str,
-    batch_size: int,
+def steps_per_epoch(samples: int, batch: int) -> int:
+    return -(-samples // batch)
+
+
+def training_stream(
+    inputs: np.ndarray,
+    labels: np.ndarray,
+    fold_mask: np.ndarray | None,
     *,
-    training: bool,
+    kind: str,
+    batch: int,
     seed: int,
+    start_epoch: int,
+    epochs: int,
     flip: bool,
     shift_px: int,
-    size: int | None,
 ) -> tf.data.Dataset:
-    """The part of the pipeline after the source: cardinality, shuffle, batch, augment,
-    prefetch. Shared by record and in-memory sources so they differ only in where data lives."""
-    if size is not None:
-        dataset = dataset.apply(tf.data.experimental.assert_cardinality(size))
-    if training:
-        dataset = dataset.shuffle(2048, seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
-    if training and (flip or shift_px):
-        dataset = dataset.enumerate().map(
-            augment_batch(kind, flip, shift_px, seed),
-            num_parallel_calls=AUTOTUNE,
-            deterministic=True,
+    """Batches for epochs ``start_epoch..epochs-1``: each epoch a permutation drawn from
+    (seed, epoch), batched, augmented per batch from (seed, epoch, batch). Elements are
+    ``((x, fold_mask), y)`` for stacked models, ``(x, y)`` otherwise."""
+    x = tf.constant(inputs)
+    y = tf.constant(labels, tf.int64)
+    m = None if fold_mask is None else tf.constant(fold_mask, tf.float32)
+    count = len(labels)
+    steps = steps_per_epoch(count, batch)
+
+    def epoch_batches(epoch: tf.Tensor) -> tf.data.Dataset:
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(count), seed=tf.stack([tf.constant(seed, tf.int64), epoch])
         )
-    return dataset.prefetch(AUTOTUNE)
 
+        def one(step: tf.Tensor):
+            index = order[step * batch : (step + 1) * batch]
+            stream = tf.stack([tf.constant(seed, tf.int64) * 100003 + epoch, step])
+            xb = augment(tf.gather(x, index), kind, flip, shift_px, stream)
+            yb = tf.gather(y, index)
+            return ((xb, tf.gather(m, index)), yb) if m is not None else (xb, yb)
 
-def record_source(
-    shards: Sequence[str],
-    subjects: Sequence[str],
-    kind: str,
-    shape: Sequence[int],
-    with_ids: bool = False,
-) -> tf.data.Dataset:
-    """Unbatched ``(x, label[, uid])`` of ``subjects`` from the shards: read interleaved, parsed
-    through the shared schema, filtered by subject and cached (re-iterating it reads no file)."""
-    if not shards:
-        raise ValueError("no record shards given")
-    wanted = tf.constant(sorted(set(subjects)), tf.string)
-    return (
-        tf.data.Dataset.from_tensor_slices(sorted(shards))
-        .interleave(
-            lambda path: tf.data.TFRecordDataset(path, compression_type="GZIP"),
-            cycle_length=min(4, len(shards)),
-            num_parallel_calls=AUTOTUNE,
-            deterministic=True,
-        )
-        .map(parse, num_parallel_calls=AUTOTUNE, deterministic=True)
-        .filter(lambda example: tf.reduce_any(tf.equal(example["subject_id"], wanted)))
-        .map(_features(kind, shape, with_ids), num_parallel_calls=AUTOTUNE, deterministic=True)
-        .cache()
-    )
+        return tf.data.Dataset.range(steps).map(one)
 
-
-def make_dataset(
-    shards: Sequence[str],
-    subjects: Sequence[str],
-    kind: str,
-    shape: Sequence[int],
-    batch_size: int,
-    *,
-    training: bool = False,
-    seed: int = 0,
-    flip: bool = False,
-    shift_px: int = 0,
-    size: int | None = None,
-    with_ids: bool = False,
-) -> tf.data.Dataset:
-    """Batches of ``(flow or clip, label)`` for the samples of ``subjects`` (namespaced ids);
-    ``shape`` is one input's static shape (checked against what the records hold).
-
-    :func:`record_source`, then :func:`finish`: training data is shuffled with ``seed``
-    (reshuffled each epoch, deterministically) and augmented. ``size`` (the number of matching
-    samples, from the manifest) lets Keras know the epoch length. ``with_ids`` adds each
-    sample's uid as a third element (for predictions).
-    """
-    if training and with_ids:
-        raise ValueError("with_ids is for evaluation data")
-    return finish(
-        record_source(shards, subjects, kind, shape, with_ids),
-        kind,
-        batch_size,
-        training=training,
-        seed=seed,
-        flip=flip,
-        shift_px=shift_px,
-        size=size,
-    )
+    return tf.data.Dataset.range(start_epoch, epochs).flat_map(epoch_batches).prefetch(AUTOTUNE)

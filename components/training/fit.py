@@ -1,57 +1,46 @@
-"""Train one model: class weights, validation-UF1 early stopping with best-epoch restore."""
+"""The one training loop: Keras ``fit`` over the folds of a unit, with per-fold epoch selection.
+
+``fit_folds`` trains one model configuration for several folds at once. When the backbone and
+attention have a fold-stacked form (and ``train.stack_folds``), the folds share one
+:class:`~components.models.stacked.StackedModel`: one stream of batches over the union of their
+training samples, each fold learning only from its own (masked loss, masked BatchNorm moments).
+Otherwise each fold trains its own ordinary Keras model, one after another (and under
+``MirroredStrategy`` when several devices are configured). Either way, every epoch each fold
+is scored on its **validation subjects** only (UF1, then lower loss), its best weights are
+kept, it stops after ``patience`` epochs without improvement, and its best weights are
+restored before its test subjects are predicted. ``evaluate``, ``tune`` trials (through
+``on_epoch`` hooks and checkpoints) and ``register`` all train through here.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from components.config import ModelConfig, TrainConfig
-from components.evaluation.metrics import confusion_matrix, uar, uf1
-from components.models import build_model
+from components.metrics import confusion_matrix, uar, uf1
+from components.training.data import steps_per_epoch, training_stream
 
 
-def class_weights(labels: Sequence[int], num_classes: int) -> dict[int, float]:
+def class_weights(labels: Sequence[int], num_classes: int) -> np.ndarray:
     """Balanced weights n / (k · n_c) (classes absent from training get weight 0)."""
     counts = np.bincount(np.asarray(labels, int), minlength=num_classes).astype(float)
     total = counts.sum()
-    return {
-        c: (total / (num_classes * counts[c]) if counts[c] else 0.0) for c in range(num_classes)
-    }
+    return np.array(
+        [total / (num_classes * counts[c]) if counts[c] else 0.0 for c in range(num_classes)],
+        np.float32,
+    )
 
 
-@dataclass
-class Predictions:
-    """Labels, predictions and probabilities over a dataset (uids when it carries them)."""
-
-    truth: np.ndarray
-    predicted: np.ndarray
-    probabilities: np.ndarray
-    uids: list[str]
-
-
-def predict_labels(model: keras.Model, dataset: tf.data.Dataset) -> Predictions:
-    """Predict a finite dataset of ``(x, y)`` or ``(x, y, uid)`` batches."""
-    truths, probabilities, uids = [], [], []
-    for batch in dataset:
-        probabilities.append(model(batch[0], training=False).numpy())
-        truths.append(batch[1].numpy())
-        if len(batch) > 2:
-            uids.extend(u.decode() for u in batch[2].numpy())
-    if not truths:
-        empty = np.zeros(0, int)
-        return Predictions(empty, empty, np.zeros((0, model.output_shape[-1])), [])
-    p = np.concatenate(probabilities)
-    return Predictions(np.concatenate(truths).astype(int), p.argmax(-1), p, uids)
-
-
-def validation_metrics(out: Predictions, num_classes: int) -> dict[str, float]:
-    """UF1, UAR and cross-entropy of predictions on validation subjects."""
-    matrix = confusion_matrix(out.truth, out.predicted, num_classes)
-    picked = out.probabilities[np.arange(len(out.truth)), out.truth]
+def validation_metrics(truth: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
+    """UF1, UAR and cross-entropy of probabilities ``(n, K)`` against ``truth``."""
+    matrix = confusion_matrix(truth, probabilities.argmax(-1), probabilities.shape[-1])
+    picked = probabilities[np.arange(len(truth)), truth]
     return {
         "val_uf1": uf1(matrix),
         "val_uar": uar(matrix),
@@ -59,101 +48,410 @@ def validation_metrics(out: Predictions, num_classes: int) -> dict[str, float]:
     }
 
 
-def compiled_model(
-    model_cfg: ModelConfig, learning_rate: float, input_sizes: dict[str, int], num_classes: int = 3
-) -> keras.Model:
-    """The model of ``model_cfg``, compiled for training (call inside a strategy scope)."""
-    model = build_model(model_cfg, num_classes=num_classes, **input_sizes)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    return model
+@dataclass(frozen=True)
+class FoldData:
+    """One fold of a unit: row positions (into the records) to train on, to choose the epoch
+    on, and to predict at the end; ``seed`` initialises this fold's weights."""
 
-
-class BestValidationUF1(keras.callbacks.Callback):
-    """Each epoch: UF1/UAR on the validation subjects (``val_uf1``/``val_uar`` in the logs).
-    Keeps the weights of the best epoch (UF1, then lower validation loss), stops after
-    ``patience`` epochs without improvement (never before ``min_epochs``), restores the best."""
-
-    def __init__(
-        self, validation: tf.data.Dataset, num_classes: int, patience: int, min_epochs: int
-    ):
-        super().__init__()
-        self.validation = validation
-        self.num_classes = num_classes
-        self.patience = patience
-        self.min_epochs = min_epochs
-        self.best: tuple[float, float] | None = None
-        self.best_epoch = -1
-        self.best_weights: list | None = None
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        logs = logs if logs is not None else {}
-        logs.update(
-            validation_metrics(predict_labels(self.model, self.validation), self.num_classes)
-        )
-        score = (logs["val_uf1"], -logs["val_loss"])
-        if self.best is None or score > self.best:
-            self.best, self.best_epoch = score, epoch
-            self.best_weights = self.model.get_weights()
-        elif epoch + 1 >= self.min_epochs and epoch - self.best_epoch >= self.patience:
-            self.model.stop_training = True
-
-    def on_train_end(self, logs: dict | None = None) -> None:
-        if self.best_weights is not None:
-            self.model.set_weights(self.best_weights)
+    name: str
+    train: np.ndarray
+    validation: np.ndarray
+    predict: np.ndarray
+    seed: int
 
 
 @dataclass
-class TrainResult:
-    model: keras.Model
-    history: dict[str, list[float]]
-    best_epoch: int  # 0-based; -1 without validation subjects (last epoch kept)
+class FoldFit:
+    """What training one fold produced."""
+
+    name: str
+    best_epoch: int  # 0-based; -1 without validation subjects (the last epoch is kept)
     epochs_run: int
-    extra: dict = field(default_factory=dict)
+    history: list[dict[str, float]]  # per epoch: val_uf1, val_uar, val_loss
+    probabilities: np.ndarray  # (len(predict), K) with the best epoch's weights
+    export: Callable[[], keras.Model] = field(repr=False, default=None)  # the fold's Keras model
 
 
-def train_model(
+def stackable(model_cfg: ModelConfig) -> bool:
+    """Whether the backbone and the attention both have fold-stacked forms."""
+    from components.attention.registry import ATTENTION
+    from components.models.registry import BACKBONES
+
+    return bool(
+        BACKBONES[model_cfg.backbone].stacked and ATTENTION[model_cfg.attention.type].stacked
+    )
+
+
+def stacks(
+    model_cfg: ModelConfig, train_cfg: TrainConfig, strategy: tf.distribute.Strategy
+) -> bool:
+    """Whether folds of ``model_cfg`` train stacked: a stacked form exists, ``train.stack_folds``
+    is on, and there is one replica (masked BatchNorm moments are per replica)."""
+    return bool(
+        train_cfg.stack_folds and stackable(model_cfg) and strategy.num_replicas_in_sync == 1
+    )
+
+
+class FoldWeights:
+    """Per-fold snapshots of a model's state: stacked variables carry the fold axis first; an
+    ordinary model is fold 0 of a one-fold stack."""
+
+    def __init__(self, variables: list, stacked: bool):
+        self.variables = variables
+        self.stacked = stacked
+        self.best = [self._read(v).copy() for v in variables]
+
+    def _read(self, variable) -> np.ndarray:
+        value = keras.ops.convert_to_numpy(variable)
+        return value if self.stacked else value[None]
+
+    def keep(self, folds: np.ndarray) -> None:
+        """Remember the current weights of the folds marked in ``folds`` (bool (F,))."""
+        if folds.any():
+            for index, variable in enumerate(self.variables):
+                self.best[index][folds] = self._read(variable)[folds]
+
+    def restore(self, folds: np.ndarray) -> None:
+        if folds.any():
+            for index, variable in enumerate(self.variables):
+                current = self._read(variable)
+                current[folds] = self.best[index][folds]
+                variable.assign(current if self.stacked else current[0])
+
+
+class FoldSelection(keras.callbacks.Callback):
+    """Each epoch: every fold scored on its own validation rows; best epoch per fold (UF1, then
+    lower loss); a fold stops counting after ``patience`` epochs without improvement (never
+    before ``min_epochs``); training stops when every fold has; best weights restored at the
+    end. ``on_epoch(epoch, per-fold metrics, validation probabilities)`` sees every epoch."""
+
+    def __init__(
+        self,
+        predict: Callable[[], np.ndarray],
+        truth: list[np.ndarray],
+        rows: list[np.ndarray],
+        *,
+        patience: int,
+        min_epochs: int,
+        weights: FoldWeights,
+        on_epoch: Callable[[int, list[dict], np.ndarray], None] | None = None,
+    ):
+        super().__init__()
+        self.predict, self.truth, self.rows = predict, truth, rows
+        self.patience, self.min_epochs = patience, min_epochs
+        self.weights = weights
+        self.on_epoch = on_epoch
+        folds = len(rows)
+        self.best: list[tuple[float, float] | None] = [None] * folds
+        self.best_epoch = np.full(folds, -1)
+        self.stopped = np.zeros(folds, bool)
+        self.epochs_run = np.zeros(folds, int)
+        self.history: list[list[dict]] = [[] for _ in range(folds)]
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        probabilities = self.predict()  # (n, F, K)
+        self.last = probabilities
+        improved = np.zeros(len(self.rows), bool)
+        metrics = []
+        for f, (rows, truth) in enumerate(zip(self.rows, self.truth, strict=True)):
+            if self.stopped[f]:
+                metrics.append(self.history[f][-1] if self.history[f] else {})
+                continue
+            self.epochs_run[f] = epoch + 1
+            if not len(rows):
+                metrics.append({})
+                continue
+            values = validation_metrics(truth, probabilities[rows, f])
+            self.history[f].append({"epoch": epoch, **values})
+            metrics.append(values)
+            score = (values["val_uf1"], -values["val_loss"])
+            if self.best[f] is None or score > self.best[f]:
+                self.best[f], self.best_epoch[f], improved[f] = score, epoch, True
+            elif epoch + 1 >= self.min_epochs and epoch - self.best_epoch[f] >= self.patience:
+                self.stopped[f] = True
+        self.weights.keep(improved)
+        if logs is not None and len(self.rows) == 1 and metrics[0]:
+            logs.update(metrics[0])
+        if self.on_epoch:
+            self.on_epoch(epoch, metrics, probabilities)
+        if self.stopped.all():
+            self.model.stop_training = True
+
+    def restore(self) -> None:
+        """Every fold with validation rows back to its best epoch's weights."""
+        self.weights.restore(np.array([len(r) > 0 for r in self.rows]))
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint needs to resume selection exactly."""
+        return {
+            "best": self.best,
+            "best_epoch": self.best_epoch.tolist(),
+            "stopped": self.stopped.tolist(),
+            "epochs_run": self.epochs_run.tolist(),
+            "history": self.history,
+            "best_weights": self.weights.best,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.best = [tuple(b) if b is not None else None for b in state["best"]]
+        self.best_epoch = np.array(state["best_epoch"])
+        self.stopped = np.array(state["stopped"], bool)
+        self.epochs_run = np.array(state["epochs_run"])
+        self.history = state["history"]
+        self.weights.best = [np.array(b) for b in state["best_weights"]]
+
+
+@dataclass
+class Trainer:
+    """A compiled model for the folds of a unit, and how to feed and read it."""
+
+    model: keras.Model
+    stacked: bool
+    folds: int
+    num_classes: int
+
+    def inputs(self, x: np.ndarray):
+        if self.stacked:
+            return (x, np.zeros((len(x), self.folds), np.float32))
+        return x
+
+    def predictor(self, x: np.ndarray, chunk: int = 512) -> Callable[[], np.ndarray]:
+        """A function returning probabilities ``(len(x), F, K)`` with the current weights."""
+        forward = tf.function(lambda batch: self.model(batch, training=False))
+        pieces = [self.inputs(x[start : start + chunk]) for start in range(0, len(x), chunk)]
+
+        def predict() -> np.ndarray:
+            if not pieces:
+                return np.zeros((0, self.folds, self.num_classes), np.float32)
+            out = np.concatenate([forward(p).numpy() for p in pieces])
+            return out if self.stacked else out[:, None]
+
+        return predict
+
+
+def build_trainer(
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
-    train_data: tf.data.Dataset,
-    validation_data: tf.data.Dataset | None,
-    train_labels: Sequence[int],
+    seeds: Sequence[int],
+    *,
+    input_sizes: dict[str, int],
+    num_classes: int,
+    strategy: tf.distribute.Strategy,
+    steps: int,
+) -> Trainer:
+    """The model for ``len(seeds)`` folds, compiled: stacked when it can be (one replica, a
+    stacked form, ``train.stack_folds``), else one ordinary model (``len(seeds)`` must be 1)."""
+    stacked = stacks(model_cfg, train_cfg, strategy)
+    with strategy.scope():
+        if stacked:
+            from components.imports import load_target
+            from components.models.registry import BACKBONES
+
+            build = load_target(BACKBONES[model_cfg.backbone].stacked)
+            model = build(model_cfg, len(seeds), input_sizes, num_classes)
+            model.initialise(list(seeds))
+        else:
+            if len(seeds) != 1:
+                raise ValueError("an ordinary model trains one fold at a time")
+            from components.models import build_model
+            from components.training.runtime import seed_everything
+
+            seed_everything(seeds[0])
+            model = build_model(model_cfg, num_classes=num_classes, **input_sizes)
+        model.compile(
+            optimizer=keras.optimizers.Adam(train_cfg.learning_rate),
+            loss=None if stacked else "sparse_categorical_crossentropy",
+            # one call per epoch (no per-step Python overhead); MirroredStrategy's distributed
+            # iterator fails inside Keras' multi-step loop, so several replicas step one by one
+            steps_per_execution=steps if strategy.num_replicas_in_sync == 1 else 1,
+        )
+    return Trainer(model, stacked, len(seeds), num_classes)
+
+
+def fold_weights(trainer: Trainer) -> FoldWeights:
+    model = trainer.model
+    variables = model.fold_state() if trainer.stacked else list(model.weights)
+    return FoldWeights(variables, trainer.stacked)
+
+
+class FoldRun:
+    """Training of the folds of one unit by one model (stacked) or of one fold by an ordinary
+    model: :meth:`fit` trains epochs ``[start, stop)`` (resumable: batches depend only on the
+    seed and the epoch), :meth:`state`/:meth:`load` are a checkpoint, :meth:`finish` restores
+    each fold's best weights and predicts its test rows."""
+
+    def __init__(
+        self,
+        inputs: np.ndarray,
+        labels: np.ndarray,
+        folds: Sequence[FoldData],
+        model_cfg: ModelConfig,
+        train_cfg: TrainConfig,
+        *,
+        kind: str,
+        input_sizes: dict[str, int],
+        num_classes: int,
+        seed: int,
+        strategy: tf.distribute.Strategy,
+        early_stopping: bool = True,
+        on_epoch: Callable[[int, list[dict], np.ndarray], None] | None = None,
+    ):
+        self.inputs, self.labels, self.folds = inputs, labels, list(folds)
+        self.train_cfg, self.kind, self.seed, self.strategy = train_cfg, kind, seed, strategy
+        self.union = np.unique(np.concatenate([f.train for f in folds]))
+        mean_train = float(np.mean([len(f.train) for f in folds]))
+        # each fold should see batches of ~batch_size of its own samples, as if trained alone
+        batch = max(1, round(train_cfg.batch_size * len(self.union) / max(mean_train, 1.0)))
+        self.batch = batch * strategy.num_replicas_in_sync
+        self.steps = steps_per_epoch(len(self.union), self.batch)
+        self.trainer = build_trainer(
+            model_cfg,
+            train_cfg,
+            [f.seed for f in folds],
+            input_sizes=input_sizes,
+            num_classes=num_classes,
+            strategy=strategy,
+            steps=self.steps,
+        )
+        self.class_weights = [
+            class_weights(labels[f.train], num_classes)
+            if train_cfg.class_weighting == "balanced"
+            else np.ones(num_classes, np.float32)
+            for f in folds
+        ]
+        self.mask = None
+        if self.trainer.stacked:
+            self.mask = np.stack([np.isin(self.union, f.train) for f in folds], 1).astype(
+                np.float32
+            )
+            self.trainer.model.class_weights.assign(np.stack(self.class_weights))
+        validation = np.unique(np.concatenate([f.validation for f in folds]))
+        where = {p: k for k, p in enumerate(validation)}
+        self.selection = FoldSelection(
+            self.trainer.predictor(inputs[validation]),
+            [labels[f.validation] for f in folds],
+            [np.array([where[p] for p in f.validation], int) for f in folds],
+            patience=train_cfg.patience if early_stopping else train_cfg.epochs,
+            min_epochs=train_cfg.min_epochs,
+            weights=fold_weights(self.trainer),
+            on_epoch=on_epoch,
+        )
+        self.selection.set_model(self.trainer.model)
+        self.losses: list[float] = []  # training loss per epoch (the sum over the folds)
+
+    @property
+    def stopped(self) -> bool:
+        return bool(self.selection.stopped.all()) or bool(self.trainer.model.stop_training)
+
+    def fit(self, start: int = 0, stop: int | None = None) -> None:
+        stop = self.train_cfg.epochs if stop is None else stop
+        if start >= stop or self.stopped:
+            return
+        cfg = self.train_cfg
+        stream = training_stream(
+            self.inputs[self.union],
+            self.labels[self.union],
+            self.mask,
+            kind=self.kind,
+            batch=self.batch,
+            seed=self.seed,
+            start_epoch=start,
+            epochs=stop,
+            flip=cfg.augment_flip,
+            shift_px=cfg.augment_shift_px,
+        )
+        history = self.trainer.model.fit(
+            stream,
+            initial_epoch=start,
+            epochs=stop,
+            steps_per_epoch=self.steps,
+            class_weight=None if self.trainer.stacked else dict(enumerate(self.class_weights[0])),
+            callbacks=[self.selection],
+            shuffle=False,
+            verbose=0,
+        )
+        self.losses += [float(v) for v in history.history.get("loss", [])]
+
+    def state(self, next_epoch: int) -> dict[str, Any]:
+        model = self.trainer.model
+        return {
+            "next_epoch": next_epoch,
+            "weights": model.get_weights(),
+            "optimizer": [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables],
+            "selection": self.selection.state(),
+            "losses": list(self.losses),
+        }
+
+    def load(self, state: dict[str, Any]) -> int:
+        """Resume from :meth:`state`; returns the next epoch to train."""
+        model = self.trainer.model
+        model.set_weights(state["weights"])
+        with self.strategy.scope():
+            model.optimizer.build(model.trainable_variables)
+        for variable, value in zip(model.optimizer.variables, state["optimizer"], strict=True):
+            variable.assign(value)
+        self.selection.load_state(state["selection"])
+        self.losses = list(state["losses"])
+        return int(state["next_epoch"])
+
+    def finish(self) -> list[FoldFit]:
+        """Each fold's best weights restored (folds with validation subjects), its test rows
+        predicted; returns every fold's outcome."""
+        self.selection.restore()
+        folds, trainer, selection = self.folds, self.trainer, self.selection
+        predict = np.unique(np.concatenate([f.predict for f in folds]))
+        where = {p: k for k, p in enumerate(predict)}
+        probabilities = trainer.predictor(self.inputs[predict])()
+        fits = []
+        for index, fold in enumerate(folds):
+            rows = np.array([where[p] for p in fold.predict], int)
+            export = (
+                (lambda f=index: trainer.model.export_fold(f))
+                if trainer.stacked
+                else (lambda: trainer.model)
+            )
+            fits.append(
+                FoldFit(
+                    name=fold.name,
+                    best_epoch=int(selection.best_epoch[index]) if len(fold.validation) else -1,
+                    epochs_run=int(selection.epochs_run[index]),
+                    history=selection.history[index],
+                    probabilities=probabilities[rows, index],
+                    export=export,
+                )
+            )
+        return fits
+
+
+def fold_runs(
+    inputs: np.ndarray,
+    labels: np.ndarray,
+    folds: Sequence[FoldData],
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
     *,
     strategy: tf.distribute.Strategy,
-    input_sizes: dict[str, int],
-    num_classes: int = 3,
-    callbacks: Sequence[keras.callbacks.Callback] = (),
-) -> TrainResult:
-    """Build ``model_cfg`` inside ``strategy`` and fit it; early stopping and epoch selection
-    look only at ``validation_data`` (training subjects held out), never at a test subject."""
-    with strategy.scope():
-        model = compiled_model(model_cfg, train_cfg.learning_rate, input_sizes, num_classes)
-    selector = None
-    all_callbacks = list(callbacks)
-    if validation_data is not None:
-        selector = BestValidationUF1(
-            validation_data, num_classes, train_cfg.patience, train_cfg.min_epochs
-        )
-        all_callbacks.insert(0, selector)
-    weights = (
-        class_weights(train_labels, num_classes)
-        if train_cfg.class_weighting == "balanced"
-        else None
-    )
-    history = model.fit(
-        train_data,
-        epochs=train_cfg.epochs,
-        class_weight=weights,
-        callbacks=all_callbacks,
-        shuffle=False,  # the dataset shuffles itself, seeded
-        verbose=0,
-    )
-    return TrainResult(
-        model=model,
-        history={k: [float(v) for v in values] for k, values in history.history.items()},
-        best_epoch=selector.best_epoch if selector else -1,
-        epochs_run=len(history.epoch),
-    )
+    **options: Any,
+) -> list[FoldRun]:
+    """One stacked run for all ``folds`` when the model stacks, else one run per fold."""
+    groups = [list(folds)] if stacks(model_cfg, train_cfg, strategy) else [[f] for f in folds]
+    return [
+        FoldRun(inputs, labels, group, model_cfg, train_cfg, strategy=strategy, **options)
+        for group in groups
+    ]
+
+
+def fit_folds(
+    inputs: np.ndarray,
+    labels: np.ndarray,
+    folds: Sequence[FoldData],
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    **options: Any,
+) -> list[FoldFit]:
+    """Train ``model_cfg`` for every fold of ``folds`` (see the module docstring)."""
+    fits = []
+    for run in fold_runs(inputs, labels, folds, model_cfg, train_cfg, **options):
+        run.fit()
+        fits += run.finish()
+    return fits

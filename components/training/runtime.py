@@ -12,17 +12,20 @@ from components.config import TrainConfig
 
 def configure(cfg: TrainConfig, seed: int) -> None:
     """Split the CPU into ``cfg.devices`` logical devices (when there is no GPU), cap threads,
-    seed every generator and turn on op determinism. Must run before TensorFlow initialises
-    its devices; raises RuntimeError (from TF) if it is too late."""
+    seed every generator and turn on op determinism. Devices and threads can be set only before
+    TensorFlow initialises: a process that is already set up the same way (e.g. a Ray worker
+    reused for the next unit) only re-seeds; one set up differently raises RuntimeError."""
+    threading = tf.config.threading
+    if cfg.threads and threading.get_intra_op_parallelism_threads() != cfg.threads:
+        threading.set_intra_op_parallelism_threads(cfg.threads)  # raises once initialised
+        threading.set_inter_op_parallelism_threads(min(2, cfg.threads))
     gpus = tf.config.list_physical_devices("GPU")
-    if not gpus and cfg.devices > 1:
-        cpu = tf.config.list_physical_devices("CPU")[0]
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    configured = tf.config.get_logical_device_configuration(cpu) or [None]
+    if not gpus and cfg.devices > 1 and len(configured) != cfg.devices:
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(cfg.devices)]
         )
-    if cfg.threads:
-        tf.config.threading.set_intra_op_parallelism_threads(cfg.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(min(2, cfg.threads))
     seed_everything(seed)
     if cfg.deterministic:
         os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict
 from typing import Any
 
 from components.attention import used_options
 from components.config import AttentionConfig, ModelConfig, TuneSpaceConfig
-from components.models.backbones import BACKBONES
+from components.errors import ConfigError
 from components.models.placement import PlacementError, Placer
+from components.models.registry import BACKBONES
 
 OPTIONS = ("heads", "key_dim", "reduction", "kernel_size")
 
@@ -18,6 +18,7 @@ def model_variants(space: TuneSpaceConfig, dropout: float) -> list[ModelConfig]:
     """Every distinct, valid model: options only where the type uses them, placements only
     where the backbone has them and the attention fits (``none`` once per backbone)."""
     variants: list[ModelConfig] = []
+    rejected: list[str] = []
     for backbone, kind in itertools.product(space.backbone, space.attention):
         if kind == "none":
             variants.append(ModelConfig(backbone, AttentionConfig("none"), (), dropout))
@@ -29,12 +30,17 @@ def model_variants(space: TuneSpaceConfig, dropout: float) -> list[ModelConfig]:
                 attention = AttentionConfig(kind, **dict(zip(used, combo, strict=True)))
                 try:
                     Placer(backbone, BACKBONES[backbone].points, attention, tuple(placement))
-                except PlacementError:
+                except PlacementError as exc:
+                    rejected.append(f"{backbone}/{kind}@{'+'.join(placement)}: {exc}")
                     continue
                 variants.append(ModelConfig(backbone, attention, tuple(placement), dropout))
     unique = list(dict.fromkeys(variants))
     if not unique:
-        raise ValueError("tune.space gives no valid model: check backbones, types and placements")
+        raise ConfigError(
+            "tune.space gives no valid model; every combination was rejected: "
+            + "; ".join(rejected[:4])
+            + (f" (and {len(rejected) - 4} more)" if len(rejected) > 4 else "")
+        )
     return unique
 
 
@@ -50,7 +56,7 @@ def training_grid(space: TuneSpaceConfig) -> list[dict[str, Any]]:
 def trials(space: TuneSpaceConfig, dropout: float) -> list[dict[str, Any]]:
     """Every point of the space as a plain dict (what a trial's ``config['point']`` holds)."""
     return [
-        {"model": asdict(model), **training}
+        {"model": model.as_dict(), **training}
         for model, training in itertools.product(
             model_variants(space, dropout), training_grid(space)
         )

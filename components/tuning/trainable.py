@@ -1,7 +1,9 @@
-"""The Ray Tune trainable: one trial trains one point of the space, epoch by epoch.
+"""The Ray Tune trainable: one trial trains one point of the space through the one training
+loop (:mod:`components.training.fit`), epoch by epoch.
 
-Every epoch it reports validation UF1 (subjects of the search's validation split only) with a
-checkpoint (the compiled ``.keras`` model with its optimizer state, and the epoch), so a crashed
+Every epoch it reports the objective — validation UF1 pooled over the trial's folds (one for
+``holdout``, ``tune.kfold`` for ``kfold``; stacked in one model when the backbone allows) —
+with a checkpoint (weights, optimizer state, selection state, the next epoch), so a crashed
 trial restarts from its last epoch and ASHA can stop it early. Inside the trial, TensorFlow is
 capped to the trial's CPUs and trains under MirroredStrategy over the GPUs Ray gave it (or over
 ``devices_per_trial`` logical CPU devices).
@@ -10,14 +12,17 @@ capped to the trial's CPUs and trains under MirroredStrategy over the GPUs Ray g
 from __future__ import annotations
 
 import functools
-import json
+import pickle
 import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from components.config import ModelConfig, PreprocessConfig, TrackingConfig, TrainConfig, parse
+import numpy as np
+
+from components.config import PreprocessConfig, TrackingConfig, TrainConfig, model_from_dict
+from components.evaluation.splits import Fold
 
 
 @dataclass(frozen=True)
@@ -26,10 +31,10 @@ class TrialContext:
 
     points: list[dict[str, Any]]
     preprocess: PreprocessConfig
+    data_version: str
     train: TrainConfig
     tracking: TrackingConfig
-    train_subjects: tuple[str, ...]
-    validation_subjects: tuple[str, ...]
+    folds: tuple[Fold, ...]
     seed: int
     cpus: float
     devices: int
@@ -90,6 +95,20 @@ def _with_retries(action, attempts: int = 5) -> None:
             time.sleep(0.2 * 2**attempt)
 
 
+def pooled_validation(runs) -> dict[str, float]:
+    """The objective at the last epoch: validation UF1/UAR/loss of every fold of every run,
+    pooled (one confusion matrix), as the protocol pools its folds."""
+    from components.training.fit import validation_metrics
+
+    truth, probabilities = [], []
+    for run in runs:
+        selection = run.selection
+        for f, rows in enumerate(selection.rows):
+            truth.append(selection.truth[f])
+            probabilities.append(selection.last[rows, f])
+    return validation_metrics(np.concatenate(truth), np.concatenate(probabilities))
+
+
 def train_trial(config: dict[str, Any], context: TrialContext) -> None:
     """Train ``context.points[config['index']]``; report every epoch (pure function of config)."""
     entered = time.perf_counter()
@@ -107,39 +126,55 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
     from components.training import runtime
 
     runtime.configure(train_cfg, context.seed)  # before any TensorFlow op in this process
-    import keras
     import ray
 
-    from components.evaluation.protocol import ExperimentData
-    from components.training.fit import (
-        class_weights,
-        compiled_model,
-        predict_labels,
-        validation_metrics,
-    )
+    from components.datasets.labels import NUM_CLASSES
+    from components.evaluation.units import fold_seed
+    from components.models.registry import BACKBONES
+    from components.records.store import cached_records
+    from components.training.fit import FoldData, fold_runs
+    from components.tuning.space import describe
 
+    model_cfg = model_from_dict(point["model"], "tune point")
+    records = cached_records(context.preprocess.records_dir, context.data_version)
+    kind = BACKBONES[model_cfg.backbone].input_kind
+    p = context.preprocess
+    folds = [
+        FoldData(
+            f.name,
+            records.positions(f.train),
+            records.positions(f.validation),
+            np.zeros(0, int),
+            fold_seed(context.seed, f.name),
+        )
+        for f in context.folds
+    ]
     strategy = runtime.make_strategy(train_cfg)
-    model_cfg = parse(ModelConfig, point["model"], where="tune point")
-    data = ExperimentData.load(context.preprocess)
-    kind = data.input_kind(model_cfg)
-    global_batch = train_cfg.batch_size * strategy.num_replicas_in_sync
-    validation = data.dataset(context.validation_subjects, kind, 64)
-    labels = data.rows(context.train_subjects).label.to_numpy()
-    weights = class_weights(labels, 3) if train_cfg.class_weighting == "balanced" else None
-
+    runs = fold_runs(
+        records.inputs(kind),
+        records.labels,
+        folds,
+        model_cfg,
+        train_cfg,
+        strategy=strategy,
+        kind=kind,
+        input_sizes={
+            "flow_size": p.flow_size,
+            "clip_frames": p.clip_frames,
+            "clip_size": p.clip_size,
+        },
+        num_classes=NUM_CLASSES,
+        seed=context.seed,
+        early_stopping=False,  # the scheduler stops trials
+    )
     trial_id = tune.get_context().get_trial_id()
     checkpoint = tune.get_checkpoint()
     start_epoch = 0
-    with strategy.scope():
-        if checkpoint:
-            with checkpoint.as_directory() as folder:
-                model = keras.saving.load_model(Path(folder) / "model.keras")
-                start_epoch = json.loads((Path(folder) / "state.json").read_text())["epoch"] + 1
-        else:
-            model = compiled_model(model_cfg, train_cfg.learning_rate, data.input_sizes)
+    if checkpoint:
+        with checkpoint.as_directory() as folder:
+            states = pickle.loads((Path(folder) / "state.pkl").read_bytes())
+        start_epoch = next(run.load(state) for run, state in zip(runs, states, strict=True))
     run_id = None
-    from components.tuning.space import describe
-
     try:
         run_id = _mlflow_child(context, trial_id, describe(point), point)
     except Exception as exc:
@@ -147,21 +182,15 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
 
     node = ray.get_runtime_context().get_node_id()
     setup_s = time.perf_counter() - entered  # imports, data, model: the trial's start-up cost
+    replicas = strategy.num_replicas_in_sync
     for epoch in range(start_epoch, train_cfg.epochs):
-        runtime.seed_everything(context.seed + epoch)  # the same epoch after a restart
-        train = data.dataset(
-            context.train_subjects,
-            kind,
-            global_batch,
-            train_cfg=train_cfg,
-            seed=context.seed + epoch,
-        )
-        history = model.fit(train, epochs=1, class_weight=weights, shuffle=False, verbose=0)
+        for run in runs:
+            run.fit(epoch, epoch + 1)
         metrics = {
             "epoch": epoch,
-            "loss": float(history.history["loss"][-1]),
-            **validation_metrics(predict_labels(model, validation), 3),
-            "replicas": strategy.num_replicas_in_sync,
+            **pooled_validation(runs),
+            "replicas": replicas,
+            "stacked_folds": len(runs[0].folds),
             "node_id": node,
             "restored_from_epoch": start_epoch - 1 if checkpoint else -1,
             "setup_s": setup_s,
@@ -171,6 +200,6 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
         if run_id:
             _with_retries(functools.partial(_log_epoch, run_id, metrics, epoch))
         with tempfile.TemporaryDirectory() as folder:
-            model.save(Path(folder) / "model.keras")
-            (Path(folder) / "state.json").write_text(json.dumps({"epoch": epoch}))
+            states = [run.state(epoch + 1) for run in runs]
+            (Path(folder) / "state.pkl").write_bytes(pickle.dumps(states))
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))

@@ -1,0 +1,213 @@
+"""LOSO at the composite's scale: wall time vs its compute floor, and compare vs ideal packing.
+
+    python -m benchmarks.loso            (builds .mer/benchmarks/composite on first use)
+
+On a composite-size embedded set (68 subjects, 442 clips, the real composite's class counts),
+in one run:
+
+1. ``mer evaluate`` (LOSO, 68 folds) of params.yaml's model and training — the default
+   ``ststnet`` training — with no stored units: the command's wall time, start-up included.
+2. Its compute floor: the floating-point work of the training actually done (per fold: epochs
+   run × (training samples × training FLOPs + validation samples × forward FLOPs) + test
+   forward), divided by the best steady-state FLOP rate this machine reaches for the same model
+   at a large batch (batch 256): the ordinary Keras model on both cores, or its fold-stacked form
+   in one process per core; FLOPs are TensorFlow's profiler count (a multiply-add = 2).
+3. ``mer compare`` of 4 attention types (one seed): wall time vs ideal packing of its measured
+   units onto the machine's cores (max(sum / cores, longest unit)).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from benchmarks import composite
+from benchmarks.results import write_section
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPARE_TYPES = ("none", "se", "spatial", "cbam")
+RATE_BATCH = 256
+
+
+def run_stage(params_file: Path, reports: Path, units: Path, *args: str) -> float:
+    """Wall seconds of ``mer <args>`` with fresh units and reports folders."""
+    for folder in (reports, units):
+        shutil.rmtree(folder, ignore_errors=True)
+    start = time.perf_counter()
+    composite.mer(params_file, *args)
+    return time.perf_counter() - start
+
+
+def stage_params(base: Path, name: str, **evaluate) -> Path:
+    raw = yaml.safe_load(base.read_text())
+    folder = base.parent / name
+    folder.mkdir(exist_ok=True)
+    raw["evaluate"] = {**raw["evaluate"], "units_dir": str(folder / "units"), "reports_dir": str(folder / "reports"), **evaluate}
+    raw["compare"] = {**raw["compare"], "reports_dir": str(folder / "reports/compare")}
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def units_of(folder: Path) -> list:
+    return [pickle.loads(p.read_bytes()) for p in sorted(folder.glob("*.pkl"))]
+
+
+RATE_SCRIPT = r"""
+import json, os, sys, time
+mode, folds, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+import tensorflow as tf
+if threads:
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+import numpy as np, keras
+from components.config import load_params
+from components.models import build_model
+from components.models.stacked import ststnet
+params = load_params(sys.argv[4])
+cfg, sizes = params.model, {"flow_size": 28, "clip_frames": 8, "clip_size": 64}
+n, batch = 2048, 256
+rng = np.random.default_rng(0)
+x = rng.uniform(size=(n, 28, 28, 3)).astype("float32"); y = rng.integers(0, 3, n)
+if mode == "stacked":
+    model = ststnet(cfg, folds, sizes, 3); model.initialise(list(range(folds)))
+    data = tf.data.Dataset.from_tensor_slices(((x, np.ones((n, folds), "float32")), y))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), steps_per_execution=n // batch)
+else:
+    model = build_model(cfg, **sizes)
+    data = tf.data.Dataset.from_tensor_slices((x, y))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", steps_per_execution=n // batch)
+data = data.batch(batch).cache()
+model.fit(data, epochs=1, verbose=0)
+start = time.perf_counter(); model.fit(data, epochs=4, verbose=0); seconds = time.perf_counter() - start
+print(json.dumps({"samples_per_s": 4 * n / seconds}))
+"""
+
+
+def steady_rate(mode: str, folds: int, threads: int, processes: int, params_file: Path) -> float:
+    """Model-samples per second (a stacked sample counts once per fold) over ``processes``
+    concurrent processes."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    command = [sys.executable, "-c", RATE_SCRIPT, mode, str(folds), str(threads), str(params_file)]
+    running = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for _ in range(processes)]
+    rates = [json.loads(p.communicate()[0].strip().splitlines()[-1])["samples_per_s"] for p in running]
+    return sum(rates) * folds
+
+
+def model_flops(params_file: Path) -> tuple[float, float]:
+    """(forward FLOPs, training-step FLOPs) per sample of the ordinary model, profiled."""
+    code = r"""
+import json, sys
+import tensorflow as tf, keras
+from components.config import load_params
+from components.models import build_model
+from benchmarks.models import flops
+model = build_model(load_params(sys.argv[1]).model, flow_size=28)
+forward = flops(model)
+spec = (tf.TensorSpec((1, 28, 28, 3), tf.float32), tf.TensorSpec((1,), tf.int64))
+loss = keras.losses.SparseCategoricalCrossentropy()
+def step(x, y):
+    with tf.GradientTape() as tape:
+        value = loss(y, model(x, training=True))
+    return tape.gradient(value, model.trainable_variables)
+graph = tf.function(step).get_concrete_function(*spec).graph
+options = tf.compat.v1.profiler.ProfileOptionBuilder(tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()).with_empty_output().build()
+train = tf.compat.v1.profiler.profile(graph=graph, cmd="op", options=options).total_float_ops
+print(json.dumps([forward, train]))
+"""
+    done = subprocess.run([sys.executable, "-c", code, str(params_file)], cwd=ROOT, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, check=True)
+    forward, train = json.loads(done.stdout.strip().splitlines()[-1])
+    return float(forward), float(train)
+
+
+def work_done(units: list, forward: float, train: float) -> tuple[float, int]:
+    """FLOPs of the training and selection the folds actually did, and the sample-passes."""
+    total, passes = 0.0, 0
+    for unit in units:
+        for fold in unit.folds:
+            total += fold.epochs_run * (fold.train_samples * train + fold.validation_samples * forward)
+            total += len(fold.predictions) * forward
+            passes += fold.epochs_run * fold.train_samples
+    return total, passes
+
+
+def main() -> None:
+    base = composite.ensure()
+    cores = os.cpu_count() or 1
+    params = yaml.safe_load(base.read_text())
+    label = f"{params['model']['backbone']}/{params['model']['attention']['type']}@{'+'.join(params['model']['placement'])}"
+
+    evaluate_params = stage_params(base, "evaluate")
+    wall = run_stage(evaluate_params, evaluate_params.parent / "reports", evaluate_params.parent / "units", "evaluate")
+    units = units_of(evaluate_params.parent / "units")
+    metrics = json.loads((evaluate_params.parent / "reports/metrics.json").read_text())
+    forward, train = model_flops(base)
+    flops, passes = work_done(units, forward, train)
+    per_fold = params["evaluate"]["folds_per_unit"]
+    rates = {
+        f"ordinary model, 1 process × {cores} threads": steady_rate("ordinary", 1, 0, 1, base) * train,
+        f"ordinary model, {cores} processes × 1 thread": steady_rate("ordinary", 1, 1, cores, base) * train,
+        f"stacked ({per_fold} folds), {cores} processes × 1 thread": steady_rate("stacked", per_fold, 1, cores, base) * train,
+    }
+    best_name, best_rate = max(rates.items(), key=lambda kv: kv[1])
+    floor = flops / best_rate
+    unit_seconds = [u.seconds for u in units]
+
+    compare_params = stage_params(base, "compare")
+    compare_wall = run_stage(
+        compare_params, compare_params.parent / "reports", compare_params.parent / "units",
+        "compare", "--types", ",".join(COMPARE_TYPES), "--seeds", "1",
+    )  # fmt: skip
+    compare_units = units_of(compare_params.parent / "units")
+    seconds = [u.seconds for u in compare_units]
+    ideal = max(sum(seconds) / cores, max(seconds))
+
+    lines = [
+        f"LOSO of {label} (68 folds, {len(units)} units): wall {wall:.0f} s; floor {floor:.0f} s "
+        f"({flops / 1e12:.2f} TFLOP at {best_rate / 1e9:.1f} GFLOP/s, {best_name}); ratio {wall / floor:.2f}×",
+        f"compare of {len(COMPARE_TYPES)} types ({len(compare_units)} units): wall {compare_wall:.0f} s vs ideal packing "
+        f"{ideal:.0f} s: {compare_wall / ideal:.2f}×",
+    ]
+    print("\n".join(lines))
+    rate_rows = "\n".join(f"| {name} | {rate / 1e9:.1f} GFLOP/s |" for name, rate in rates.items())
+    body = f"""Composite-size embedded set: 68 subjects, 442 clips (the real MEGC 2019 composite's
+per-subject class counts; `synthesize.clips: megc2019_composite`), 28×28×3 flow. params.yaml's
+model and training: `{label}`, batch {params["train"]["batch_size"]}, ≤{params["train"]["epochs"]} epochs,
+patience {params["train"]["patience"]}, epoch chosen on validation subjects per fold; units of
+{per_fold} stacked folds on a local Ray over {cores} cores. Wall times are whole `mer` commands
+(start-up, Ray, reports and MLflow included).
+
+| measurement | value |
+| --- | ---: |
+| **LOSO wall time** (`mer evaluate`, 68 folds) | **{wall:.0f} s** (goal ≤ 120 s; 1397 s before this change) |
+| units (each {per_fold} folds, one core) | {", ".join(f"{s:.0f}" for s in unit_seconds)} s |
+| training done: sample-passes (training) | {passes:,} |
+| FLOPs per sample: forward / training step | {forward / 1e6:.3f} / {train / 1e6:.3f} MFLOP |
+| floating-point work of the LOSO | {flops / 1e12:.2f} TFLOP |
+{rate_rows}
+| compute floor (work ÷ best rate) | {floor:.0f} s |
+| **LOSO wall / floor** | **{wall / floor:.2f}×** (goal ≤ 2×) |
+| composite UF1 / UAR (this run) | {metrics["composite"]["uf1"]:.4f} [{metrics["composite"]["uf1_ci_low"]:.3f}, {metrics["composite"]["uf1_ci_high"]:.3f}] / {metrics["composite"]["uar"]:.4f} |
+| `mer compare` {", ".join(COMPARE_TYPES)} (1 seed): wall | {compare_wall:.0f} s |
+| its units: sum, longest | {sum(seconds):.0f} s, {max(seconds):.0f} s |
+| ideal packing on {cores} cores (max(sum/{cores}, longest)) | {ideal:.0f} s |
+| **compare wall / ideal packing** | **{compare_wall / ideal:.2f}×** (goal ≤ 1.15×) |
+
+The floor's rate is the best of the three steady-state measurements (same model, batch
+{RATE_BATCH}); the stacked form is the project's own training path, so the ratio measures what
+the protocol costs beyond pure training arithmetic: masked samples (each fold skips its test and
+validation subjects in the shared batches), epochs of folds that stopped early while others in
+their unit went on, validation every epoch, start-up and reporting."""
+    write_section("loso", "python -m benchmarks.loso", body)
+
+
+if __name__ == "__main__":
+    main()

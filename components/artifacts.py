@@ -1,0 +1,283 @@
+"""Each stage's outputs as a typed object: where they live (from ``Params``), one writer, one
+reader. The producing stage writes through it and every consumer reads through it, so a
+hand-off cannot drift (a renamed report folder moves for both sides at once).
+
+- :class:`Records` — ``preprocess``: shards, manifest, quarantine, index, its report.
+- :class:`TuneResult` — ``tune``: the best configuration **and** training values.
+- :class:`Evaluation` — ``evaluate``: metrics (numbers only, for ``dvc metrics``), the
+  evaluation record, predictions, figures, plot data.
+- :class:`Registration` — ``register``: the registered version and the alias decision.
+- :class:`Comparison` — ``mer compare``: the side-by-side table, JSON and figure.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from components.config import ModelConfig, Params, TrainConfig, model_from_dict
+from components.errors import ArtifactError
+from components.outputs import write_json
+
+
+def _read_json(path: Path, stage: str) -> dict:
+    if not path.is_file():
+        raise ArtifactError(f"{path} is missing: run `mer {stage}` (or `dvc repro`) first")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(f"{path} is not valid JSON ({exc}): run `mer {stage}` again") from None
+
+
+@dataclass(frozen=True)
+class Records:
+    """The ``preprocess`` outputs."""
+
+    folder: Path
+    report: Path
+
+    SHARDS = "records-*-of-*.tfrecord.gz"
+    MANIFEST = "manifest.parquet"
+    QUARANTINE = "quarantine.parquet"
+    QUARANTINE_CSV = "quarantine.csv"
+    EXCLUDED = "excluded.parquet"
+    INDEX = "records.json"
+    #: everything preprocess writes into its folder (anything else there is refused)
+    OWNED = (SHARDS, MANIFEST, QUARANTINE, QUARANTINE_CSV, EXCLUDED, INDEX)
+
+    @classmethod
+    def of(cls, params: Params) -> Records:
+        return cls(Path(params.preprocess.records_dir), Path(params.preprocess.report))
+
+    def read(self):
+        """The validated records in memory (:func:`components.records.store.load_records`)."""
+        from components.records.store import load_records
+
+        return load_records(self.folder)
+
+    def data_version(self) -> str:
+        from components.provenance import data_version
+
+        return data_version(self.folder)
+
+    def write_report(self, report: dict) -> None:
+        write_json(self.report, report)
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """The best point of the search: the model and the training values evaluate and register
+    apply."""
+
+    model: ModelConfig
+    learning_rate: float
+    batch_size: int
+    epochs: int
+    best_epoch: int
+    score: float  # the objective at the best epoch (validation UF1)
+    objective: str  # holdout | kfold
+    label: str
+    search: dict[str, Any]
+    holdout_subjects: list[str]
+    search_subjects: list[str]
+
+    FILES = ("best_config.json", "trials.parquet", "search.png")
+
+    @staticmethod
+    def folder(params: Params) -> Path:
+        return Path(params.tune.reports_dir)
+
+    @staticmethod
+    def metrics_path(params: Params) -> Path:
+        return TuneResult.folder(params) / "metrics.json"
+
+    def apply(self, train: TrainConfig) -> TrainConfig:
+        """``train`` with the searched values of this point."""
+        return replace(
+            train, learning_rate=self.learning_rate, batch_size=self.batch_size, epochs=self.epochs
+        )
+
+    def write(self, folder: Path) -> None:
+        """``best_config.json`` into ``folder`` (the stage's staging folder)."""
+        payload = {**asdict(self), "model": self.model.as_dict()}
+        write_json(folder / "best_config.json", payload)
+
+    @classmethod
+    def read(cls, params: Params) -> TuneResult | None:
+        """The tune stage's result, or None when it has not run (no ``best_config.json``)."""
+        path = cls.folder(params) / "best_config.json"
+        if not path.exists():
+            return None
+        raw = _read_json(path, "tune")
+        try:
+            return cls(**{**raw, "model": model_from_dict(raw["model"], str(path))})
+        except (TypeError, KeyError) as exc:
+            raise ArtifactError(
+                f"{path} was written by another version ({exc}): run `mer tune` again"
+            ) from None
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """The configuration evaluate and register train: the tune stage's best point (model and
+    training values) when it has run, else ``params.yaml``'s ``model`` and ``train``."""
+
+    model: ModelConfig
+    train: TrainConfig
+    tune: TuneResult | None
+
+    @property
+    def source(self) -> str:
+        return "tune" if self.tune else "params"
+
+    def describe(self, params: Params) -> str:
+        if self.tune is None:
+            return "params.yaml model and train"
+        return f"the tune stage ({TuneResult.folder(params) / 'best_config.json'})"
+
+    @classmethod
+    def of(cls, params: Params) -> Chosen:
+        tuned = TuneResult.read(params)
+        if tuned is None:
+            return cls(params.model, params.train, None)
+        return cls(tuned.model, tuned.apply(params.train), tuned)
+
+
+@dataclass
+class Evaluation:
+    """The ``evaluate`` record: protocol, selection, the configuration and training values,
+    metrics (with CIs, per seed), per-fold choices."""
+
+    protocol: str
+    complete: bool
+    selection: str
+    selection_statement: str
+    model: dict[str, Any]
+    train: dict[str, Any]
+    seeds: list[int]
+    summary: dict[str, Any]
+    folds: list[dict[str, Any]]
+    units: dict[str, Any] = field(default_factory=dict)
+
+    OUTPUTS = (
+        "metrics.json",
+        "evaluation.json",
+        "predictions.parquet",
+        "figures",
+        "plots/confusion.csv",
+        "plots/f1_per_class.csv",
+    )
+    METRIC_KEYS = (
+        "uf1",
+        "uf1_ci_low",
+        "uf1_ci_high",
+        "uar",
+        "uar_ci_low",
+        "uar_ci_high",
+        "accuracy",
+        "samples",
+    )
+
+    @staticmethod
+    def folder(params: Params) -> Path:
+        return Path(params.evaluate.reports_dir)
+
+    def metrics(self) -> dict[str, Any]:
+        """Numbers only (``dvc metrics show``): per subset the pooled UF1/UAR with CIs."""
+        out: dict[str, Any] = {
+            subset: {k: block[k] for k in self.METRIC_KEYS if k in block}
+            for subset, block in self.summary.items()
+        }
+        out["folds_run"] = len({f["fold"] for f in self.folds})
+        out["seeds"] = len(self.seeds)
+        return out
+
+    def write(self, folder: Path, predictions: pd.DataFrame) -> None:
+        """``metrics.json``, ``evaluation.json``, ``predictions.parquet`` into ``folder``."""
+        write_json(folder / "metrics.json", self.metrics())
+        write_json(folder / "evaluation.json", asdict(self))
+        predictions.to_parquet(folder / "predictions.parquet", index=False)
+
+    @classmethod
+    def read(cls, params: Params) -> Evaluation:
+        raw = _read_json(cls.folder(params) / "evaluation.json", "evaluate")
+        try:
+            return cls(**raw)
+        except TypeError as exc:
+            raise ArtifactError(
+                f"{cls.folder(params) / 'evaluation.json'} was written by another version "
+                f"({exc}): run `mer evaluate` again"
+            ) from None
+
+    @classmethod
+    def predictions(cls, params: Params) -> pd.DataFrame:
+        path = cls.folder(params) / "predictions.parquet"
+        if not path.is_file():
+            raise ArtifactError(f"{path} is missing: run `mer evaluate` first")
+        return pd.read_parquet(path)
+
+    def composite(self) -> dict[str, Any]:
+        return self.summary["composite"]
+
+    def model_config(self) -> ModelConfig:
+        return model_from_dict(self.model, "evaluation.json model")
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What ``register`` did: the version, and whether the alias moved and why."""
+
+    model_name: str
+    version: int
+    model_uri: str
+    alias: str
+    alias_moved: bool
+    reason: str
+    previous_alias_holder: str | None
+    run_id: str
+    data_version: str
+    uf1: float
+    protocol: str
+
+    FILES = ("registration.json", "metrics.json", "model_card.md", "attention_maps.png")
+
+    @staticmethod
+    def folder(params: Params) -> Path:
+        return Path(params.register.reports_dir)
+
+    def write(self, folder: Path) -> None:
+        write_json(folder / "registration.json", asdict(self))
+        write_json(
+            folder / "metrics.json",
+            {"version": self.version, "uf1": self.uf1, "alias_moved": int(self.alias_moved)},
+        )
+
+    @classmethod
+    def read(cls, params: Params) -> Registration:
+        return cls(**_read_json(cls.folder(params) / "registration.json", "register"))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``mer compare``: one row per variant (mean ± CI, Δ vs the baseline, verdict)."""
+
+    rows: list[dict[str, Any]]
+    header: str
+    FILES = ("attention.md", "attention.json", "attention.png")
+
+    @staticmethod
+    def folder(params: Params) -> Path:
+        return Path(params.compare.reports_dir)
+
+    def write(self, folder: Path, markdown: str) -> None:
+        write_json(folder / "attention.json", {"header": self.header, "rows": self.rows})
+        (folder / "attention.md").write_text(markdown)
+
+    @classmethod
+    def read(cls, params: Params) -> Comparison:
+        raw = _read_json(cls.folder(params) / "attention.json", "compare")
+        return cls(raw["rows"], raw["header"])

@@ -1,0 +1,153 @@
+"""``mer compare``: variants side by side on the same folds and seeds, each against a baseline.
+
+Per variant: UF1/UAR (mean over seeds, subject-bootstrap 95% CI), each seed's UF1, the paired
+difference to the baseline with its paired-bootstrap CI and a verdict (better / worse / no
+detectable difference at the chosen confidence), and McNemar's exact test on the seed-majority
+predictions. A figure shows UF1 per variant with its CI and the baseline's band.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+
+from components.config import AttentionConfig, ModelConfig, Params
+from components.datasets.labels import NUM_CLASSES
+from components.metrics import confusion_matrix
+from components.statistics import bootstrap, mcnemar_between, paired_bootstrap, uf1_uar, verdict
+from components.tuning.space import describe_model
+
+
+def compare_variants(params: Params) -> list[tuple[str, ModelConfig]]:
+    """(attention type, configuration) of every compared type at ``params.model``'s backbone
+    and placement (``none``: the plain backbone), with the options each type takes."""
+    base = params.model
+    out = []
+    for kind in params.compare.types:
+        options = {
+            k: getattr(base.attention, k) for k in ("heads", "key_dim", "reduction", "kernel_size")
+        }
+        attention = AttentionConfig(kind, **options)
+        model = replace(
+            base, attention=attention, placement=() if kind == "none" else base.placement
+        )
+        out.append((kind, model))
+    return out
+
+
+def comparison_rows(
+    labels: list[str],
+    models: list[ModelConfig],
+    predictions: list[pd.DataFrame],
+    baseline: int,
+    *,
+    resamples: int,
+    seed: int,
+    confidence: float,
+) -> list[dict]:
+    """One row per variant: mean ± CI, per-seed UF1, Δ vs ``predictions[baseline]`` with a
+    paired CI and verdict, McNemar."""
+    subjects = sorted(predictions[baseline].subject_id.unique())
+    options = {
+        "classes": NUM_CLASSES,
+        "resamples": resamples,
+        "seed": seed,
+        "confidence": confidence,
+    }
+    rows = []
+    for label, model, frame in zip(labels, models, predictions, strict=True):
+        intervals = bootstrap(frame, subjects, **options)
+        per_seed = {
+            str(s): round(float(uf1_uar(confusion_matrix(g.true, g.predicted, NUM_CLASSES))[0]), 4)
+            for s, g in frame.groupby("seed")
+        }
+        row = {
+            "attention": label,
+            "model": describe_model(model.as_dict()),
+            **{k: round(v, 4) for k, v in intervals["uf1"].as_dict("uf1").items()},
+            **{k: round(v, 4) for k, v in intervals["uar"].as_dict("uar").items()},
+            "uf1_per_seed": per_seed,
+        }
+        if frame is predictions[baseline]:
+            row.update({"verdict": "baseline"})
+        else:
+            delta = paired_bootstrap(frame, predictions[baseline], subjects, **options)
+            test = mcnemar_between(frame, predictions[baseline])
+            row.update(
+                {
+                    **{f"delta_{k}": round(v, 4) for k, v in delta["uf1"].as_dict("uf1").items()},
+                    **{f"delta_{k}": round(v, 4) for k, v in delta["uar"].as_dict("uar").items()},
+                    "verdict": verdict(delta["uf1"]),
+                    "mcnemar_variant_only": test.variant_only,
+                    "mcnemar_baseline_only": test.baseline_only,
+                    "mcnemar_p": round(test.p_value, 4),
+                }
+            )
+        rows.append(row)
+    return rows
+
+
+def markdown_table(rows: list[dict], baseline: str, confidence: float) -> str:
+    level = f"{confidence:.0%}"
+    lines = [
+        f"| attention | UF1 [{level} CI] | UAR [{level} CI] | UF1 per seed | ΔUF1 vs {baseline} [{level} CI] | verdict | McNemar p |",
+        "| --- | --- | --- | --- | --- | --- | ---: |",
+    ]
+    for r in rows:
+        seeds = " ".join(f"{v:.3f}" for v in r["uf1_per_seed"].values())
+        if r["verdict"] == "baseline":
+            delta, p = "—", "—"
+        else:
+            delta = f"{r['delta_uf1']:+.4f} [{r['delta_uf1_ci_low']:+.3f}, {r['delta_uf1_ci_high']:+.3f}]"
+            p = f"{r['mcnemar_p']:.3f}"
+        lines.append(
+            f"| {r['attention']} | {r['uf1']:.4f} [{r['uf1_ci_low']:.3f}, {r['uf1_ci_high']:.3f}] "
+            f"| {r['uar']:.4f} [{r['uar_ci_low']:.3f}, {r['uar_ci_high']:.3f}] | {seeds} | {delta} "
+            f"| {r['verdict']} | {p} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def comparison_png(rows: list[dict], path: Path, title: str) -> None:
+    """UF1 per variant with its CI as error bars; the baseline's CI as a band; chance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(5.5, 0.9 * len(rows) + 2), 3.6), dpi=120)
+    names = [r["attention"] for r in rows]
+    values = [r["uf1"] for r in rows]
+    errors = [
+        [r["uf1"] - r["uf1_ci_low"] for r in rows],
+        [r["uf1_ci_high"] - r["uf1"] for r in rows],
+    ]
+    colours = {"better": "C2", "worse": "C3", "baseline": "C7"}
+    ax.bar(names, values, color=[colours.get(r["verdict"], "C0") for r in rows], alpha=0.85)
+    ax.errorbar(names, values, yerr=errors, fmt="none", ecolor="black", capsize=4, lw=1)
+    base = next(r for r in rows if r["verdict"] == "baseline")
+    ax.axhspan(
+        base["uf1_ci_low"],
+        base["uf1_ci_high"],
+        color="grey",
+        alpha=0.18,
+        label=f"{base['attention']} (baseline) CI",
+    )
+    ax.axhline(1 / NUM_CLASSES, color="grey", ls=":", label="chance")
+    ax.set_ylim(0, 1.02)
+    ax.set_ylabel("UF1 (mean over seeds)")
+    ax.set_title(title, fontsize=9)
+    handles, labels = ax.get_legend_handles_labels()
+    for verdict_name, colour in (
+        ("better", "C2"),
+        ("worse", "C3"),
+        ("no detectable difference", "C0"),
+    ):
+        handles.append(plt.Rectangle((0, 0), 1, 1, color=colour))
+        labels.append(verdict_name)
+    ax.legend(handles, labels, fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,194 @@
+"""From a protocol run to what people read: pooled UF1/UAR with subject-bootstrap CIs
+(composite, per dataset, subjects the search never saw), per seed, figures, plot data."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from components.datasets.labels import COMPOSITE_CLASSES, NUM_CLASSES
+from components.evaluation import plots
+from components.metrics import confusion_matrix, per_class
+from components.statistics import (
+    Interval,
+    bootstrap,
+    draws,
+    percentile_interval,
+    seed_mean_metrics,
+    subject_confusions,
+    uf1_uar,
+)
+
+
+def subset_block(
+    frame: pd.DataFrame, subjects: Sequence[str], *, resamples: int, seed: int, confidence: float
+) -> dict:
+    """One subset's metrics: the seed-mean pooled UF1/UAR with CIs, per seed, accuracy,
+    per-class F1 and the confusion matrix (counts summed over seeds)."""
+    subjects = sorted(subjects)
+    mine = frame[frame.subject_id.isin(subjects)]
+    intervals = bootstrap(
+        mine, subjects, classes=NUM_CLASSES, resamples=resamples, seed=seed, confidence=confidence
+    )
+    per_seed = {}
+    for value, group in mine.groupby("seed"):
+        matrix = confusion_matrix(group.true, group.predicted, NUM_CLASSES)
+        f1, recall = uf1_uar(matrix)
+        per_seed[str(value)] = {"uf1": float(f1), "uar": float(recall)}
+    matrix = confusion_matrix(mine.true, mine.predicted, NUM_CLASSES)
+    f1_values = per_class(matrix)["f1"]
+    return {
+        **intervals["uf1"].as_dict("uf1"),
+        **intervals["uar"].as_dict("uar"),
+        "accuracy": float((mine.true == mine.predicted).mean()),
+        "samples": int(mine.uid.nunique()),
+        "subjects": len(subjects),
+        "per_seed": per_seed,
+        "f1_per_class": {
+            c: (None if np.isnan(f1_values[i]) else float(f1_values[i]))
+            for i, c in enumerate(COMPOSITE_CLASSES)
+        },
+        "confusion_matrix": matrix.tolist(),
+    }
+
+
+def dataset_mean_block(
+    frame: pd.DataFrame, *, resamples: int, seed: int, confidence: float
+) -> dict:
+    """The mean over datasets of each dataset's UF1/UAR (the leave-one-dataset-out summary),
+    with a CI from resampling subjects within every dataset."""
+    uf1_draws, uar_draws, uf1_hats, uar_hats = [], [], [], []
+    seeds = sorted(frame.seed.unique())
+    for dataset in sorted(frame.dataset.unique()):
+        subjects = sorted(frame[frame.dataset == dataset].subject_id.unique())
+        per_subject = subject_confusions(frame, subjects, seeds, NUM_CLASSES)
+        f1, recall = seed_mean_metrics(per_subject, np.ones((1, len(subjects)), np.int64))
+        uf1_hats.append(f1[0])
+        uar_hats.append(recall[0])
+        f1, recall = seed_mean_metrics(per_subject, draws(len(subjects), resamples, seed))
+        uf1_draws.append(f1)
+        uar_draws.append(recall)
+    uf1 = Interval(
+        float(np.mean(uf1_hats)), *percentile_interval(np.mean(uf1_draws, 0), confidence)
+    )
+    uar = Interval(
+        float(np.mean(uar_hats)), *percentile_interval(np.mean(uar_draws, 0), confidence)
+    )
+    return {
+        **uf1.as_dict("uf1"),
+        **uar.as_dict("uar"),
+        "accuracy": float((frame.true == frame.predicted).mean()),
+        "samples": int(frame.uid.nunique()),
+        "subjects": int(frame.subject_id.nunique()),
+    }
+
+
+def summarise(
+    predictions: pd.DataFrame,
+    *,
+    untuned: Sequence[str] = (),
+    resamples: int,
+    seed: int,
+    confidence: float,
+    dataset_mean: bool = False,
+) -> dict[str, dict]:
+    """``composite``, each dataset, ``untuned_subjects`` (when given) and, for
+    leave-one-dataset-out, ``dataset_mean`` (the mean of the per-dataset metrics)."""
+    options = {"resamples": resamples, "seed": seed, "confidence": confidence}
+    subjects = sorted(predictions.subject_id.unique())
+    summary = {"composite": subset_block(predictions, subjects, **options)}
+    for dataset in sorted(predictions.dataset.unique()):
+        own = sorted(predictions[predictions.dataset == dataset].subject_id.unique())
+        summary[dataset] = subset_block(predictions, own, **options)
+    untuned = sorted(set(untuned) & set(subjects))
+    if untuned:
+        summary["untuned_subjects"] = subset_block(predictions, untuned, **options)
+    if dataset_mean:
+        summary["dataset_mean"] = dataset_mean_block(predictions, **options)
+    return summary
+
+
+def write_figures(
+    summary: dict,
+    predictions: pd.DataFrame,
+    overlays: list[dict],
+    folder: Path,
+    title: str,
+    protocol: str,
+) -> None:
+    """Confusion matrices, per-class F1 and attention maps under ``folder/figures``, and the
+    ``dvc plots`` data under ``folder/plots``."""
+    figures, plot_data = folder / "figures", folder / "plots"
+    figures.mkdir(parents=True, exist_ok=True)
+    plot_data.mkdir(parents=True, exist_ok=True)
+    names = np.array(COMPOSITE_CLASSES)
+    pd.DataFrame(
+        {
+            "actual": names[predictions.true.to_numpy()],
+            "predicted": names[predictions.predicted.to_numpy()],
+        }
+    ).to_csv(plot_data / "confusion.csv", index=False)
+    pd.DataFrame(
+        [
+            {"subset": s, "class": c, "f1": f}
+            for s, b in summary.items()
+            for c, f in b.get("f1_per_class", {}).items()
+        ]
+    ).to_csv(plot_data / "f1_per_class.csv", index=False)
+    for subset, block in summary.items():
+        if "confusion_matrix" not in block:
+            continue
+        plots.confusion_png(
+            np.array(block["confusion_matrix"]),
+            COMPOSITE_CLASSES,
+            f"{subset} {protocol}: UF1 {block['uf1']:.3f} [{block['uf1_ci_low']:.3f}, "
+            f"{block['uf1_ci_high']:.3f}]\nUAR {block['uar']:.3f} [{block['uar_ci_low']:.3f}, "
+            f"{block['uar_ci_high']:.3f}]; {title}",
+            figures / f"confusion_{subset}.png",
+        )
+    plots.f1_bars_png(
+        {s: b["f1_per_class"] for s, b in summary.items() if "f1_per_class" in b},
+        figures / "f1_per_class.png",
+        f"F1 per class ({protocol}), {title}",
+    )
+    plots.attention_grid_png(
+        sorted(overlays, key=lambda e: e["caption"]),
+        figures / "attention_maps.png",
+        f"{title}: each face from the fold where it was the test subject",
+    )
+
+
+def selection_statement(selection: str, candidates: int, inner_folds: int, tuned: bool) -> str:
+    """What chose the configuration and the epochs, for the report and the model card."""
+    if selection == "nested" and candidates > 1:
+        return (
+            f"nested: per outer fold, the configuration is chosen among {candidates} candidates "
+            f"by {inner_folds}-fold grouped validation on that fold's training subjects, and the "
+            "epoch on its validation subjects; the test subject is never seen"
+        )
+    statement = (
+        "given configuration; per fold, the epoch is chosen on validation subjects drawn from "
+        "the training subjects; the test subject is never seen by training or selection"
+    )
+    if tuned:
+        statement += (
+            ". The configuration and training values were chosen by the tune stage on subjects "
+            "outside its holdout, so for those subjects the choice is not nested per outer fold; "
+            "'untuned_subjects' covers the held-out subjects, which influenced no choice at all"
+        )
+    return statement
+
+
+def print_summary(stage: str, summary: dict, complete: bool, folds: int) -> None:
+    """The composite and per-subset lines of a finished evaluation."""
+    for subset, block in summary.items():
+        name = "composite" if subset == "composite" else f"  {subset}"
+        print(
+            f"{stage}: {name}: UF1 {block['uf1']:.4f} [{block['uf1_ci_low']:.3f}, "
+            f"{block['uf1_ci_high']:.3f}], UAR {block['uar']:.4f} [{block['uar_ci_low']:.3f}, "
+            f"{block['uar_ci_high']:.3f}] over {block['samples']} samples, {block['subjects']} "
+            f"subjects" + ("" if complete or subset != "composite" else f" (ONLY {folds} folds)")
+        )

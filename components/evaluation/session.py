@@ -1,0 +1,158 @@
+"""What ``evaluate`` and ``compare`` share: validated records, the protocol's folds, the
+attention-map examples, and where units run (with a progress line per finished unit)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from components.artifacts import Records
+from components.config import Params
+from components.errors import ConfigError
+from components.evaluation.examples import pick_examples
+from components.evaluation.protocol import Execution
+from components.evaluation.splits import Fold, protocol_folds
+from components.evaluation.units import UnitContext, UnitResult, code_version
+from components.tuning.cluster import cluster_address
+
+
+def seed_list(first: int, count: int) -> list[int]:
+    """``count`` training seeds: ``first``, ``first + 1``, ..."""
+    return [first + k for k in range(count)]
+
+
+class ProgressLine:
+    """One line per finished unit: done/total, what it was, where, and an ETA."""
+
+    def __init__(self, stage: str):
+        self.stage = stage
+        self.started = time.perf_counter()
+        self.first_done: int | None = None
+
+    def __call__(self, done: int, total: int, result: UnitResult, elapsed: float) -> None:
+        if self.first_done is None:
+            self.first_done = done - 1
+        fresh = done - self.first_done
+        left = elapsed / fresh * (total - done) if fresh else 0.0
+        print(
+            f"{self.stage}: unit {done}/{total} {result.spec.label}: {len(result.folds)} fold(s) "
+            f"in {result.seconds:.0f} s{' (stacked)' if result.stacked else ''} on node "
+            f"{result.node_id[:8]}; {elapsed:.0f} s elapsed, ~{left:.0f} s left",
+            flush=True,
+        )
+
+
+@dataclass
+class Session:
+    params: Params
+    records: object  # RecordSet
+    folds: list[Fold]
+    complete: bool
+    examples: dict[str, set[str]]
+    execution: Execution
+
+    @classmethod
+    def open(
+        cls, params: Params, stage: str, *, distributed: bool = True, limit: int | None = None
+    ) -> Session:
+        """Validate the records (before anything trains), build the folds of
+        ``evaluate.protocol`` (the first ``limit`` only, for a quick look)."""
+        cfg = params.evaluate
+        artifact = Records.of(params)
+        records = artifact.read()
+        if len(records.subjects) < 3:
+            raise ConfigError(
+                f"{artifact.folder} holds {len(records.subjects)} subject(s); the protocol needs "
+                "at least 3 (test, training and validation subjects)"
+            )
+        folds = protocol_folds(
+            records.subjects, cfg.protocol, cfg.folds, params.train.validation_fraction, params.seed
+        )
+        complete = limit is None or limit >= len(folds)
+        folds = folds if complete else folds[:limit]
+        uids = pick_examples(records.manifest, cfg.attention_examples, params.seed)
+        subject_of = dict(zip(records.manifest.uid, records.manifest.subject_id, strict=True))
+        examples: dict[str, set[str]] = {}
+        for uid in uids:
+            examples.setdefault(subject_of[uid], set()).add(uid)
+        p = params.preprocess
+        context = UnitContext(
+            records_dir=str(Path(p.records_dir).resolve()),
+            input_sizes={
+                "flow_size": p.flow_size,
+                "clip_frames": p.clip_frames,
+                "clip_size": p.clip_size,
+            },
+            data_version=artifact.data_version(),
+            code=code_version(),
+            units_dir=str(Path(cfg.units_dir).resolve()),
+        )
+        execution = Execution(
+            context,
+            distributed=distributed,
+            address=cluster_address(params.tune.address),
+            max_failures=cfg.max_failures,
+            folds_per_unit=cfg.folds_per_unit,
+            progress=ProgressLine(stage),
+        )
+        return cls(params, records, folds, complete, examples, execution)
+
+    @property
+    def seeds(self) -> list[int]:
+        return seed_list(self.params.seed, self.params.evaluate.seeds)
+
+    def run(self, candidates: list, train, seeds: list[int] | None = None):
+        """The protocol for ``candidates[0]`` (given) or among ``candidates`` (nested)."""
+        from components.evaluation.protocol import run_given, run_nested
+
+        cfg, seeds = self.params.evaluate, seeds or self.seeds
+        manifest = self.records.manifest
+        if cfg.selection == "nested" and len(candidates) > 1:
+            return run_nested(
+                candidates,
+                train,
+                seeds,
+                self.folds,
+                manifest,
+                self.execution,
+                cfg.inner_folds,
+                self.examples,
+            )
+        return run_given(
+            candidates[0], train, seeds, self.folds, manifest, self.execution, self.examples
+        )
+
+    def summarise(self, predictions, untuned=()) -> dict:
+        from components.evaluation.report import summarise
+
+        cfg = self.params.evaluate
+        return summarise(
+            predictions,
+            untuned=untuned,
+            resamples=cfg.bootstrap,
+            seed=self.params.seed,
+            confidence=cfg.confidence,
+            dataset_mean=cfg.protocol == "lodo",
+        )
+
+    def publish(self, evaluation, predictions, overlays: list[dict], title: str) -> Path:
+        """Write the evaluation's outputs to a staging folder and move them into
+        ``evaluate.reports_dir`` together; returns the reports folder."""
+        from components.artifacts import Evaluation
+        from components.evaluation.report import write_figures
+        from components.outputs import Protected, staged_files
+
+        folder = Evaluation.folder(self.params)
+        with staged_files(
+            folder,
+            "evaluate.reports_dir",
+            Protected.of(self.params),
+            Evaluation.OUTPUTS,
+            owned_in_dirs=("*.png",),
+        ) as staging:
+            evaluation.write(staging, predictions)
+            write_figures(
+                evaluation.summary, predictions, overlays, staging, title, evaluation.protocol
+            )
+        return folder

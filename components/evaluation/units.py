@@ -1,0 +1,305 @@
+"""Units of work: (variant, seed, folds), trained anywhere, stored as soon as they finish.
+
+A unit trains one model configuration with one seed for a block of folds (stacked in one model
+when the backbone allows it, see :mod:`components.training.fit`). Its result — every fold's
+chosen epoch, validation history, test predictions, timings and the attention-map examples of
+its test subjects — is written to ``evaluate.units_dir`` under a key that hashes everything it
+depends on (variant, training values, seed, folds, data version, code version). A re-run finds
+the finished units and trains only the rest, so an interrupted evaluation resumes where it
+stopped. Units run on Ray (a local Ray over every core by default; ``RAY_ADDRESS`` or
+``tune.address`` attaches to a cluster), each retried up to ``max_failures`` times if its
+worker dies, or in this process one after another; both give the same results, bit for bit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from components.config import ModelConfig, TrainConfig
+from components.datasets.labels import NUM_CLASSES
+from components.evaluation.splits import Fold
+
+CODE_ROOT = Path(__file__).resolve().parents[1]  # components/
+
+
+def code_version() -> str:
+    """Hash of the project's components (training results depend on all of them)."""
+    digest = hashlib.sha1()
+    for path in sorted(CODE_ROOT.rglob("*.py")):
+        digest.update(str(path.relative_to(CODE_ROOT)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def fold_seed(seed: int, fold: str) -> int:
+    """The weight-initialisation seed of one fold: from the run's seed and the fold's name
+    only, so a fold starts the same whichever unit it is trained in."""
+    return zlib.crc32(f"{seed}/{fold}".encode()) & 0x7FFFFFFF
+
+
+@dataclass(frozen=True)
+class UnitSpec:
+    """One unit: ``variant`` trained with ``train`` and ``seed`` on ``folds``; ``examples``
+    are uids (among its test subjects) whose attention maps it draws."""
+
+    variant: ModelConfig
+    train: TrainConfig
+    seed: int
+    folds: tuple[Fold, ...]
+    examples: tuple[str, ...] = ()
+    phase: str = "outer"  # "outer" (the protocol) or "inner" (nested selection)
+
+    def key(self, data_version: str, code: str) -> str:
+        payload = json.dumps(
+            [
+                self.variant.as_dict(),
+                asdict(self.train),
+                self.seed,
+                [asdict(f) for f in self.folds],
+                list(self.examples),
+                self.phase,
+                data_version,
+                code,
+            ],
+            sort_keys=True,
+            default=list,
+        )
+        return hashlib.sha1(payload.encode()).hexdigest()[:20]
+
+    @property
+    def label(self) -> str:
+        from components.tuning.space import describe_model
+
+        names = [f.name for f in self.folds]
+        span = names[0] if len(names) == 1 else f"{names[0]}…{names[-1]} ({len(names)} folds)"
+        return f"{describe_model(self.variant.as_dict())} seed {self.seed} {span}"
+
+
+@dataclass
+class FoldResult:
+    """One fold of a finished unit."""
+
+    fold: Fold
+    best_epoch: int
+    epochs_run: int
+    history: list[dict[str, float]]
+    predictions: list[dict[str, Any]]  # uid, true, predicted, p_0..p_{K-1}
+    train_samples: int
+    validation_samples: int
+
+
+@dataclass
+class UnitResult:
+    """A finished unit, as stored."""
+
+    key: str
+    spec: UnitSpec
+    folds: list[FoldResult]
+    seconds: float
+    node_id: str
+    pid: int
+    stacked: bool
+    overlays: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class UnitContext:
+    """What every unit shares (absolute paths: units may run in other folders or nodes)."""
+
+    records_dir: str
+    input_sizes: dict[str, int]
+    data_version: str
+    code: str
+    units_dir: str
+    threads: int = 1
+    num_classes: int = NUM_CLASSES
+
+
+class UnitStore:
+    """Finished units under ``folder``: one pickle per key, written atomically."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+
+    def path(self, key: str) -> Path:
+        return self.folder / f"{key}.pkl"
+
+    def load(self, key: str) -> UnitResult | None:
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        try:
+            with open(path, "rb") as handle:
+                return pickle.load(handle)
+        except Exception:  # an unreadable cache entry is simply recomputed
+            return None
+
+    def save(self, result: UnitResult) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        temporary = self.folder / f".{result.key}.{os.getpid()}.tmp"
+        with open(temporary, "wb") as handle:
+            pickle.dump(result, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(temporary, self.path(result.key))
+
+
+def run_unit(spec: UnitSpec, context: UnitContext, node_id: str = "local") -> UnitResult:
+    """Train ``spec`` (in this process), store its result and return it."""
+    from dataclasses import replace
+
+    from components.training import runtime
+
+    started = time.perf_counter()
+    train_cfg = replace(spec.train, threads=context.threads)
+    runtime.configure(train_cfg, spec.seed)
+    from components.models.registry import BACKBONES
+    from components.records.store import cached_records
+    from components.training.fit import FoldData, fit_folds, stacks
+
+    records = cached_records(context.records_dir, context.data_version)
+    kind = BACKBONES[spec.variant.backbone].input_kind
+    inputs = records.inputs(kind)
+    folds = [
+        FoldData(
+            f.name,
+            records.positions(f.train),
+            records.positions(f.validation),
+            records.positions(f.test),
+            fold_seed(spec.seed, f.name),
+        )
+        for f in spec.folds
+    ]
+    strategy = runtime.make_strategy(train_cfg)
+    fits = fit_folds(
+        inputs,
+        records.labels,
+        folds,
+        spec.variant,
+        train_cfg,
+        kind=kind,
+        input_sizes=context.input_sizes,
+        num_classes=context.num_classes,
+        seed=spec.seed,
+        strategy=strategy,
+    )
+    results, overlays = [], []
+    wanted = set(spec.examples)
+    for fold, data, fit in zip(spec.folds, folds, fits, strict=True):
+        rows = records.manifest.iloc[data.predict]
+        predictions = [
+            {
+                "uid": uid,
+                "true": int(label),
+                "predicted": int(p.argmax()),
+                **{f"p_{k}": float(v) for k, v in enumerate(p)},
+            }
+            for uid, label, p in zip(rows.uid, rows.label, fit.probabilities, strict=True)
+        ]
+        results.append(
+            FoldResult(
+                fold,
+                fit.best_epoch,
+                fit.epochs_run,
+                fit.history,
+                predictions,
+                len(data.train),
+                len(data.validation),
+            )
+        )
+        mine = sorted(wanted & set(rows.uid))
+        if mine:
+            overlays += _overlays(records, fit.export(), spec.variant, mine, kind)
+    result = UnitResult(
+        key=spec.key(context.data_version, context.code),
+        spec=spec,
+        folds=results,
+        seconds=time.perf_counter() - started,
+        node_id=node_id,
+        pid=os.getpid(),
+        stacked=stacks(spec.variant, train_cfg, strategy),
+        overlays=overlays,
+    )
+    UnitStore(context.units_dir).save(result)
+    return result
+
+
+def _overlays(records, model, variant: ModelConfig, uids: list[str], kind: str) -> list[dict]:
+    """Attention maps of ``uids`` drawn by the fold model that had them as test subjects."""
+    from components.evaluation.examples import overlays_for
+
+    return overlays_for(records, uids, model, kind)
+
+
+def _ray_unit(spec: UnitSpec, context: UnitContext) -> UnitResult:
+    import ray
+
+    return run_unit(spec, context, ray.get_runtime_context().get_node_id())
+
+
+Progress = Callable[[int, int, UnitResult, float], None]
+
+
+def run_units(
+    specs: Sequence[UnitSpec],
+    context: UnitContext,
+    *,
+    distributed: bool,
+    address: str | None,
+    max_failures: int,
+    progress: Progress | None = None,
+) -> list[UnitResult]:
+    """Every unit's result, in ``specs`` order: stored ones are read back, the rest trained
+    (on Ray when ``distributed``, else here), each stored as soon as it finishes."""
+    store = UnitStore(context.units_dir)
+    keys = [s.key(context.data_version, context.code) for s in specs]
+    results: dict[int, UnitResult] = {}
+    for index, key in enumerate(keys):
+        if (found := store.load(key)) is not None:
+            results[index] = found
+    pending = [i for i in range(len(specs)) if i not in results]
+    started = time.perf_counter()
+    done = len(results)
+
+    def finished(index: int, result: UnitResult) -> None:
+        nonlocal done
+        results[index] = result
+        done += 1
+        if progress:
+            progress(done, len(specs), result, time.perf_counter() - started)
+
+    if pending and distributed:
+        _run_on_ray(specs, pending, context, address, max_failures, finished)
+    else:
+        for index in pending:
+            finished(index, _run_here(specs[index], context, max_failures))
+    return [results[i] for i in range(len(specs))]
+
+
+def _run_here(spec: UnitSpec, context: UnitContext, max_failures: int) -> UnitResult:
+    for attempt in range(max_failures + 1):
+        try:
+            return run_unit(spec, context)
+        except Exception:
+            if attempt == max_failures:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _run_on_ray(specs, pending, context, address, max_failures, finished) -> None:
+    from components.tuning.cluster import ray_session
+
+    with ray_session(address) as ray:
+        remote = ray.remote(num_cpus=1, max_retries=max_failures, retry_exceptions=True)(_ray_unit)
+        futures = {remote.remote(specs[i], context): i for i in pending}
+        while futures:
+            ready, _ = ray.wait(list(futures), num_returns=1)
+            for future in ready:
+                finished(futures.pop(future), ray.get(future))

@@ -1,0 +1,59 @@
+"""Backbone registry: name → builder, the input it takes and its placement points.
+
+Adding a backbone is one builder function plus one line here. The table is light (paths, not
+functions), so the typed config checks names without importing Keras. ``stacked`` names the
+builder of the backbone's fold-stacked form (several folds' copies trained as one model, see
+:mod:`components.models.stacked`), when it has one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+#: what flows at a point: a feature map (B, H, W, C), a per-frame feature map inside a clip
+#: model (B, T, H, W, C), or a sequence of frame features (B, T, D)
+PointKind = Literal["map", "frame_map", "sequence"]
+
+
+@dataclass(frozen=True)
+class BackboneEntry:
+    target: str  # "module:function" building (inputs, place, num_classes, dropout) -> outputs
+    input_kind: Literal["flow", "clip"]
+    points: dict[str, PointKind] = field(default_factory=dict)  # in network order
+    stacked: str | None = None  # "module:function" of the fold-stacked form, if any
+
+
+BACKBONES: dict[str, BackboneEntry] = {
+    "ststnet": BackboneEntry(
+        "components.models.backbones:ststnet",
+        "flow",
+        {"streams": "map", "fused": "map", "pre_head": "map"},
+        stacked="components.models.stacked:ststnet",
+    ),
+    "off_apexnet": BackboneEntry(
+        "components.models.backbones:off_apexnet",
+        "flow",
+        {"stem": "map", "block1": "map", "fused": "map"},
+    ),
+    "resnet_small": BackboneEntry(
+        "components.models.backbones:resnet_small",
+        "flow",
+        {"stem": "map", "block1": "map", "block2": "map", "block3": "map"},
+    ),
+    "clip_net": BackboneEntry(
+        "components.models.backbones:clip_net",
+        "clip",
+        {"frame": "frame_map", "temporal": "sequence"},
+    ),
+}
+
+
+def backbone(name: str) -> BackboneEntry:
+    """The entry of backbone ``name``; ``ValueError`` lists the valid names."""
+    try:
+        return BACKBONES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown backbone {name!r}; valid backbones are: {', '.join(BACKBONES)}"
+        ) from None

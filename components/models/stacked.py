@@ -1,0 +1,334 @@
+"""Fold-stacked backbones: the F folds of one unit of work trained as one model.
+
+Tiny MER models (STSTNet has 1.7k parameters) use a CPU poorly: most of a training step is
+per-op overhead. Stacking the folds of a unit makes every op F times wider: each fold's copy
+sees every batch (the same input), learns only from its own training samples (a per-fold mask
+weights the loss), and BatchNorm uses **per-fold masked moments**, so no statistic of a fold
+ever includes its test or validation subjects. Each fold's copy is initialised from its own
+seed, and fold ``f`` can be exported as the ordinary Keras model of its configuration
+(:meth:`StackedModel.export_fold`), which computes the same function (tested).
+
+Layout: feature maps ``(B, H, W, F, C)``, every weight with the fold axis first, outputs
+``(B, F, classes)``.
+
+``ststnet`` here fuses conv → BN → ReLU → 3×3/3 max-pool of its three streams. The BN moments
+come from the input patches (the mean and covariance of the 3×3×3 patches, per fold, masked):
+exactly the moments of the conv outputs, without another pass over them. With ``s`` the BN
+scale, max-pooling ``relu(s·h + t)`` equals ``relu(t + |s|·maxpool(sign(s)·h))``, so the
+affine map and ReLU run on the pooled map (9× smaller) — exact for either sign of ``s``.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from components.attention.factory import make_stacked_attention
+from components.attention.stacked import FoldLayer, glorot
+from components.config import ModelConfig
+from components.models.placement import Placer
+from components.models.registry import BACKBONES
+
+STREAMS = (3, 5, 8)  # ststnet's stream widths (the authors' code)
+BN_MOMENTUM, BN_EPSILON = 0.99, 1e-3  # keras.layers.BatchNormalization defaults
+
+
+def _attention(cfg: ModelConfig, folds: int, name: str):
+    a = cfg.attention
+    return make_stacked_attention(
+        a.type,
+        folds,
+        name,
+        heads=a.heads,
+        key_dim=a.key_dim,
+        reduction=a.reduction,
+        kernel_size=a.kernel_size,
+    )
+
+
+class FoldStreams(FoldLayer):
+    """STSTNet's streams, stacked: 3×3 convs (3, 5, 8 filters) + BN + ReLU (+ attention at
+    ``streams``) + 3×3/3 max-pool, concatenated: ``(B, S, S, 3)`` → ``(B, S/3, S/3, F, 16)``."""
+
+    def __init__(self, folds: int, stream_attention: list | None = None, **kwargs):
+        super().__init__(folds, **kwargs)
+        self.stream_attention = stream_attention  # one stacked attention per stream, or None
+
+    def build(self, input_shape):
+        self.cin = int(input_shape[-1])
+        width = sum(STREAMS)
+        self.kernel = self.fold_weight("kernel", (3, 3, self.cin, width))
+        self.bias = self.fold_weight("bias", (width,))
+        self.gamma = self.fold_weight("gamma", (width,))
+        self.beta = self.fold_weight("beta", (width,))
+        self.moving_mean = self.fold_weight("moving_mean", (width,), trainable=False)
+        self.moving_variance = self.fold_weight("moving_variance", (width,), trainable=False)
+        if self.stream_attention:
+            size = int(input_shape[1])
+            for layer, channels in zip(self.stream_attention, STREAMS, strict=True):
+                layer.build((None, size, size, self.folds, channels))
+
+    def fold_variables(self) -> list:
+        return [
+            self.kernel,
+            self.bias,
+            self.gamma,
+            self.beta,
+            self.moving_mean,
+            self.moving_variance,
+        ]
+
+    def initial_values(self, f, rng):
+        width = sum(STREAMS)
+        kernel = np.concatenate([glorot(rng, (3, 3, self.cin, c)) for c in STREAMS], axis=-1)
+        zeros, ones = np.zeros(width, np.float32), np.ones(width, np.float32)
+        return [kernel, zeros, ones, zeros.copy(), zeros.copy(), ones.copy()]
+
+    def batch_moments(self, x, fold_mask):
+        """Per-fold mean and (biased) variance of the conv outputs over the masked samples and
+        every position, from the patches' masked mean and second moment."""
+        patches = ops.image.extract_patches(x, 3, strides=1, padding="same")  # (B, H, W, 9·cin)
+        positions = patches.shape[1] * patches.shape[2]
+        flat = ops.reshape(patches, (-1, positions, patches.shape[-1]))
+        mean_patch = ops.mean(flat, axis=1)  # (B, P)
+        second = ops.einsum("bnp,bnq->bpq", flat, flat) / positions  # (B, P, P)
+        count = ops.sum(fold_mask, axis=0)  # (F,)
+        safe = ops.maximum(count, 1.0)
+        mu = ops.einsum("bf,bp->fp", fold_mask, mean_patch) / safe[:, None]
+        sigma = ops.einsum("bf,bpq->fpq", fold_mask, second) / safe[:, None, None]
+        w = ops.reshape(self.kernel, (self.folds, -1, self.kernel.shape[-1]))  # (F, P, C)
+        linear = ops.einsum("fp,fpc->fc", mu, w)
+        mean = linear + self.bias
+        second_moment = (
+            ops.einsum("fpc,fpq,fqc->fc", w, sigma, w) + 2 * self.bias * linear + self.bias**2
+        )
+        variance = ops.maximum(second_moment - mean**2, 0.0)
+        return mean, variance, count
+
+    def call(self, x, fold_mask, training=None):
+        folds, width = self.folds, sum(STREAMS)
+        if training:
+            mean, variance, count = self.batch_moments(x, fold_mask)
+            seen = ops.cast(count > 0, "float32")[
+                :, None
+            ]  # a fold absent from the batch keeps its stats
+            momentum = 1.0 - (1.0 - BN_MOMENTUM) * seen
+            self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
+            self.moving_variance.assign(
+                self.moving_variance * momentum + variance * (1.0 - momentum)
+            )
+            mean = seen * mean + (1.0 - seen) * self.moving_mean
+            variance = seen * variance + (1.0 - seen) * self.moving_variance
+        else:
+            mean, variance = self.moving_mean, self.moving_variance
+        scale = self.gamma * ops.rsqrt(variance + BN_EPSILON)  # (F, C)
+        shift = self.beta - mean * scale
+        kernel = ops.reshape(
+            ops.transpose(self.kernel, (1, 2, 3, 0, 4)), (3, 3, self.cin, folds * width)
+        )
+        flat_scale, flat_shift = ops.reshape(scale, (-1,)), ops.reshape(shift, (-1,))
+        bias = ops.reshape(self.bias, (-1,))
+        if not self.stream_attention:
+            sign = ops.stop_gradient(ops.where(flat_scale < 0, -1.0, 1.0))
+            h = ops.conv(x, kernel * sign, strides=1, padding="same") + bias * sign
+            pooled = ops.max_pool(h, 3, strides=3, padding="same")
+            out = ops.relu(flat_shift + ops.abs(flat_scale) * pooled)
+            return ops.reshape(out, (-1, out.shape[1], out.shape[2], folds, width))
+        h = ops.conv(x, kernel, strides=1, padding="same") + bias
+        h = ops.relu(h * flat_scale + flat_shift)
+        size = h.shape[1]
+        h = ops.reshape(h, (-1, size, size, folds, width))
+        parts, start = [], 0
+        for layer, channels in zip(self.stream_attention, STREAMS, strict=True):
+            part, _ = layer(h[..., start : start + channels])
+            parts.append(part)
+            start += channels
+        h = ops.reshape(ops.concatenate(parts, axis=-1), (-1, size, size, folds * width))
+        pooled = ops.max_pool(h, 3, strides=3, padding="same")
+        return ops.reshape(pooled, (-1, pooled.shape[1], pooled.shape[2], folds, width))
+
+    def export_layers(self, f: int) -> dict[str, list[np.ndarray]]:
+        """Fold ``f`` as ststnet's ``stream{c}_conv`` / ``stream{c}_bn`` weights."""
+        values = [ops.convert_to_numpy(v)[f] for v in self.fold_variables()]
+        kernel, bias, gamma, beta, mean, variance = values
+        layers, start = {}, 0
+        for c in STREAMS:
+            part = slice(start, start + c)
+            layers[f"stream{c}_conv"] = [kernel[..., part], bias[part]]
+            layers[f"stream{c}_bn"] = [gamma[part], beta[part], mean[part], variance[part]]
+            start += c
+        return layers
+
+
+class FoldDense(FoldLayer):
+    """The classifier, stacked: per-fold Dense(classes, softmax) on ``(B, F, D)``."""
+
+    def __init__(self, folds: int, units: int, **kwargs):
+        super().__init__(folds, **kwargs)
+        self.units = units
+
+    def build(self, input_shape):
+        self.inputs_dim = int(input_shape[-1])
+        self.kernel = self.fold_weight("kernel", (self.inputs_dim, self.units))
+        self.bias = self.fold_weight("bias", (self.units,))
+
+    def fold_variables(self) -> list:
+        return [self.kernel, self.bias]
+
+    def initial_values(self, f, rng):
+        return [glorot(rng, (self.inputs_dim, self.units)), np.zeros(self.units, np.float32)]
+
+    def call(self, x):
+        return ops.softmax(ops.einsum("bfd,fdk->bfk", x, self.kernel) + self.bias, axis=-1)
+
+
+class StackedModel(keras.Model):
+    """F folds' copies of one model configuration: ``(x, fold_mask) → (B, F, classes)``.
+
+    The training loss is the sum over folds of each fold's own loss: the class-weighted
+    cross-entropy averaged over that fold's samples in the batch (``fold_mask`` (B, F): 1 for
+    the fold's training samples, 0 otherwise), as Keras' loss with ``class_weight`` would be on
+    a batch of that fold's samples alone.
+    """
+
+    def __init__(
+        self,
+        model_cfg: ModelConfig,
+        folds: int,
+        input_sizes: dict[str, int],
+        num_classes: int,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.model_cfg = model_cfg
+        self.folds = folds
+        self.input_sizes = dict(input_sizes)
+        self.num_classes = num_classes
+        self.class_weights = self.add_weight(
+            name="class_weights", shape=(folds, num_classes), initializer="ones", trainable=False
+        )
+
+    def owners(self) -> list[FoldLayer]:
+        """The fold layers that own weights (set by the subclass, in network order)."""
+        return self._stacked_owners
+
+    def fold_state(self) -> list:
+        """Every variable with a fold axis (weights, BN statistics), for per-fold snapshots."""
+        return [v for layer in self.owners() for v in layer.fold_variables()]
+
+    def initialise(self, seeds: list[int]) -> None:
+        """Draw fold ``f``'s initial weights from ``seeds[f]`` (independent of the other folds)."""
+        for layer in self.owners():
+            layer.initialise([np.random.default_rng([seed, _stable(layer.name)]) for seed in seeds])
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        fold_mask = x[1]
+        labels = ops.cast(y, "int32")
+        picked = ops.take_along_axis(
+            y_pred, labels[:, None, None] * ops.ones((1, self.folds, 1), "int32"), axis=-1
+        )[..., 0]
+        cross_entropy = -ops.log(ops.clip(picked, 1e-7, 1.0 - 1e-7))  # (B, F), as Keras' loss
+        weights = ops.transpose(ops.take(self.class_weights, labels, axis=1))  # (B, F)
+        per_fold = ops.sum(fold_mask * weights * cross_entropy, axis=0) / ops.maximum(
+            ops.sum(fold_mask, axis=0), 1.0
+        )
+        return ops.sum(per_fold)
+
+    def export_fold(self, f: int) -> keras.Model:
+        """Fold ``f`` as the ordinary Keras model of :attr:`model_cfg` (same function)."""
+        from components.models.builder import build_model
+
+        model = build_model(self.model_cfg, num_classes=self.num_classes, **self.input_sizes)
+        for name, weights in self.export_layers(f).items():
+            model.get_layer(name).set_weights(weights)
+        return model
+
+
+def _stable(name: str) -> int:
+    import zlib
+
+    return zlib.crc32(name.encode())
+
+
+class StackedSTSTNet(StackedModel):
+    """STSTNet with attention at its placement points, stacked over folds."""
+
+    def __init__(
+        self,
+        model_cfg: ModelConfig,
+        folds: int,
+        input_sizes: dict[str, int],
+        num_classes: int,
+        **kwargs,
+    ):
+        super().__init__(model_cfg, folds, input_sizes, num_classes, **kwargs)
+        entry = BACKBONES["ststnet"]
+        Placer(
+            "ststnet", entry.points, model_cfg.attention, tuple(model_cfg.placement)
+        )  # validates
+        placed = set(model_cfg.placement) if model_cfg.attention.type != "none" else set()
+        kind = model_cfg.attention.type
+        self.stream_attention = (
+            [
+                _attention(model_cfg, folds, f"streams_{kind}" + (f"_{k}" if k else ""))
+                for k in range(3)
+            ]
+            if "streams" in placed
+            else None
+        )
+        self.streams = FoldStreams(folds, self.stream_attention, name="streams")
+        self.fused = _attention(model_cfg, folds, f"fused_{kind}") if "fused" in placed else None
+        self.pre_head = (
+            _attention(model_cfg, folds, f"pre_head_{kind}") if "pre_head" in placed else None
+        )
+        self.dropout = keras.layers.Dropout(model_cfg.dropout, name="dropout")
+        self.head = FoldDense(folds, num_classes, name="probabilities")
+        self._stacked_owners = [
+            self.streams,
+            *(self.stream_attention or []),
+            *[layer for layer in (self.fused, self.pre_head) if layer is not None],
+            self.head,
+        ]
+        size = input_sizes["flow_size"]
+        self.build_all(size)
+
+    def build_all(self, size: int) -> None:
+        x = keras.KerasTensor((None, size, size, 3))
+        self.streams.build(x.shape)
+        pooled = -(-size // 3)
+        if self.fused:
+            self.fused.build((None, pooled, pooled, self.folds, sum(STREAMS)))
+        half = pooled // 2
+        if self.pre_head:
+            self.pre_head.build((None, half, half, self.folds, sum(STREAMS)))
+        self.head.build((None, self.folds, half * half * sum(STREAMS)))
+        self.built = True
+
+    def call(self, inputs, training=None):
+        x, fold_mask = inputs
+        h = self.streams(x, fold_mask, training=training)  # (B, P, P, F, 16)
+        if self.fused:
+            h, _ = self.fused(h)
+        size, folds, width = h.shape[1], self.folds, h.shape[-1]
+        flat = ops.reshape(h, (-1, size, size, folds * width))
+        pooled = ops.average_pool(flat, 2, strides=2, padding="valid")
+        half = pooled.shape[1]
+        h = ops.reshape(pooled, (-1, half, half, folds, width))
+        if self.pre_head:
+            h, _ = self.pre_head(h)
+        features = ops.reshape(ops.transpose(h, (0, 3, 1, 2, 4)), (-1, folds, half * half * width))
+        return self.head(self.dropout(features, training=training))
+
+    def export_layers(self, f: int) -> dict[str, list[np.ndarray]]:
+        layers = self.streams.export_layers(f)
+        for layer in [*(self.stream_attention or []), self.fused, self.pre_head, self.head]:
+            if layer is not None:
+                layers[layer.name] = layer.export(f)
+        return layers
+
+
+def ststnet(
+    model_cfg: ModelConfig, folds: int, input_sizes: dict[str, int], num_classes: int
+) -> StackedModel:
+    return StackedSTSTNet(model_cfg, folds, input_sizes, num_classes, name="stacked_ststnet")

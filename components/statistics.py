@@ -1,0 +1,185 @@
+"""Uncertainty of MEGC metrics: subject-level bootstrap CIs, paired comparisons, McNemar.
+
+On MER data subjects differ far more than clips, so the unit of resampling is the subject:
+a bootstrap draw takes as many subjects as there are, with replacement, pools every
+prediction of the drawn subjects (a subject drawn twice counts twice), and recomputes UF1 and
+UAR exactly as the protocol does (:mod:`components.metrics`). With several training seeds the
+estimate is the mean over seeds of each seed's pooled metric, and every draw recomputes it for
+all seeds on the same subjects (seeds folded in). A paired comparison draws the same subjects
+for both variants and looks at the difference; the verdict is "better"/"worse" when its
+percentile interval excludes 0. McNemar's exact test on per-sample correctness (each variant's
+seed-majority prediction) is reported beside it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+def uf1_uar(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """UF1 and UAR of confusion matrices ``(..., K, K)`` (classes with no true and no
+    predicted sample, or no true sample for recall, are left out of the mean)."""
+    confusion = confusion.astype(float)
+    tp = np.diagonal(confusion, axis1=-2, axis2=-1)
+    predicted = confusion.sum(axis=-2)
+    actual = confusion.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        denominator = predicted + actual
+        f1 = np.where(denominator > 0, 2 * tp / denominator, np.nan)
+        recall = np.where(actual > 0, tp / actual, np.nan)
+        return np.nanmean(f1, axis=-1), np.nanmean(recall, axis=-1)
+
+
+def subject_confusions(
+    frame: pd.DataFrame, subjects: Sequence[str], seeds: Sequence[int], classes: int
+) -> np.ndarray:
+    """Confusion matrix of every (seed, subject): ``(S, n_subjects, K, K)``."""
+    out = np.zeros((len(seeds), len(subjects), classes, classes), np.int64)
+    seed_index = {s: k for k, s in enumerate(seeds)}
+    subject_index = {s: k for k, s in enumerate(subjects)}
+    rows = frame[frame.subject_id.isin(subject_index)]
+    np.add.at(
+        out,
+        (
+            rows.seed.map(seed_index).to_numpy(),
+            rows.subject_id.map(subject_index).to_numpy(),
+            rows.true.to_numpy(int),
+            rows.predicted.to_numpy(int),
+        ),
+        1,
+    )
+    return out
+
+
+def draws(subjects: int, resamples: int, seed: int) -> np.ndarray:
+    """``(resamples, subjects)`` counts: how often each subject is drawn in each resample."""
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, subjects, size=(resamples, subjects))
+    counts = np.zeros((resamples, subjects), np.int64)
+    np.add.at(counts, (np.arange(resamples)[:, None], picks), 1)
+    return counts
+
+
+def seed_mean_metrics(per_subject: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean-over-seeds UF1 and UAR for each row of subject ``counts`` ``(R, n)``."""
+    pooled = np.einsum("rn,snij->rsij", counts, per_subject)
+    f1, recall = uf1_uar(pooled)
+    return np.nanmean(f1, axis=1), np.nanmean(recall, axis=1)
+
+
+@dataclass(frozen=True)
+class Interval:
+    estimate: float
+    low: float
+    high: float
+
+    def as_dict(self, name: str) -> dict[str, float]:
+        return {name: self.estimate, f"{name}_ci_low": self.low, f"{name}_ci_high": self.high}
+
+
+def percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.nanpercentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def bootstrap(
+    frame: pd.DataFrame,
+    subjects: Sequence[str],
+    *,
+    classes: int,
+    resamples: int,
+    seed: int,
+    confidence: float,
+) -> dict[str, Interval]:
+    """UF1 and UAR (mean over the frame's seeds) of ``subjects``, with subject-bootstrap CIs."""
+    seeds = sorted(frame.seed.unique())
+    per_subject = subject_confusions(frame, subjects, seeds, classes)
+    full = np.ones((1, len(subjects)), np.int64)
+    uf1_hat, uar_hat = seed_mean_metrics(per_subject, full)
+    uf1_draws, uar_draws = seed_mean_metrics(per_subject, draws(len(subjects), resamples, seed))
+    return {
+        "uf1": Interval(float(uf1_hat[0]), *percentile_interval(uf1_draws, confidence)),
+        "uar": Interval(float(uar_hat[0]), *percentile_interval(uar_draws, confidence)),
+    }
+
+
+def paired_bootstrap(
+    variant: pd.DataFrame,
+    baseline: pd.DataFrame,
+    subjects: Sequence[str],
+    *,
+    classes: int,
+    resamples: int,
+    seed: int,
+    confidence: float,
+) -> dict[str, Interval]:
+    """Differences (variant − baseline) of UF1 and UAR on the same subjects and seeds, with a
+    paired subject-bootstrap CI (both recomputed on the same draw)."""
+    seeds = sorted(variant.seed.unique())
+    if seeds != sorted(baseline.seed.unique()):
+        raise ValueError("a paired comparison needs the same seeds for both variants")
+    mine = subject_confusions(variant, subjects, seeds, classes)
+    theirs = subject_confusions(baseline, subjects, seeds, classes)
+    counts = draws(len(subjects), resamples, seed)
+    full = np.ones((1, len(subjects)), np.int64)
+    result = {}
+    for name, index in (("uf1", 0), ("uar", 1)):
+        estimate = (
+            seed_mean_metrics(mine, full)[index][0] - seed_mean_metrics(theirs, full)[index][0]
+        )
+        deltas = seed_mean_metrics(mine, counts)[index] - seed_mean_metrics(theirs, counts)[index]
+        result[name] = Interval(float(estimate), *percentile_interval(deltas, confidence))
+    return result
+
+
+def verdict(delta: Interval) -> str:
+    """``better`` / ``worse`` when the interval excludes 0, else ``no detectable difference``."""
+    if delta.low > 0:
+        return "better"
+    if delta.high < 0:
+        return "worse"
+    return "no detectable difference"
+
+
+def majority_predictions(frame: pd.DataFrame) -> pd.Series:
+    """Each sample's prediction across seeds: the most frequent class, ties broken by the
+    highest mean probability."""
+    probability = [c for c in frame.columns if c.startswith("p_")]
+    votes = pd.crosstab(frame.uid, frame.predicted)
+    mean_p = frame.groupby("uid")[probability].mean()
+    classes = np.arange(len(probability))
+    counts = votes.reindex(columns=classes, fill_value=0).to_numpy()
+    tie_break = mean_p.loc[votes.index].to_numpy() * 1e-3  # < one vote
+    return pd.Series((counts + tie_break).argmax(1), index=votes.index)
+
+
+@dataclass(frozen=True)
+class McNemar:
+    variant_only: int  # samples the variant gets right and the baseline wrong
+    baseline_only: int
+    p_value: float
+
+
+def mcnemar_exact(variant_correct: np.ndarray, baseline_correct: np.ndarray) -> McNemar:
+    """McNemar's exact test (two-sided binomial on the discordant pairs)."""
+    b = int(np.sum(variant_correct & ~baseline_correct))
+    c = int(np.sum(~variant_correct & baseline_correct))
+    n = b + c
+    if n == 0:
+        return McNemar(b, c, 1.0)
+    tail = sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2**n
+    return McNemar(b, c, min(1.0, 2 * tail))
+
+
+def mcnemar_between(variant: pd.DataFrame, baseline: pd.DataFrame) -> McNemar:
+    """McNemar on the seed-majority predictions of two variants over the same samples."""
+    truth = variant.drop_duplicates("uid").set_index("uid").true
+    mine = majority_predictions(variant).loc[truth.index]
+    theirs = majority_predictions(baseline).loc[truth.index]
+    return mcnemar_exact((mine == truth).to_numpy(), (theirs == truth).to_numpy())

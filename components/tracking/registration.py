@@ -1,0 +1,142 @@
+"""Registering a final model: its MLflow run (params, metrics with CIs, figures, card, the
+model in the Keras 3 flavour with the project code), the registered version's tags and
+description, and the champion-alias decision."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+from mlflow.tracking import MlflowClient
+
+from components.artifacts import Evaluation, Registration
+from components.config import ModelConfig, Params, TrainConfig
+from components.tracking import flatten, tracked_run
+from components.tracking import registry as reg
+
+
+@dataclass(frozen=True)
+class FinalModel:
+    """What the register stage trained and everything the registry records about it."""
+
+    model: Any  # keras.Model
+    model_cfg: ModelConfig
+    train: TrainConfig
+    kind: str
+    input_example: np.ndarray
+    card: str
+    tags: dict[str, str]  # provenance: git commit, data version, stage
+    synthetic: bool
+
+
+def runtime_requirements() -> list[str]:
+    """What the served model needs (pinned to this environment), instead of MLflow's
+    inference by loading the model in a subprocess."""
+    from importlib.metadata import version
+
+    return [
+        f"{package}=={version(package)}"
+        for package in ("mlflow", "tensorflow", "keras", "numpy", "pyyaml")
+    ]
+
+
+def register(
+    final: FinalModel,
+    params: Params,
+    evaluation: Evaluation,
+    files: list[tuple[str, Path]],
+    no_alias: bool = False,
+) -> Registration:
+    """Log and register ``final``; move the alias only if the champion rule says so."""
+    from mlflow.models import infer_signature
+
+    from components.datasets.labels import COMPOSITE_CLASSES
+    from components.inference.predict import METADATA_KEY
+    from components.tracking.keras_flavor import log_model
+    from components.tuning.space import describe_model
+
+    cfg = params.register
+    client = MlflowClient()
+    holder = reg.alias_holder(client, cfg.model_name, cfg.alias)
+    version_tags = {
+        **reg.evaluation_tags(evaluation, final.tags["data_version"]),
+        "git_commit": final.tags["git_commit"],
+        "model": describe_model(final.model_cfg.as_dict()),
+        "synthetic_data": str(final.synthetic).lower(),
+    }
+    output = np.asarray(final.model(final.input_example, training=False))
+    with tracked_run(run_name="register", tags=final.tags) as run:
+        mlflow.log_params(
+            flatten(
+                {
+                    "model": final.model_cfg.as_dict(),
+                    "train": final.train,
+                    "register": cfg,
+                    "seed": params.seed,
+                }
+            )
+        )
+        mlflow.log_metrics(
+            {
+                k: float(v)
+                for k, v in version_tags.items()
+                if k.startswith(("uf1", "uar")) and "ci" not in k
+            }
+        )
+        composite = evaluation.summary["composite"]
+        mlflow.log_metrics(
+            {
+                "uf1_ci_low": composite["uf1_ci_low"],
+                "uf1_ci_high": composite["uf1_ci_high"],
+                "final_epochs": final.train.epochs,
+            }
+        )
+        for artifact_path, path in files:
+            if path.is_dir():
+                mlflow.log_artifacts(str(path), artifact_path)
+            elif path.is_file():
+                mlflow.log_artifact(str(path), artifact_path or None)
+        mlflow.log_text(final.card, "model_card.md")
+        info = log_model(
+            final.model,
+            name="model",
+            signature=infer_signature(final.input_example, output),
+            input_example=final.input_example,
+            registered_model_name=cfg.model_name,
+            pip_requirements=runtime_requirements(),
+            metadata={
+                METADATA_KEY: {
+                    "model": final.model_cfg.as_dict(),
+                    "preprocess": asdict(params.preprocess),
+                    "input_kind": final.kind,
+                    "classes": list(COMPOSITE_CLASSES),
+                    "data_version": final.tags["data_version"],
+                }
+            },
+        )
+        version, run_id = str(info.registered_model_version), run.info.run_id
+    for key, value in {**version_tags, "register_run_id": run_id}.items():
+        client.set_model_version_tag(cfg.model_name, version, key, value)
+    client.update_model_version(cfg.model_name, version, description=final.card)
+    decision = (
+        reg.Decision(False, "--no-alias was given")
+        if no_alias
+        else reg.decide(version_tags, holder, cfg.alias)
+    )
+    reg.apply_decision(client, cfg.model_name, version, cfg.alias, decision)
+    return Registration(
+        model_name=cfg.model_name,
+        version=int(version),
+        model_uri=f"models:/{cfg.model_name}/{version}",
+        alias=cfg.alias,
+        alias_moved=decision.promote,
+        reason=decision.reason,
+        previous_alias_holder=decision.previous,
+        run_id=run_id,
+        data_version=final.tags["data_version"],
+        uf1=float(version_tags[reg.UF1]),
+        protocol=version_tags[reg.PROTOCOL],
+    )

@@ -1,0 +1,89 @@
+"""Fold-stacked models compute, fold by fold, exactly what the ordinary model computes."""
+
+import numpy as np
+import pytest
+
+from components.config import AttentionConfig, ModelConfig
+from components.models.stacked import ststnet
+
+SIZES = {"flow_size": 28, "clip_frames": 8, "clip_size": 64}
+CASES = [("none", ())] + [
+    (kind, placement)
+    for kind in ("se", "eca", "channel", "spatial", "cbam", "mhsa")
+    for placement in (("fused",), ("streams",), ("pre_head",), ("streams", "fused"))
+]
+
+
+@pytest.mark.parametrize(("kind", "placement"), CASES)
+def test_each_fold_is_its_ordinary_model(kind: str, placement: tuple) -> None:
+    """Export fold 1 of a 3-fold stack as the ordinary Keras model: the same outputs in
+    inference (moving statistics) and in training mode (batch statistics), including a
+    negative BatchNorm scale (the pooled-affine shortcut must hold for either sign)."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(8, 28, 28, 3)).astype("float32")
+    cfg = ModelConfig("ststnet", AttentionConfig(kind), placement, 0.0)
+    model = ststnet(cfg, 3, SIZES, 3)
+    model.initialise([1, 2, 3])
+    streams = model.streams
+    streams.gamma.assign(
+        streams.gamma.numpy() * np.where(rng.uniform(size=streams.gamma.shape) < 0.3, -1, 1)
+    )
+    streams.moving_mean.assign(rng.normal(0, 0.3, streams.moving_mean.shape).astype("float32"))
+    streams.moving_variance.assign(
+        rng.uniform(0.2, 2, streams.moving_variance.shape).astype("float32")
+    )
+    mask = np.ones((8, 3), "float32")
+    ordinary = model.export_fold(1)
+    np.testing.assert_allclose(
+        model((x, mask), training=False).numpy()[:, 1],
+        ordinary(x, training=False).numpy(),
+        atol=1e-6,
+    )
+    np.testing.assert_allclose(
+        model((x, mask), training=True).numpy()[:, 1], ordinary(x, training=True).numpy(), atol=5e-5
+    )
+
+
+def test_a_fold_starts_from_its_own_seed_whatever_the_other_folds() -> None:
+    cfg = ModelConfig("ststnet", AttentionConfig("cbam"), ("fused",), 0.5)
+    three, one = ststnet(cfg, 3, SIZES, 3), ststnet(cfg, 1, SIZES, 3)
+    three.initialise([5, 9, 7])
+    one.initialise([9])
+    for a, b in zip(three.fold_state(), one.fold_state(), strict=True):
+        np.testing.assert_array_equal(np.asarray(a)[1], np.asarray(b)[0])
+    assert not np.array_equal(
+        np.asarray(three.fold_state()[0])[0], np.asarray(three.fold_state()[0])[1]
+    )
+
+
+def test_initial_weights_follow_keras_initialisers() -> None:
+    """Glorot-uniform kernels within their limit, zero biases, unit BatchNorm scale."""
+    cfg = ModelConfig("ststnet", AttentionConfig("none"), (), 0.5)
+    model = ststnet(cfg, 50, SIZES, 3)
+    model.initialise(list(range(50)))
+    kernel = np.asarray(model.streams.kernel)[..., :3]  # stream3: 3x3x3 -> 3
+    limit = np.sqrt(6 / (27 + 27))
+    assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.9 * limit
+    assert abs(kernel.mean()) < 0.02 and abs(kernel.std() - limit / np.sqrt(3)) < 0.02
+    np.testing.assert_array_equal(np.asarray(model.streams.gamma), 1.0)
+    np.testing.assert_array_equal(np.asarray(model.head.bias), 0.0)
+
+
+def test_the_batch_moments_are_the_masked_conv_output_moments() -> None:
+    """BatchNorm's mean and variance, computed from the input patches, equal the moments of
+    the conv outputs over each fold's masked samples and all positions."""
+    import keras
+
+    rng = np.random.default_rng(1)
+    x = rng.uniform(size=(10, 28, 28, 3)).astype("float32")
+    mask = (rng.uniform(size=(10, 2)) < 0.6).astype("float32")
+    mask[0] = 1
+    model = ststnet(ModelConfig("ststnet", AttentionConfig("none"), (), 0.0), 2, SIZES, 3)
+    model.initialise([1, 2])
+    mean, variance, _ = model.streams.batch_moments(x, mask)
+    kernel, bias = np.asarray(model.streams.kernel), np.asarray(model.streams.bias)
+    for f in range(2):
+        out = keras.ops.conv(x, kernel[f], padding="same").numpy() + bias[f]
+        chosen = out[mask[:, f] > 0].reshape(-1, out.shape[-1])
+        np.testing.assert_allclose(np.asarray(mean)[f], chosen.mean(0), atol=1e-5)
+        np.testing.assert_allclose(np.asarray(variance)[f], chosen.var(0), rtol=1e-3, atol=1e-6)

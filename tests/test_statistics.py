@@ -1,0 +1,207 @@
+"""Subject-level bootstrap, paired comparisons and McNemar, checked against hand-computed cases
+and independent computations (scikit-learn, statsmodels, a naive resampling loop)."""
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import f1_score, recall_score
+
+from components.metrics import confusion_matrix, uar, uf1
+from components.statistics import (
+    bootstrap,
+    draws,
+    majority_predictions,
+    mcnemar_between,
+    mcnemar_exact,
+    paired_bootstrap,
+    seed_mean_metrics,
+    subject_confusions,
+    uf1_uar,
+    verdict,
+)
+
+
+def frame(rows: list[tuple], seed: int = 0) -> pd.DataFrame:
+    """(subject, uid, true, predicted) rows as a predictions frame."""
+    out = pd.DataFrame(rows, columns=["subject_id", "uid", "true", "predicted"])
+    out["seed"] = seed
+    for k in range(3):
+        out[f"p_{k}"] = (out.predicted == k).astype(float)
+    return out
+
+
+def random_frame(
+    rng: np.random.Generator, subjects: int = 12, seeds=(0,), skill: float = 0.6
+) -> pd.DataFrame:
+    rows = []
+    for seed in seeds:
+        for s in range(subjects):
+            for k in range(int(rng.integers(2, 8))):
+                true = int(rng.integers(0, 3))
+                predicted = true if rng.uniform() < skill else int(rng.integers(0, 3))
+                rows.append((f"d/s{s:02d}", f"d/s{s:02d}/c{k}", true, predicted, seed))
+    out = pd.DataFrame(rows, columns=["subject_id", "uid", "true", "predicted", "seed"])
+    for k in range(3):
+        out[f"p_{k}"] = (out.predicted == k).astype(float)
+    return out
+
+
+def test_vectorised_metrics_agree_with_the_protocol_and_sklearn() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        truth, guess = rng.integers(0, 3, 40), rng.integers(0, 3, 40)
+        matrix = confusion_matrix(truth, guess, 3)
+        f1, recall = uf1_uar(matrix)
+        assert f1 == pytest.approx(uf1(matrix)) and recall == pytest.approx(uar(matrix))
+        if len(set(truth)) == 3:
+            assert f1 == pytest.approx(
+                f1_score(truth, guess, average="macro", labels=[0, 1, 2], zero_division=0)
+            )
+            assert recall == pytest.approx(
+                recall_score(truth, guess, average="macro", labels=[0, 1, 2])
+            )
+
+
+def test_two_subject_bootstrap_takes_only_the_hand_computed_values() -> None:
+    """Subjects A and B: every draw is AA, BB (each subject's own UF1, doubling changes no
+    ratio) or AB/BA (the pooled UF1). The estimate is the pooled UF1."""
+    rows = [
+        ("A", "A1", 0, 0),
+        ("A", "A2", 1, 1),
+        ("A", "A3", 2, 1),
+        ("B", "B1", 0, 1),
+        ("B", "B2", 1, 1),
+        ("B", "B3", 2, 2),
+    ]
+    data = frame(rows)
+    a = uf1(confusion_matrix([0, 1, 2], [0, 1, 1], 3))  # F1: 1, 2/3, undefined→0: (1 + .667 + 0)/3
+    b = uf1(confusion_matrix([0, 1, 2], [1, 1, 2], 3))
+    both = uf1(confusion_matrix([0, 1, 2, 0, 1, 2], [0, 1, 1, 1, 1, 2], 3))
+    assert a == pytest.approx((1 + 2 / 3 + 0) / 3)
+    result = bootstrap(data, ["A", "B"], classes=3, resamples=500, seed=1, confidence=0.95)
+    assert result["uf1"].estimate == pytest.approx(both)
+    per_subject = subject_confusions(data, ["A", "B"], [0], 3)
+    values, _ = seed_mean_metrics(per_subject, draws(2, 500, 1))
+    assert set(np.round(values, 9)) <= set(np.round([a, b, both], 9))
+    # a quarter of the draws are AA, a quarter BB, half mixed: the 95% interval spans them all
+    assert result["uf1"].low == pytest.approx(min(a, b, both))
+    assert result["uf1"].high == pytest.approx(max(a, b, both))
+
+
+def test_bootstrap_matches_a_naive_resampling_loop() -> None:
+    """The vectorised draw equals concatenating the drawn subjects' rows and scoring them with
+    scikit-learn, draw for draw (two seeds: the mean of the seeds' scores)."""
+    rng = np.random.default_rng(3)
+    data = random_frame(rng, subjects=9, seeds=(0, 1))
+    subjects = sorted(data.subject_id.unique())
+    counts = draws(len(subjects), 50, seed=7)
+    fast, _ = seed_mean_metrics(subject_confusions(data, subjects, [0, 1], 3), counts)
+    for r in range(50):
+        scores = []
+        for seed in (0, 1):
+            mine = data[data.seed == seed]
+            picked = pd.concat(
+                [
+                    mine[mine.subject_id == s]
+                    for s, c in zip(subjects, counts[r], strict=True)
+                    for _ in range(c)
+                ]
+            )
+            scores.append(
+                f1_score(
+                    picked.true,
+                    picked.predicted,
+                    average="macro",
+                    labels=sorted(set(picked.true) | set(picked.predicted)),
+                )
+            )
+        assert fast[r] == pytest.approx(np.mean(scores))
+
+
+def test_paired_differences_and_verdicts() -> None:
+    rng = np.random.default_rng(5)
+    base = random_frame(rng, subjects=15, skill=0.3)
+    same = paired_bootstrap(
+        base,
+        base,
+        sorted(base.subject_id.unique()),
+        classes=3,
+        resamples=300,
+        seed=1,
+        confidence=0.95,
+    )
+    assert (same["uf1"].estimate, same["uf1"].low, same["uf1"].high) == (0.0, 0.0, 0.0)
+    assert verdict(same["uf1"]) == "no detectable difference"
+    perfect = base.assign(predicted=base.true)
+    better = paired_bootstrap(
+        perfect,
+        base,
+        sorted(base.subject_id.unique()),
+        classes=3,
+        resamples=300,
+        seed=1,
+        confidence=0.95,
+    )
+    assert better["uf1"].low > 0 and verdict(better["uf1"]) == "better"
+    assert (
+        verdict(
+            paired_bootstrap(
+                base,
+                perfect,
+                sorted(base.subject_id.unique()),
+                classes=3,
+                resamples=300,
+                seed=1,
+                confidence=0.95,
+            )["uf1"]
+        )
+        == "worse"
+    )
+
+
+def test_mcnemar_exact_by_hand_and_against_statsmodels() -> None:
+    from statsmodels.stats.contingency_tables import mcnemar
+
+    variant = np.array([True] * 5 + [False] * 1 + [True] * 10 + [False] * 4)
+    baseline = np.array([False] * 5 + [True] * 1 + [True] * 10 + [False] * 4)
+    result = mcnemar_exact(variant, baseline)
+    assert (result.variant_only, result.baseline_only) == (5, 1)
+    assert result.p_value == pytest.approx(2 * (1 + 6) / 2**6)  # 2·P(X ≤ 1), X ~ Bin(6, ½)
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        a, b = rng.uniform(size=40) < rng.uniform(), rng.uniform(size=40) < rng.uniform()
+        table = [[np.sum(a & b), np.sum(a & ~b)], [np.sum(~a & b), np.sum(~a & ~b)]]
+        assert mcnemar_exact(a, b).p_value == pytest.approx(mcnemar(table, exact=True).pvalue)
+    assert mcnemar_exact(variant, variant).p_value == 1.0
+
+
+def test_majority_vote_over_seeds_breaks_ties_by_probability() -> None:
+    rows = []
+    for seed, (predicted, p) in enumerate([(0, [0.6, 0.4, 0]), (1, [0.45, 0.55, 0])]):
+        rows.append(
+            {
+                "uid": "x",
+                "seed": seed,
+                "true": 1,
+                "predicted": predicted,
+                "p_0": p[0],
+                "p_1": p[1],
+                "p_2": p[2],
+            }
+        )
+    votes = majority_predictions(pd.DataFrame(rows))
+    assert votes["x"] == 0  # one vote each; mean p_0 0.525 > p_1 0.475
+    data = pd.DataFrame(rows * 1).assign(subject_id="s")
+    assert mcnemar_between(data, data).p_value == 1.0
+
+
+def test_every_draw_is_a_multiset_of_the_subjects() -> None:
+    counts = draws(7, 100, seed=2)
+    assert counts.shape == (100, 7) and (counts.sum(1) == 7).all()
+    assert not np.array_equal(counts, draws(7, 100, seed=3))
+    np.testing.assert_array_equal(counts, draws(7, 100, seed=2))
+    # over many draws each subject is drawn once on average
+    assert abs(draws(7, 4000, seed=4).mean() - 1) < 0.02
+    assert list(itertools.islice(counts.flat, 1))  # non-empty

@@ -1,0 +1,153 @@
+"""Units of work: stored as they finish, resumed after an interruption, retried when their worker
+dies, identical whether trained in one process or on Ray, spread over a cluster's nodes."""
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.builders import mer, small_project
+
+pytestmark = pytest.mark.slow
+
+
+def stored(folder: Path) -> dict[str, float]:
+    """Finished unit files and their modification times."""
+    return {p.name: p.stat().st_mtime for p in (folder / "units").glob("*.pkl")}
+
+
+def results(folder: Path) -> list:
+    return [pickle.loads(p.read_bytes()) for p in sorted((folder / "units").glob("*.pkl"))]
+
+
+def metrics(folder: Path) -> str:
+    return (folder / "reports/metrics.json").read_text()
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """One uninterrupted evaluation (on the default local Ray) to compare the others with."""
+    folder = tmp_path_factory.mktemp("reference")
+    small_project(folder)
+    done = mer(folder, "evaluate")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return folder
+
+
+def test_sequential_and_distributed_give_identical_predictions(
+    reference: Path, tmp_path: Path
+) -> None:
+    small_project(tmp_path)
+    done = mer(tmp_path, "evaluate", "--local")
+    assert done.returncode == 0, done.stderr[-3000:]
+    ray_run = pd.read_parquet(reference / "reports/predictions.parquet")
+    local_run = pd.read_parquet(tmp_path / "reports/predictions.parquet")
+    pd.testing.assert_frame_equal(ray_run, local_run, check_exact=True)  # bit for bit
+    assert metrics(reference) == metrics(tmp_path)
+    assert {r.node_id for r in results(tmp_path)} == {"local"}
+    assert all(r.node_id != "local" for r in results(reference))
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL])
+def test_an_interrupted_evaluation_resumes_with_the_missing_units_only(
+    how: signal.Signals, reference: Path, tmp_path: Path
+) -> None:
+    small_project(tmp_path, evaluate={"folds_per_unit": 1})  # 8 units
+    command = [
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "--params",
+        str(tmp_path / "params.yaml"),
+        "evaluate",
+        "--local",
+    ]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    driver = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 240
+    while len(stored(tmp_path)) < 2 and time.time() < deadline and driver.poll() is None:
+        time.sleep(0.2)
+    driver.send_signal(how)
+    out, err = driver.communicate(timeout=120)
+    before = stored(tmp_path)
+    assert 2 <= len(before) < 8, (out, err[-2000:])
+    assert not (tmp_path / "reports/metrics.json").exists()  # nothing published
+    if how == signal.SIGINT:
+        assert driver.returncode == 130 and "interrupted" in err
+    resumed = mer(tmp_path, "evaluate", "--local")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    trained = [line for line in resumed.stdout.splitlines() if " unit " in line]
+    assert len(trained) == 8 - len(before)  # only the missing units were trained
+    after = stored(tmp_path)
+    assert len(after) == 8 and all(after[name] == when for name, when in before.items())
+    # the same metrics as one uninterrupted run with one fold per unit
+    again = tmp_path.parent / f"{tmp_path.name}-straight"
+    again.mkdir()
+    small_project(again, evaluate={"folds_per_unit": 1})
+    assert mer(again, "evaluate", "--local").returncode == 0
+    assert metrics(again) == metrics(tmp_path)
+
+
+def test_units_spread_over_two_nodes_and_a_killed_worker_is_retried(
+    cluster, tmp_path: Path
+) -> None:
+    """`mer compare` on a real 2-node Ray cluster: units land on both nodes; a unit whose worker
+    process is killed mid-way is retried, and no other unit is lost."""
+    small_project(
+        tmp_path,
+        subjects=6,
+        compare={"types": ["none", "se"], "seeds": 2},
+        evaluate={"folds_per_unit": 2},
+    )
+    env = {**os.environ, "RAY_ADDRESS": cluster.address}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    command = [
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "--params",
+        str(tmp_path / "params.yaml"),
+        "compare",
+    ]
+    driver = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    killed = None
+    deadline = time.time() + 300
+    while killed is None and time.time() < deadline and driver.poll() is None:
+        workers = subprocess.run(
+            ["pgrep", "-f", "ray::_ray_unit"], capture_output=True, text=True
+        ).stdout.split()
+        if workers:
+            time.sleep(1.0)  # let it start training
+            killed = int(workers[0])
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.2)
+    _out, err = driver.communicate(timeout=600)
+    assert driver.returncode == 0, err[-3000:]
+    assert killed is not None, "no unit worker was seen running"
+    units = results(tmp_path)
+    assert len(units) == 2 * 2 * 3  # 2 types × 2 seeds × 3 blocks of 2 folds: none lost
+    assert all(u.pid != killed for u in units)  # the killed worker's unit was done again
+    nodes = {n["NodeID"] for n in cluster_nodes(cluster)}
+    assert {u.node_id for u in units} == nodes and len(nodes) == 2
+    report = (tmp_path / "reports/compare/attention.md").read_text()
+    assert "| se |" in report and "verdict" in report
+
+
+def cluster_nodes(cluster) -> list[dict]:
+    import ray
+
+    ray.init(address=cluster.address)
+    try:
+        return [n for n in ray.nodes() if n["Alive"]]
+    finally:
+        ray.shutdown()
