@@ -20,10 +20,22 @@ FOLDER = ROOT / ".mer" / "benchmarks" / "composite"
 def params(folder: Path = FOLDER) -> dict:
     """The project's params.yaml pointed at the composite-size set inside ``folder``."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["synthesize"] = {**raw["synthesize"], "clips": "megc2019_composite", "root": str(folder / "raw")}
+    raw["synthesize"] = {
+        **raw["synthesize"],
+        "clips": "megc2019_composite",
+        "root": str(folder / "raw"),
+    }
     raw["datasets"] = [{"name": "casme2", "root": str(folder / "raw")}]
-    raw["preprocess"] = {**raw["preprocess"], "records_dir": str(folder / "records"), "report": str(folder / "preprocess.json")}
-    raw["tracking"] = {"uri": f"sqlite:///{folder}/mlflow.db", "artifact_location": str(folder / "artifacts"), "experiment": "benchmarks"}
+    raw["preprocess"] = {
+        **raw["preprocess"],
+        "records_dir": str(folder / "records"),
+        "report": str(folder / "preprocess.json"),
+    }
+    raw["tracking"] = {
+        "uri": f"sqlite:///{folder}/mlflow.db",
+        "artifact_location": str(folder / "artifacts"),
+        "experiment": "benchmarks",
+    }
     return raw
 
 
@@ -31,9 +43,13 @@ def mer(params_file: Path, *args: str, env: dict | None = None) -> subprocess.Co
     command = [sys.executable, "-m", "pipelines.cli", "--params", str(params_file), *args]
     environment = {**os.environ, **(env or {})}
     environment.pop("MLFLOW_TRACKING_URI", None)
-    done = subprocess.run(command, cwd=params_file.parent, env=environment, capture_output=True, text=True)
+    done = subprocess.run(
+        command, cwd=params_file.parent, env=environment, capture_output=True, text=True
+    )
     if done.returncode:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}")
+        raise RuntimeError(
+            f"{' '.join(command)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+        )
     return done
 
 

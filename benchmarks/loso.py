@@ -50,7 +50,12 @@ def stage_params(base: Path, name: str, **evaluate) -> Path:
     raw = yaml.safe_load(base.read_text())
     folder = base.parent / name
     folder.mkdir(exist_ok=True)
-    raw["evaluate"] = {**raw["evaluate"], "units_dir": str(folder / "units"), "reports_dir": str(folder / "reports"), **evaluate}
+    raw["evaluate"] = {
+        **raw["evaluate"],
+        "units_dir": str(folder / "units"),
+        "reports_dir": str(folder / "reports"),
+        **evaluate,
+    }
     raw["compare"] = {**raw["compare"], "reports_dir": str(folder / "reports/compare")}
     path = folder / "params.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -97,8 +102,15 @@ def steady_rate(mode: str, folds: int, threads: int, processes: int, params_file
     concurrent processes."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     command = [sys.executable, "-c", RATE_SCRIPT, mode, str(folds), str(threads), str(params_file)]
-    running = [subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) for _ in range(processes)]
-    rates = [json.loads(p.communicate()[0].strip().splitlines()[-1])["samples_per_s"] for p in running]
+    running = [
+        subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        for _ in range(processes)
+    ]
+    rates = [
+        json.loads(p.communicate()[0].strip().splitlines()[-1])["samples_per_s"] for p in running
+    ]
     return sum(rates) * folds
 
 
@@ -123,7 +135,14 @@ options = tf.compat.v1.profiler.ProfileOptionBuilder(tf.compat.v1.profiler.Profi
 train = tf.compat.v1.profiler.profile(graph=graph, cmd="op", options=options).total_float_ops
 print(json.dumps([forward, train]))
 """
-    done = subprocess.run([sys.executable, "-c", code, str(params_file)], cwd=ROOT, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(params_file)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+        check=True,
+    )
     forward, train = json.loads(done.stdout.strip().splitlines()[-1])
     return float(forward), float(train)
 
@@ -133,7 +152,9 @@ def work_done(units: list, forward: float, train: float) -> tuple[float, int]:
     total, passes = 0.0, 0
     for unit in units:
         for fold in unit.folds:
-            total += fold.epochs_run * (fold.train_samples * train + fold.validation_samples * forward)
+            total += fold.epochs_run * (
+                fold.train_samples * train + fold.validation_samples * forward
+            )
             total += len(fold.predictions) * forward
             passes += fold.epochs_run * fold.train_samples
     return total, passes
@@ -146,16 +167,26 @@ def main() -> None:
     label = f"{params['model']['backbone']}/{params['model']['attention']['type']}@{'+'.join(params['model']['placement'])}"
 
     evaluate_params = stage_params(base, "evaluate")
-    wall = run_stage(evaluate_params, evaluate_params.parent / "reports", evaluate_params.parent / "units", "evaluate")
+    wall = run_stage(
+        evaluate_params,
+        evaluate_params.parent / "reports",
+        evaluate_params.parent / "units",
+        "evaluate",
+    )
     units = units_of(evaluate_params.parent / "units")
     metrics = json.loads((evaluate_params.parent / "reports/metrics.json").read_text())
     forward, train = model_flops(base)
     flops, passes = work_done(units, forward, train)
     per_fold = params["evaluate"]["folds_per_unit"]
     rates = {
-        f"ordinary model, 1 process × {cores} threads": steady_rate("ordinary", 1, 0, 1, base) * train,
-        f"ordinary model, {cores} processes × 1 thread": steady_rate("ordinary", 1, 1, cores, base) * train,
-        f"stacked ({per_fold} folds), {cores} processes × 1 thread": steady_rate("stacked", per_fold, 1, cores, base) * train,
+        f"ordinary model, 1 process × {cores} threads": steady_rate("ordinary", 1, 0, 1, base)
+        * train,
+        f"ordinary model, {cores} processes × 1 thread": steady_rate("ordinary", 1, 1, cores, base)
+        * train,
+        f"stacked ({per_fold} folds), {cores} processes × 1 thread": steady_rate(
+            "stacked", per_fold, 1, cores, base
+        )
+        * train,
     }
     best_name, best_rate = max(rates.items(), key=lambda kv: kv[1])
     floor = flops / best_rate

@@ -213,6 +213,14 @@ class PreprocessConfig:
     direct_num_workers: NonNegative = 0  # 0 = one per core
     beam_args: tuple[str, ...] = ()  # extra pipeline flags, e.g. for Flink/Spark/Dataflow
 
+    def input_sizes(self) -> dict[str, int]:
+        """The model input sizes these records hold (the model builders' keyword arguments)."""
+        return {
+            "flow_size": self.flow_size,
+            "clip_frames": self.clip_frames,
+            "clip_size": self.clip_size,
+        }
+
 
 @dataclass(frozen=True)
 class AttentionConfig:

@@ -5,7 +5,6 @@ subject-bootstrap CIs (composite, per dataset), predictions, figures, MLflow run
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
 
 from components.config import load_params
 
@@ -49,31 +48,11 @@ def run(args: argparse.Namespace) -> int:
     configure_tracking(params.tracking)
     tags = provenance_tags(params.preprocess.records_dir, "evaluate")
     with tracked_run(run_name=f"evaluate-{cfg.protocol}", tags=tags) as parent:
-        mlflow.log_params(
-            flatten(
-                {
-                    "model": chosen.model.as_dict(),
-                    "train": chosen.train,
-                    "evaluate": cfg,
-                    "seed": params.seed,
-                }
-            )
-        )
+        logged = {"model": chosen.model.as_dict(), "train": chosen.train, "evaluate": cfg}
+        mlflow.log_params(flatten({**logged, "seed": params.seed}))
         mlflow.set_tag("selection", statement)
         result = session.run(candidates, chosen.train)
-        untuned = chosen.tune.holdout_subjects if chosen.tune else []
-        evaluation = Evaluation(
-            protocol=cfg.protocol,
-            complete=session.complete,
-            selection=cfg.selection,
-            selection_statement=statement,
-            model=chosen.model.as_dict(),
-            train=asdict(chosen.train),
-            seeds=session.seeds,
-            summary=session.summarise(result.predictions, untuned),
-            folds=result.folds,
-            units={"count": len(result.units), "stacked": all(u.stacked for u in result.units)},
-        )
+        evaluation = session.evaluation(chosen, statement, result)
         overlays = [o for unit in result.units for o in unit.overlays]
         folder = session.publish(evaluation, result.predictions, overlays, label)
         log_folds(parent.info.run_id, result.units, tags)

@@ -219,10 +219,9 @@ def small_project(folder: Path, subjects: int = 8, per_class: int = 2, **overrid
     return path
 
 
-def mer(folder: Path, *args: str, env: dict | None = None, timeout: int = 600):
-    """Run ``mer --params folder/params.yaml ARGS`` in ``folder`` (a subprocess, as a user)."""
+def mer_command(folder: Path, args: tuple[str, ...], env: dict | None) -> tuple[list[str], dict]:
+    """The command line and environment of ``mer --params folder/params.yaml ARGS``."""
     import os
-    import subprocess
     import sys
 
     command = [
@@ -235,6 +234,64 @@ def mer(folder: Path, *args: str, env: dict | None = None, timeout: int = 600):
     ]
     environment = {**os.environ, **(env or {})}
     environment.pop("MLFLOW_TRACKING_URI", None)
+    return command, environment
+
+
+def mer(folder: Path, *args: str, env: dict | None = None, timeout: int = 600):
+    """Run ``mer --params folder/params.yaml ARGS`` in ``folder`` (a subprocess, as a user)."""
+    import subprocess
+
+    command, environment = mer_command(folder, args, env)
     return subprocess.run(
         command, cwd=folder, env=environment, capture_output=True, text=True, timeout=timeout
     )
+
+
+def flow_images_release(root: Path, subjects: int = 6, per_class: int = 2, size: int = 28) -> list:
+    """A released-features folder as authors publish it for the composite: one RGB PNG of
+    u, v, strain per sample, ``<sub>_<filename_o> .png`` (with the space), and a label CSV
+    ``dataset,sub,filename_o,label,...``; made from :func:`fake_records`' planted flow.
+    Subjects are spread over casme2, samm and smic. Returns the records it encodes."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        records = fake_records(
+            Path(scratch), subjects=subjects, per_class=per_class, flow_size=size,
+            datasets=("casme2", "samm", "smic"),
+        )  # fmt: skip
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for record in records:
+        pixels = np.rint(record.flow * 255).astype(np.uint8)  # what a release stores
+        name = f"{record.subject}_{record.clip_id} .png"
+        assert cv2.imwrite(str(root / name), pixels[..., ::-1])  # RGB = u, v, strain
+        rows.append((record.dataset, record.subject, record.clip_id, record.label, "x"))
+    with open(root / "composite_labels.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["dataset", "sub", "filename_o", "label", "notes"])
+        writer.writerows(rows)
+    return records
+
+
+def start_mer(folder: Path, *args: str, env: dict | None = None):
+    """Start ``mer --params folder/params.yaml ARGS`` in the background (to interrupt it)."""
+    import subprocess
+
+    command, environment = mer_command(folder, args, env)
+    return subprocess.Popen(
+        command,
+        cwd=folder,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_until(condition, process, timeout: float = 240) -> None:
+    """Poll ``condition()`` until it holds, ``process`` ends, or ``timeout`` seconds pass."""
+    import time
+
+    deadline = time.time() + timeout
+    while not condition() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)

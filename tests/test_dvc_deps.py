@@ -89,3 +89,13 @@ def test_metrics_files_hold_numbers_only() -> None:
                     return isinstance(value, int | float) and not isinstance(value, bool)
 
                 assert numbers(json.loads(file.read_text())), path
+
+
+def test_stage_runs_are_short_orchestration() -> None:
+    """Bookkeeping lives in components: every stage's run() is under 60 lines."""
+    import ast
+
+    for path in sorted((ROOT / "pipelines").glob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.FunctionDef) and node.name == "run":
+                assert node.end_lineno - node.lineno + 1 < 60, path.name

@@ -123,42 +123,19 @@ def test_bootstrap_matches_a_naive_resampling_loop() -> None:
 def test_paired_differences_and_verdicts() -> None:
     rng = np.random.default_rng(5)
     base = random_frame(rng, subjects=15, skill=0.3)
-    same = paired_bootstrap(
-        base,
-        base,
-        sorted(base.subject_id.unique()),
-        classes=3,
-        resamples=300,
-        seed=1,
-        confidence=0.95,
-    )
-    assert (same["uf1"].estimate, same["uf1"].low, same["uf1"].high) == (0.0, 0.0, 0.0)
-    assert verdict(same["uf1"]) == "no detectable difference"
+    subjects = sorted(base.subject_id.unique())
+
+    def delta(variant: pd.DataFrame, baseline: pd.DataFrame):
+        return paired_bootstrap(
+            variant, baseline, subjects, classes=3, resamples=300, seed=1, confidence=0.95
+        )["uf1"]
+
+    same = delta(base, base)
+    assert (same.estimate, same.low, same.high) == (0.0, 0.0, 0.0)
+    assert verdict(same) == "no detectable difference"
     perfect = base.assign(predicted=base.true)
-    better = paired_bootstrap(
-        perfect,
-        base,
-        sorted(base.subject_id.unique()),
-        classes=3,
-        resamples=300,
-        seed=1,
-        confidence=0.95,
-    )
-    assert better["uf1"].low > 0 and verdict(better["uf1"]) == "better"
-    assert (
-        verdict(
-            paired_bootstrap(
-                base,
-                perfect,
-                sorted(base.subject_id.unique()),
-                classes=3,
-                resamples=300,
-                seed=1,
-                confidence=0.95,
-            )["uf1"]
-        )
-        == "worse"
-    )
+    assert delta(perfect, base).low > 0 and verdict(delta(perfect, base)) == "better"
+    assert verdict(delta(base, perfect)) == "worse"
 
 
 def test_mcnemar_exact_by_hand_and_against_statsmodels() -> None:

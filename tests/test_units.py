@@ -5,14 +5,13 @@ import os
 import pickle
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.builders import mer, small_project
+from tests.builders import mer, small_project, start_mer, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -59,22 +58,8 @@ def test_an_interrupted_evaluation_resumes_with_the_missing_units_only(
     how: signal.Signals, reference: Path, tmp_path: Path
 ) -> None:
     small_project(tmp_path, evaluate={"folds_per_unit": 1})  # 8 units
-    command = [
-        sys.executable,
-        "-m",
-        "pipelines.cli",
-        "--params",
-        str(tmp_path / "params.yaml"),
-        "evaluate",
-        "--local",
-    ]
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    driver = subprocess.Popen(
-        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    deadline = time.time() + 240
-    while len(stored(tmp_path)) < 2 and time.time() < deadline and driver.poll() is None:
-        time.sleep(0.2)
+    driver = start_mer(tmp_path, "evaluate", "--local")
+    wait_until(lambda: len(stored(tmp_path)) >= 2, driver)
     driver.send_signal(how)
     out, err = driver.communicate(timeout=120)
     before = stored(tmp_path)
@@ -107,19 +92,7 @@ def test_units_spread_over_two_nodes_and_a_killed_worker_is_retried(
         compare={"types": ["none", "se"], "seeds": 2},
         evaluate={"folds_per_unit": 2},
     )
-    env = {**os.environ, "RAY_ADDRESS": cluster.address}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    command = [
-        sys.executable,
-        "-m",
-        "pipelines.cli",
-        "--params",
-        str(tmp_path / "params.yaml"),
-        "compare",
-    ]
-    driver = subprocess.Popen(
-        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    driver = start_mer(tmp_path, "compare", env={"RAY_ADDRESS": cluster.address})
     killed = None
     deadline = time.time() + 300
     while killed is None and time.time() < deadline and driver.poll() is None:

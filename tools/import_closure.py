@@ -1,6 +1,8 @@
 """Which project modules a stage imports (statically, including imports inside functions).
 
-    python tools/import_closure.py pipelines/evaluate.py
+    python tools/import_closure.py pipelines/evaluate.py        # the files
+    python tools/import_closure.py pipelines/evaluate.py --dvc  # as dvc.yaml deps
+    python tools/import_closure.py --update-dvc                 # rewrite dvc.yaml's code deps
 
 ``tests/test_dvc_deps.py`` uses :func:`closure` to check that every stage's ``deps`` in
 ``dvc.yaml`` cover every module the stage can import.
@@ -100,7 +102,33 @@ def compact(files: set[Path], root: Path = ROOT) -> list[str]:
     return sorted(o for o in out if not any(o != p and o.startswith(p + "/") for p in out))
 
 
+DVC_HEADER = """\
+# The experiment's stages. Each stage's code deps are exactly the project modules it can import
+# (tests/test_dvc_deps.py checks them against `python tools/import_closure.py pipelines/<stage>.py
+# --dvc`, and each stage's outputs against its artifact class in components/artifacts.py).
+# After changing imports: `python tools/import_closure.py --update-dvc`.
+"""
+
+
+def update_dvc(path: Path = ROOT / "dvc.yaml") -> None:
+    """Replace every stage's code deps (components/, pipelines/) by its import closure."""
+    import yaml
+
+    spec = yaml.safe_load(path.read_text())
+    for name, stage in spec["stages"].items():
+        data = [d for d in stage["deps"] if not d.startswith(PACKAGES)]
+        code = compact(
+            closure(root_file := ROOT / "pipelines" / f"{name}.py") | {Path("pipelines/cli.py")}
+        )
+        assert root_file.exists(), name
+        stage["deps"] = data + code
+    path.write_text(DVC_HEADER + yaml.safe_dump(spec, sort_keys=False, width=100))
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "--update-dvc":
+        update_dvc()
+        sys.exit()
     files = closure(Path(sys.argv[1]))
     for entry in compact(files) if "--dvc" in sys.argv else sorted(map(str, files)):
         print(entry)

@@ -6,9 +6,8 @@ the map helpers load on first use.
 
 from __future__ import annotations
 
-from typing import Any
-
 from components.attention.registry import ATTENTION, used_options
+from components.imports import lazy_attributes
 
 _LAZY = {
     "attention_class": "components.attention.factory",
@@ -19,13 +18,7 @@ _LAZY = {
     "attention_maps": "components.attention.maps",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(name)
+__getattr__ = lazy_attributes(_LAZY)
 
 
 __all__ = [

@@ -147,7 +147,53 @@ def comparison_png(rows: list[dict], path: Path, title: str) -> None:
     ):
         handles.append(plt.Rectangle((0, 0), 1, 1, color=colour))
         labels.append(verdict_name)
-    ax.legend(handles, labels, fontsize=7, loc="lower right")
+    ax.legend(handles, labels, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=5)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def run_comparison(params: Params, session, seeds: list[int]):
+    """Every type's units at once (so a cluster packs them), then the rows; returns
+    (variants, protocol runs, rows)."""
+    from components.evaluation.protocol import run_variants
+
+    variants = compare_variants(params)
+    runs = run_variants(
+        [m for _, m in variants], params.train, seeds, session.folds, session.records.manifest,
+        session.execution,
+    )  # fmt: skip
+    labels = [k for k, _ in variants]
+    ev = params.evaluate
+    rows = comparison_rows(
+        labels, [m for _, m in variants], [r.predictions for r in runs],
+        labels.index(params.compare.baseline), resamples=ev.bootstrap, seed=params.seed,
+        confidence=ev.confidence,
+    )  # fmt: skip
+    for row, run in zip(rows, runs, strict=True):
+        row["unit_seconds"] = round(sum(u.seconds for u in run.units), 1)
+    return variants, runs, rows
+
+
+def publish_comparison(params: Params, session, rows: list[dict], seeds: list[int]) -> Path:
+    """``attention.{md,json,png}`` into ``compare.reports_dir``, together; returns the folder."""
+    from components.artifacts import Comparison
+    from components.outputs import Protected, staged_files
+
+    ev, model = params.evaluate, params.model
+    records = session.records
+    header = (
+        f"{ev.protocol.upper()} over {len(records.subjects)} subjects, {len(records.manifest)} "
+        f"samples; `{model.backbone}` with the attention at `{', '.join(model.placement)}`; seeds "
+        f"{seeds}; epoch chosen on validation subjects per fold; CIs: subject bootstrap "
+        f"({ev.bootstrap} resamples), Δ paired on the same subjects and seeds."
+    )
+    table = markdown_table(rows, params.compare.baseline, ev.confidence)
+    folder = Comparison.folder(params)
+    with staged_files(
+        folder, "compare.reports_dir", Protected.of(params), Comparison.FILES
+    ) as staging:
+        Comparison(rows, header).write(staging, header + "\n\n" + table)
+        title = f"{model.backbone}: attention at {', '.join(model.placement)} ({ev.protocol}, {len(seeds)} seeds)"
+        comparison_png(rows, staging / "attention.png", title)
+    return folder

@@ -79,11 +79,7 @@ class Session:
         p = params.preprocess
         context = UnitContext(
             records_dir=str(Path(p.records_dir).resolve()),
-            input_sizes={
-                "flow_size": p.flow_size,
-                "clip_frames": p.clip_frames,
-                "clip_size": p.clip_size,
-            },
+            input_sizes=p.input_sizes(),
             data_version=artifact.data_version(),
             code=code_version(),
             units_dir=str(Path(cfg.units_dir).resolve()),
@@ -134,6 +130,28 @@ class Session:
             seed=self.params.seed,
             confidence=cfg.confidence,
             dataset_mean=cfg.protocol == "lodo",
+        )
+
+    def evaluation(self, chosen, statement: str, result):
+        """The evaluation record of a protocol run of ``chosen`` (its model and training
+        values), with the subjects the tune stage held out reported apart."""
+        from dataclasses import asdict
+
+        from components.artifacts import Evaluation
+
+        cfg = self.params.evaluate
+        untuned = chosen.tune.holdout_subjects if chosen.tune else []
+        return Evaluation(
+            protocol=cfg.protocol,
+            complete=self.complete,
+            selection=cfg.selection,
+            selection_statement=statement,
+            model=chosen.model.as_dict(),
+            train=asdict(chosen.train),
+            seeds=self.seeds,
+            summary=self.summarise(result.predictions, untuned),
+            folds=result.folds,
+            units={"count": len(result.units), "stacked": all(u.stacked for u in result.units)},
         )
 
     def publish(self, evaluation, predictions, overlays: list[dict], title: str) -> Path:

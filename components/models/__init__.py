@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from components.imports import lazy_attributes
 from components.models.registry import BACKBONES, backbone
 
 _LAZY = {
@@ -12,13 +11,7 @@ _LAZY = {
     "PlacementError": "components.models.placement",
 }
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(name)
+__getattr__ = lazy_attributes(_LAZY)
 
 
 __all__ = ["BACKBONES", "PlacementError", "backbone", "build_model", "model_name"]

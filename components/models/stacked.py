@@ -254,15 +254,9 @@ def _stable(name: str) -> int:
 class StackedSTSTNet(StackedModel):
     """STSTNet with attention at its placement points, stacked over folds."""
 
-    def __init__(
-        self,
-        model_cfg: ModelConfig,
-        folds: int,
-        input_sizes: dict[str, int],
-        num_classes: int,
-        **kwargs,
-    ):
-        super().__init__(model_cfg, folds, input_sizes, num_classes, **kwargs)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        model_cfg, folds, input_sizes = self.model_cfg, self.folds, self.input_sizes
         entry = BACKBONES["ststnet"]
         Placer(
             "ststnet", entry.points, model_cfg.attention, tuple(model_cfg.placement)
@@ -283,7 +277,7 @@ class StackedSTSTNet(StackedModel):
             _attention(model_cfg, folds, f"pre_head_{kind}") if "pre_head" in placed else None
         )
         self.dropout = keras.layers.Dropout(model_cfg.dropout, name="dropout")
-        self.head = FoldDense(folds, num_classes, name="probabilities")
+        self.head = FoldDense(folds, self.num_classes, name="probabilities")
         self._stacked_owners = [
             self.streams,
             *(self.stream_attention or []),

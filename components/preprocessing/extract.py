@@ -149,6 +149,22 @@ def extract(item: LabelledSample, cfg: PreprocessConfig) -> MerRecord:
         located,
     )
     numbers = sample.frame_numbers
+    return sample_record(
+        item,
+        frames=(numbers[0], numbers[sample.apex], numbers[-1]),
+        clip_frames=tuple(numbers[i] for i in indices),
+        face_box=features.face.box,
+        alignment=features.matrix.astype(np.float32),
+        detector=features.face.detector,
+        flow=features.flow,
+        clip=features.clip,
+        extra=features.statistics,
+    )
+
+
+def sample_record(item: LabelledSample, **features) -> MerRecord:
+    """A record of ``item``: its ids and labels, and the ``features`` computed for it."""
+    sample = item.sample
     return MerRecord(
         uid=sample.uid,
         dataset=sample.dataset,
@@ -158,14 +174,7 @@ def extract(item: LabelledSample, cfg: PreprocessConfig) -> MerRecord:
         emotion=sample.emotion,
         label=item.label,
         native_label=item.native_label,
-        frames=(numbers[0], numbers[sample.apex], numbers[-1]),
-        clip_frames=tuple(numbers[i] for i in indices),
-        face_box=features.face.box,
-        alignment=features.matrix.astype(np.float32),
-        detector=features.face.detector,
-        flow=features.flow,
-        clip=features.clip,
-        extra=features.statistics,
+        **features,
     )
 
 
@@ -208,15 +217,8 @@ def extract_flow_image(item: LabelledSample, cfg: PreprocessConfig) -> MerRecord
         face = (255 * magnitude / max(float(magnitude.max()), 1e-6)).astype(np.uint8)
     still = cv2.resize(face, (cfg.clip_size, cfg.clip_size), interpolation=cv2.INTER_AREA)
     nan = float("nan")
-    return MerRecord(
-        uid=sample.uid,
-        dataset=sample.dataset,
-        subject=sample.subject,
-        subject_id=sample.subject_id,
-        clip_id=sample.clip,
-        emotion=sample.emotion,
-        label=item.label,
-        native_label=item.native_label,
+    return sample_record(
+        item,
         frames=(0, 0, 0),
         clip_frames=(0,) * cfg.clip_frames,
         face_box=(0, 0, 0, 0),

@@ -11,6 +11,7 @@ from pathlib import Path
 import mlflow
 from mlflow.entities import Metric, Param, RunTag
 
+from components.artifacts import Evaluation
 from components.tracking.mlflow_runs import flatten
 
 BATCH = 900  # MLflow's log_batch takes at most 1000 metrics
@@ -70,15 +71,7 @@ def log_summary(summary: dict, folder: Path, files: Sequence[str]) -> None:
     metrics = {}
     for subset, block in summary.items():
         prefix = "" if subset == "composite" else f"{subset}_"
-        for key in (
-            "uf1",
-            "uf1_ci_low",
-            "uf1_ci_high",
-            "uar",
-            "uar_ci_low",
-            "uar_ci_high",
-            "accuracy",
-        ):
+        for key in Evaluation.METRIC_KEYS[:-1]:  # all but the sample count
             metrics[f"{prefix}{key}"] = block[key]
     mlflow.log_metrics(metrics)
     for name in files:

@@ -13,18 +13,6 @@ from typing import Any
 import mlflow
 
 from components.config import TrackingConfig
-from components.provenance import data_version, git_commit, provenance_tags
-
-__all__ = [
-    "configure_tracking",
-    "data_version",
-    "flatten",
-    "git_commit",
-    "provenance_tags",
-    "resolved_uri",
-    "store_lock",
-    "tracked_run",
-]
 
 #: The user's override, read once at start: ``mlflow.set_tracking_uri`` itself writes
 #: MLFLOW_TRACKING_URI, so reading it later would mistake our own earlier setting for the user's.

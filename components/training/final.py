@@ -44,11 +44,7 @@ def train_final(
         chosen.model,
         train,
         kind=kind,
-        input_sizes={
-            "flow_size": p.flow_size,
-            "clip_frames": p.clip_frames,
-            "clip_size": p.clip_size,
-        },
+        input_sizes=p.input_sizes(),
         num_classes=NUM_CLASSES,
         seed=params.seed,
         strategy=runtime.make_strategy(train),

@@ -158,11 +158,7 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
         train_cfg,
         strategy=strategy,
         kind=kind,
-        input_sizes={
-            "flow_size": p.flow_size,
-            "clip_frames": p.clip_frames,
-            "clip_size": p.clip_size,
-        },
+        input_sizes=p.input_sizes(),
         num_classes=NUM_CLASSES,
         seed=context.seed,
         early_stopping=False,  # the scheduler stops trials
