@@ -47,21 +47,12 @@ class Range:
             raise ConfigError(f"{where}: {value!r} is out of range; it must be {self}")
 
     def __str__(self) -> str:
-        low = (
-            f"≥ {self.ge:g}"
-            if self.ge is not None
-            else f"> {self.gt:g}"
-            if self.gt is not None
-            else ""
-        )
-        high = (
-            f"≤ {self.le:g}"
-            if self.le is not None
-            else f"< {self.lt:g}"
-            if self.lt is not None
-            else ""
-        )
-        return " and ".join(p for p in (low, high) if p) or "finite"
+        parts = [
+            f"{symbol} {value:g}"
+            for symbol, value in (("≥", self.ge), (">", self.gt), ("≤", self.le), ("<", self.lt))
+            if value is not None
+        ]
+        return " and ".join(parts) or "finite"
 
 
 @dataclass(frozen=True)
@@ -299,7 +290,7 @@ class TrainConfig:
     batch_size: Positive = 16  # per replica; the global batch is batch_size × replicas
     learning_rate: PositiveFloat = 0.001
     patience: Positive = 12  # early stopping on validation UF1 (validation subjects only)
-    min_epochs: Positive = 5  # early stopping never stops before this
+    min_epochs: Positive = 20  # early stopping never stops before this (warm-up of tiny nets)
     validation_fraction: Fraction = 0.2  # of the training subjects, by subject
     class_weighting: Literal["balanced", "none"] = "balanced"
     augment_flip: bool = True  # horizontal mirror (u changes sign)

@@ -36,6 +36,13 @@ def tree(folder: Path) -> dict[str, str]:
     }
 
 
+def refused(capsys, root: Path, argv: list[str], expected: str) -> None:
+    """``mer ARGV`` fails with one line holding ``expected`` and changes nothing under root."""
+    before = tree(root)
+    one_line_error(capsys, main(argv), expected)
+    assert tree(root) == before
+
+
 def one_line_error(capsys, code: int, expected: str) -> str:
     err = capsys.readouterr().err
     assert code == 2, err
@@ -99,13 +106,8 @@ def test_a_records_folder_with_foreign_files_is_refused(raw, tmp_path, monkeypat
     (tmp_path / "data/mine").mkdir()
     (tmp_path / "data/mine/thesis.docx").write_text("chapter 1")
     monkeypatch.chdir(tmp_path)
-    before = tree(tmp_path)
-    one_line_error(
-        capsys,
-        main(["--params", str(params), "preprocess"]),
-        "holds files this stage did not write (thesis.docx)",
-    )
-    assert tree(tmp_path) == before
+    argv = ["--params", str(params), "preprocess"]
+    refused(capsys, tmp_path, argv, "holds files this stage did not write (thesis.docx)")
 
 
 def test_a_failed_rerun_keeps_the_previous_good_records(raw, tmp_path, monkeypatch, capsys) -> None:
@@ -190,13 +192,8 @@ def test_numbers_out_of_range_are_one_line_errors(tmp_path, monkeypatch, capsys)
     text = params.read_text().replace("epochs: 6", "epochs: 0")
     params.write_text(text)
     monkeypatch.chdir(tmp_path)
-    before = tree(tmp_path)
-    one_line_error(
-        capsys,
-        main(["--params", str(params), "evaluate"]),
-        "train:epochs: 0 is out of range; it must be ≥ 1",
-    )
-    assert tree(tmp_path) == before
+    argv = ["--params", str(params), "evaluate"]
+    refused(capsys, tmp_path, argv, "train:epochs: 0 is out of range; it must be ≥ 1")
 
 
 def test_strict_json_has_no_nan(tmp_path) -> None:

@@ -87,3 +87,19 @@ def test_the_batch_moments_are_the_masked_conv_output_moments() -> None:
         chosen = out[mask[:, f] > 0].reshape(-1, out.shape[-1])
         np.testing.assert_allclose(np.asarray(mean)[f], chosen.mean(0), atol=1e-5)
         np.testing.assert_allclose(np.asarray(variance)[f], chosen.var(0), rtol=1e-3, atol=1e-6)
+
+
+def test_one_batch_per_fold_gives_what_the_shared_batch_gives() -> None:
+    """Validation feeds each fold its own samples ((B, F, H, W, C)): fold f's outputs equal
+    those of the shared-batch path on fold f's samples (so selection costs each fold only its
+    own validation subjects)."""
+    rng = np.random.default_rng(2)
+    for kind, placement in (("cbam", ("fused",)), ("se", ("streams",)), ("none", ())):
+        model = ststnet(ModelConfig("ststnet", AttentionConfig(kind), placement, 0.0), 3, SIZES, 3)
+        model.initialise([1, 2, 3])
+        xs = rng.uniform(size=(5, 3, 28, 28, 3)).astype("float32")
+        mask = np.zeros((5, 3), "float32")
+        per_fold = model((xs, mask), training=False).numpy()
+        for f in range(3):
+            shared = model((xs[:, f], mask), training=False).numpy()[:, f]
+            np.testing.assert_allclose(per_fold[:, f], shared, atol=1e-6)

@@ -13,6 +13,7 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
+import yaml
 
 from components.config import ConfigError, TuneSpaceConfig
 from components.tuning.space import model_variants, trials
@@ -77,6 +78,33 @@ def write_params(folder: Path, **tune_overrides) -> Path:
             **tune_overrides,
         },
     )
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory) -> Path:
+    """The embedded dataset (small: 6 subjects, one clip per class, 128² frames), written and
+    preprocessed by the real `mer synthesize` and `mer preprocess`; returns its records."""
+    folder = tmp_path_factory.mktemp("embedded")
+    params = {
+        "synthesize": {
+            "root": str(folder / "raw"),
+            "subjects": 6,
+            "clips_per_class": 1,
+            "frames_min": 10,
+            "frames_max": 12,
+            "frame_size": 128,
+        },
+        "datasets": [{"name": "casme2", "root": str(folder / "raw")}],
+        "preprocess": {
+            "records_dir": str(folder / "records"),
+            "report": str(folder / "preprocess.json"),
+        },
+    }
+    (folder / "params.yaml").write_text(yaml.safe_dump(params))
+    for stage in ("synthesize", "preprocess"):
+        done = mer(folder, stage)
+        assert done.returncode == 0, done.stderr[-3000:]
+    return folder / "records"
 
 
 @pytest.fixture(scope="module")
@@ -159,11 +187,14 @@ def completed_trials(storage: Path) -> int:
 @pytest.mark.slow
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_search_fails_and_resumes(
-    cluster, tmp_path: Path, how: signal.Signals
+    cluster, embedded: Path, tmp_path: Path, how: signal.Signals
 ) -> None:
     """Ctrl-C or SIGTERM: a non-zero exit, no best configuration, the run marked KILLED; the
     next `mer tune` resumes without rerunning finished trials and completes."""
     params = write_params(tmp_path, max_concurrent_trials=1, devices_per_trial=1)
+    raw = yaml.safe_load(params.read_text())  # on the embedded dataset's own records
+    raw["preprocess"]["records_dir"] = str(embedded)
+    params.write_text(yaml.safe_dump(raw))
     env = {**os.environ, "RAY_ADDRESS": cluster.address}
     env.pop("MLFLOW_TRACKING_URI", None)
     command = [sys.executable, "-m", "pipelines.cli", "--params", str(params), "tune"]

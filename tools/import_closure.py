@@ -27,7 +27,7 @@ def module_file(name: str, root: Path = ROOT) -> Path | None:
     return None
 
 
-LOADER = "components.imports"  # load_target: imports a registry's "module:object" strings
+LOADER = "components.imports.load_target"  # imports a registry's "module:object" strings
 
 
 def _statements(path: Path) -> tuple[set[str], set[str]]:

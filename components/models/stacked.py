@@ -124,19 +124,14 @@ class FoldStreams(FoldLayer):
             mean, variance = self.moving_mean, self.moving_variance
         scale = self.gamma * ops.rsqrt(variance + BN_EPSILON)  # (F, C)
         shift = self.beta - mean * scale
-        kernel = ops.reshape(
-            ops.transpose(self.kernel, (1, 2, 3, 0, 4)), (3, 3, self.cin, folds * width)
-        )
         flat_scale, flat_shift = ops.reshape(scale, (-1,)), ops.reshape(shift, (-1,))
-        bias = ops.reshape(self.bias, (-1,))
         if not self.stream_attention:
-            sign = ops.stop_gradient(ops.where(flat_scale < 0, -1.0, 1.0))
-            h = ops.conv(x, kernel * sign, strides=1, padding="same") + bias * sign
+            sign = ops.stop_gradient(ops.where(scale < 0, -1.0, 1.0))  # (F, C)
+            h = self.conv(x, self.kernel * sign[:, None, None, None], self.bias * sign)
             pooled = ops.max_pool(h, 3, strides=3, padding="same")
             out = ops.relu(flat_shift + ops.abs(flat_scale) * pooled)
             return ops.reshape(out, (-1, out.shape[1], out.shape[2], folds, width))
-        h = ops.conv(x, kernel, strides=1, padding="same") + bias
-        h = ops.relu(h * flat_scale + flat_shift)
+        h = ops.relu(self.conv(x, self.kernel, self.bias) * flat_scale + flat_shift)
         size = h.shape[1]
         h = ops.reshape(h, (-1, size, size, folds, width))
         parts, start = [], 0
@@ -147,6 +142,27 @@ class FoldStreams(FoldLayer):
         h = ops.reshape(ops.concatenate(parts, axis=-1), (-1, size, size, folds * width))
         pooled = ops.max_pool(h, 3, strides=3, padding="same")
         return ops.reshape(pooled, (-1, pooled.shape[1], pooled.shape[2], folds, width))
+
+    def conv(self, x, kernel, bias):
+        """The streams' 3×3 convolutions of every fold: ``(B, H, W, F·C)``. ``x`` is the shared
+        batch ``(B, H, W, cin)`` (one wide convolution), or one batch per fold
+        ``(B, F, H, W, cin)`` (each fold convolves only its own samples: evaluating each fold on
+        its own validation subjects costs what those samples cost, not F times the union)."""
+        folds, width = self.folds, kernel.shape[-1]
+        if len(x.shape) == 4:
+            flat = ops.reshape(
+                ops.transpose(kernel, (1, 2, 3, 0, 4)), (3, 3, self.cin, folds * width)
+            )
+            return ops.conv(x, flat, strides=1, padding="same") + ops.reshape(bias, (-1,))
+        _, _, height, size, cin = x.shape
+        patches = ops.image.extract_patches(
+            ops.reshape(x, (-1, height, size, cin)), 3, strides=1, padding="same"
+        )
+        patches = ops.reshape(patches, (-1, folds, height * size, patches.shape[-1]))
+        out = ops.einsum("bfnp,fpc->bfnc", patches, ops.reshape(kernel, (folds, -1, width)))
+        out = out + bias[:, None, :]
+        out = ops.transpose(ops.reshape(out, (-1, folds, height, size, width)), (0, 2, 3, 1, 4))
+        return ops.reshape(out, (-1, height, size, folds * width))
 
     def export_layers(self, f: int) -> dict[str, list[np.ndarray]]:
         """Fold ``f`` as ststnet's ``stream{c}_conv`` / ``stream{c}_bn`` weights."""

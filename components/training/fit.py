@@ -120,16 +120,16 @@ class FoldWeights:
 
 
 class FoldSelection(keras.callbacks.Callback):
-    """Each epoch: every fold scored on its own validation rows; best epoch per fold (UF1, then
-    lower loss); a fold stops counting after ``patience`` epochs without improvement (never
-    before ``min_epochs``); training stops when every fold has; best weights restored at the
-    end. ``on_epoch(epoch, per-fold metrics, validation probabilities)`` sees every epoch."""
+    """Each epoch: every fold scored on its own validation samples (``predict()`` returns each
+    fold's probabilities for them); best epoch per fold (UF1, then lower loss); a fold stops
+    counting after ``patience`` epochs without improvement (never before ``min_epochs``);
+    training stops when every fold has; :meth:`restore` brings back the best weights.
+    ``on_epoch(epoch, per-fold metrics, per-fold probabilities)`` sees every epoch."""
 
     def __init__(
         self,
-        predict: Callable[[], np.ndarray],
+        predict: Callable[[], list[np.ndarray]],
         truth: list[np.ndarray],
-        rows: list[np.ndarray],
         *,
         patience: int,
         min_epochs: int,
@@ -137,11 +137,11 @@ class FoldSelection(keras.callbacks.Callback):
         on_epoch: Callable[[int, list[dict], np.ndarray], None] | None = None,
     ):
         super().__init__()
-        self.predict, self.truth, self.rows = predict, truth, rows
+        self.predict, self.truth = predict, truth
         self.patience, self.min_epochs = patience, min_epochs
         self.weights = weights
         self.on_epoch = on_epoch
-        folds = len(rows)
+        folds = len(truth)
         self.best: list[tuple[float, float] | None] = [None] * folds
         self.best_epoch = np.full(folds, -1)
         self.stopped = np.zeros(folds, bool)
@@ -149,19 +149,19 @@ class FoldSelection(keras.callbacks.Callback):
         self.history: list[list[dict]] = [[] for _ in range(folds)]
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        probabilities = self.predict()  # (n, F, K)
+        probabilities = self.predict()  # per fold: (n_f, K)
         self.last = probabilities
-        improved = np.zeros(len(self.rows), bool)
+        improved = np.zeros(len(self.truth), bool)
         metrics = []
-        for f, (rows, truth) in enumerate(zip(self.rows, self.truth, strict=True)):
+        for f, truth in enumerate(self.truth):
             if self.stopped[f]:
                 metrics.append(self.history[f][-1] if self.history[f] else {})
                 continue
             self.epochs_run[f] = epoch + 1
-            if not len(rows):
+            if not len(truth):
                 metrics.append({})
                 continue
-            values = validation_metrics(truth, probabilities[rows, f])
+            values = validation_metrics(truth, probabilities[f])
             self.history[f].append({"epoch": epoch, **values})
             metrics.append(values)
             score = (values["val_uf1"], -values["val_loss"])
@@ -170,7 +170,7 @@ class FoldSelection(keras.callbacks.Callback):
             elif epoch + 1 >= self.min_epochs and epoch - self.best_epoch[f] >= self.patience:
                 self.stopped[f] = True
         self.weights.keep(improved)
-        if logs is not None and len(self.rows) == 1 and metrics[0]:
+        if logs is not None and len(self.truth) == 1 and metrics[0]:
             logs.update(metrics[0])
         if self.on_epoch:
             self.on_epoch(epoch, metrics, probabilities)
@@ -179,7 +179,7 @@ class FoldSelection(keras.callbacks.Callback):
 
     def restore(self) -> None:
         """Every fold with validation rows back to its best epoch's weights."""
-        self.weights.restore(np.array([len(r) > 0 for r in self.rows]))
+        self.weights.restore(np.array([len(t) > 0 for t in self.truth]))
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint needs to resume selection exactly."""
@@ -214,6 +214,41 @@ class Trainer:
         if self.stacked:
             return (x, np.zeros((len(x), self.folds), np.float32))
         return x
+
+    def fold_predictor(
+        self, inputs: np.ndarray, positions: list[np.ndarray], chunk: int = 256
+    ) -> Callable[[], list[np.ndarray]]:
+        """A function returning, for each fold, its probabilities ``(n_f, K)`` for its own
+        ``positions`` of ``inputs``. A stacked model gets one batch per fold (padded to the
+        longest), so each fold pays only for its own samples."""
+        if not self.stacked:
+            (mine,) = positions
+            whole = self.predictor(inputs[mine])
+            return lambda: [whole()[:, 0]]
+        longest = max((len(p) for p in positions), default=0)
+        if longest == 0:
+            return lambda: [np.zeros((0, self.num_classes), np.float32) for _ in positions]
+        index = np.stack(
+            [np.resize(p, longest) if len(p) else np.zeros(longest, int) for p in positions], 1
+        )
+        forward = tf.function(lambda batch: self.model(batch, training=False))
+        mask = np.zeros((1, self.folds), np.float32)
+
+        def predict() -> list[np.ndarray]:
+            out = np.concatenate(
+                [
+                    forward(
+                        (
+                            inputs[index[s : s + chunk]],
+                            np.repeat(mask, len(index[s : s + chunk]), 0),
+                        )
+                    ).numpy()
+                    for s in range(0, longest, chunk)
+                ]
+            )
+            return [out[: len(p), f] for f, p in enumerate(positions)]
+
+        return predict
 
     def predictor(self, x: np.ndarray, chunk: int = 512) -> Callable[[], np.ndarray]:
         """A function returning probabilities ``(len(x), F, K)`` with the current weights."""
@@ -325,12 +360,9 @@ class FoldRun:
                 np.float32
             )
             self.trainer.model.class_weights.assign(np.stack(self.class_weights))
-        validation = np.unique(np.concatenate([f.validation for f in folds]))
-        where = {p: k for k, p in enumerate(validation)}
         self.selection = FoldSelection(
-            self.trainer.predictor(inputs[validation]),
+            self.trainer.fold_predictor(inputs, [f.validation for f in folds]),
             [labels[f.validation] for f in folds],
-            [np.array([where[p] for p in f.validation], int) for f in folds],
             patience=train_cfg.patience if early_stopping else train_cfg.epochs,
             min_epochs=train_cfg.min_epochs,
             weights=fold_weights(self.trainer),

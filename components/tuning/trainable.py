@@ -103,9 +103,8 @@ def pooled_validation(runs) -> dict[str, float]:
     truth, probabilities = [], []
     for run in runs:
         selection = run.selection
-        for f, rows in enumerate(selection.rows):
-            truth.append(selection.truth[f])
-            probabilities.append(selection.last[rows, f])
+        truth += selection.truth
+        probabilities += selection.last
     return validation_metrics(np.concatenate(truth), np.concatenate(probabilities))
 
 
