@@ -6,7 +6,8 @@ On a composite-size embedded set (68 subjects, 442 clips, the real composite's c
 in one run:
 
 1. ``mer evaluate`` (LOSO, 68 folds) of params.yaml's model and training — the default
-   ``ststnet`` training — with no stored units: the command's wall time, start-up included.
+   ``ststnet`` training — with no stored units: the command's wall time, start-up included
+   (best of two runs: this VM's speed shifts for minutes at a time).
 2. Its compute floor: the floating-point work of the training actually done (per fold: epochs
    run × (training samples × training FLOPs + validation samples × forward FLOPs) + test
    forward), divided by the best steady-state FLOP rate this machine reaches for the same model
@@ -35,6 +36,7 @@ from benchmarks.results import write_section
 ROOT = Path(__file__).resolve().parents[1]
 COMPARE_TYPES = ("none", "se", "spatial", "cbam")
 RATE_BATCH = 256
+LOSO_REPEATS = 2
 
 
 def run_stage(params_file: Path, reports: Path, units: Path, *args: str) -> float:
@@ -167,12 +169,17 @@ def main() -> None:
     label = f"{params['model']['backbone']}/{params['model']['attention']['type']}@{'+'.join(params['model']['placement'])}"
 
     evaluate_params = stage_params(base, "evaluate")
-    wall = run_stage(
-        evaluate_params,
-        evaluate_params.parent / "reports",
-        evaluate_params.parent / "units",
-        "evaluate",
-    )
+    # this VM's speed shifts for minutes at a time (the same unit: 25 s or 43 s): best of two
+    walls = [
+        run_stage(
+            evaluate_params,
+            evaluate_params.parent / "reports",
+            evaluate_params.parent / "units",
+            "evaluate",
+        )
+        for _ in range(LOSO_REPEATS)
+    ]
+    wall = min(walls)
     units = units_of(evaluate_params.parent / "units")
     metrics = json.loads((evaluate_params.parent / "reports/metrics.json").read_text())
     forward, train = model_flops(base)
@@ -218,8 +225,8 @@ patience {params["train"]["patience"]}, epoch chosen on validation subjects per 
 
 | measurement | value |
 | --- | ---: |
-| **LOSO wall time** (`mer evaluate`, 68 folds) | **{wall:.0f} s** (goal ≤ 120 s; 1397 s before this change) |
-| units (each {per_fold} folds, one core) | {", ".join(f"{s:.0f}" for s in unit_seconds)} s |
+| **LOSO wall time** (`mer evaluate`, 68 folds; best of {LOSO_REPEATS}) | **{wall:.0f} s** (runs: {", ".join(f"{w:.0f}" for w in walls)} s; goal ≤ 120 s; 1397 s before the stacked units) |
+| units of the last run (each {per_fold} folds, one core) | {", ".join(f"{s:.0f}" for s in unit_seconds)} s |
 | training done: sample-passes (training) | {passes:,} |
 | FLOPs per sample: forward / training step | {forward / 1e6:.3f} / {train / 1e6:.3f} MFLOP |
 | floating-point work of the LOSO | {flops / 1e12:.2f} TFLOP |
@@ -236,7 +243,11 @@ The floor's rate is the best of the three steady-state measurements (same model,
 {RATE_BATCH}); the stacked form is the project's own training path, so the ratio measures what
 the protocol costs beyond pure training arithmetic: masked samples (each fold skips its test and
 validation subjects in the shared batches), epochs of folds that stopped early while others in
-their unit went on, validation every epoch, start-up and reporting."""
+their unit went on, validation every epoch, start-up and reporting. This machine is a 2-vCPU
+VM whose speed shifts for minutes at a time (the same unit of 17 folds took 25 s or 43 s alone,
+with no steal time reported); the LOSO is run twice and the faster run is kept; the rates are
+measured after it, so a slow phase during the rates lowers the ratio and one during both LOSO
+runs raises it."""
     write_section("loso", "python -m benchmarks.loso", body)
 
 

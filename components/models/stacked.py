@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
 from components.attention.factory import make_stacked_attention
@@ -146,23 +147,17 @@ class FoldStreams(FoldLayer):
     def conv(self, x, kernel, bias):
         """The streams' 3×3 convolutions of every fold: ``(B, H, W, F·C)``. ``x`` is the shared
         batch ``(B, H, W, cin)`` (one wide convolution), or one batch per fold
-        ``(B, F, H, W, cin)`` (each fold convolves only its own samples: evaluating each fold on
-        its own validation subjects costs what those samples cost, not F times the union)."""
+        ``(B, F, H, W, cin)`` (one grouped convolution, fold ``f`` convolving only its own
+        samples: evaluating each fold on its own validation subjects costs what those samples
+        cost, not F times their union)."""
         folds, width = self.folds, kernel.shape[-1]
-        if len(x.shape) == 4:
-            flat = ops.reshape(
-                ops.transpose(kernel, (1, 2, 3, 0, 4)), (3, 3, self.cin, folds * width)
-            )
-            return ops.conv(x, flat, strides=1, padding="same") + ops.reshape(bias, (-1,))
-        _, _, height, size, cin = x.shape
-        patches = ops.image.extract_patches(
-            ops.reshape(x, (-1, height, size, cin)), 3, strides=1, padding="same"
-        )
-        patches = ops.reshape(patches, (-1, folds, height * size, patches.shape[-1]))
-        out = ops.einsum("bfnp,fpc->bfnc", patches, ops.reshape(kernel, (folds, -1, width)))
-        out = out + bias[:, None, :]
-        out = ops.transpose(ops.reshape(out, (-1, folds, height, size, width)), (0, 2, 3, 1, 4))
-        return ops.reshape(out, (-1, height, size, folds * width))
+        flat = ops.reshape(ops.transpose(kernel, (1, 2, 3, 0, 4)), (3, 3, self.cin, folds * width))
+        if len(x.shape) == 5:
+            _, _, height, size, cin = x.shape
+            x = ops.reshape(ops.transpose(x, (0, 2, 3, 1, 4)), (-1, height, size, folds * cin))
+            # tf.nn directly: Keras compiles grouped convolutions with XLA on CPU (10× slower)
+            return tf.nn.conv2d(x, flat, 1, "SAME") + ops.reshape(bias, (-1,))
+        return ops.conv(x, flat, strides=1, padding="same") + ops.reshape(bias, (-1,))
 
     def export_layers(self, f: int) -> dict[str, list[np.ndarray]]:
         """Fold ``f`` as ststnet's ``stream{c}_conv`` / ``stream{c}_bn`` weights."""
