@@ -103,3 +103,20 @@ def test_one_batch_per_fold_gives_what_the_shared_batch_gives() -> None:
         for f in range(3):
             shared = model((xs[:, f], mask), training=False).numpy()[:, f]
             np.testing.assert_allclose(per_fold[:, f], shared, atol=1e-6)
+
+
+def test_fold_predictor_gives_each_fold_its_own_samples() -> None:
+    """Folds with different (and no) validation samples: fold f's probabilities are the
+    model's fold-f outputs on exactly its own positions, in their order."""
+    from components.training.fit import Trainer
+
+    model = ststnet(ModelConfig("ststnet", AttentionConfig("cbam"), ("fused",), 0.0), 3, SIZES, 3)
+    model.initialise([1, 2, 3])
+    trainer = Trainer(model, True, 3, 3)
+    inputs = np.random.default_rng(3).uniform(size=(9, 28, 28, 3)).astype("float32")
+    positions = [np.array([4, 0, 7]), np.array([], int), np.array([2, 8, 1, 5, 3])]
+    got = trainer.fold_predictor(inputs, positions, chunk=2)()
+    everything = trainer.predictor(inputs)()  # (9, F, K): every sample through every fold
+    assert [g.shape for g in got] == [(3, 3), (0, 3), (5, 3)]
+    for f, (mine, probabilities) in enumerate(zip(positions, got, strict=True)):
+        np.testing.assert_allclose(probabilities, everything[mine, f], atol=1e-6)

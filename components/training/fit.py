@@ -134,7 +134,7 @@ class FoldSelection(keras.callbacks.Callback):
         patience: int,
         min_epochs: int,
         weights: FoldWeights,
-        on_epoch: Callable[[int, list[dict], np.ndarray], None] | None = None,
+        on_epoch: Callable[[int, list[dict], list[np.ndarray]], None] | None = None,
     ):
         super().__init__()
         self.predict, self.truth = predict, truth
@@ -219,33 +219,21 @@ class Trainer:
         self, inputs: np.ndarray, positions: list[np.ndarray], chunk: int = 256
     ) -> Callable[[], list[np.ndarray]]:
         """A function returning, for each fold, its probabilities ``(n_f, K)`` for its own
-        ``positions`` of ``inputs``. A stacked model gets one batch per fold (padded to the
-        longest), so each fold pays only for its own samples."""
-        if not self.stacked:
-            (mine,) = positions
-            whole = self.predictor(inputs[mine])
-            return lambda: [whole()[:, 0]]
-        longest = max((len(p) for p in positions), default=0)
-        if longest == 0:
-            return lambda: [np.zeros((0, self.num_classes), np.float32) for _ in positions]
-        index = np.stack(
-            [np.resize(p, longest) if len(p) else np.zeros(longest, int) for p in positions], 1
-        )
-        forward = tf.function(lambda batch: self.model(batch, training=False))
-        mask = np.zeros((1, self.folds), np.float32)
+        ``positions`` of ``inputs``. A stacked model gets one batch per fold (row ``r`` holds
+        each fold's ``r``-th sample, a fold's samples repeated up to the longest), so each fold
+        pays only for its own samples."""
+        if self.stacked:
+            longest = max((len(p) for p in positions), default=0)
+            index = np.stack(
+                [np.resize(p, longest) if len(p) else np.zeros(longest, int) for p in positions],
+                1,
+            )
+        else:
+            (index,) = positions
+        whole = self.predictor(inputs[index], chunk)
 
         def predict() -> list[np.ndarray]:
-            out = np.concatenate(
-                [
-                    forward(
-                        (
-                            inputs[index[s : s + chunk]],
-                            np.repeat(mask, len(index[s : s + chunk]), 0),
-                        )
-                    ).numpy()
-                    for s in range(0, longest, chunk)
-                ]
-            )
+            out = whole()  # (rows, F, K)
             return [out[: len(p), f] for f, p in enumerate(positions)]
 
         return predict
@@ -329,7 +317,7 @@ class FoldRun:
         seed: int,
         strategy: tf.distribute.Strategy,
         early_stopping: bool = True,
-        on_epoch: Callable[[int, list[dict], np.ndarray], None] | None = None,
+        on_epoch: Callable[[int, list[dict], list[np.ndarray]], None] | None = None,
     ):
         self.inputs, self.labels, self.folds = inputs, labels, list(folds)
         self.train_cfg, self.kind, self.seed, self.strategy = train_cfg, kind, seed, strategy
