@@ -70,23 +70,57 @@ def test_initial_weights_follow_keras_initialisers() -> None:
 
 
 def test_the_batch_moments_are_the_masked_conv_output_moments() -> None:
-    """BatchNorm's mean and variance, computed from the input patches, equal the moments of
-    the conv outputs over each fold's masked samples and all positions."""
+    """BatchNorm's per-fold mean and variance are the moments of that fold's conv outputs over
+    its masked rows (padding rows excluded) and all positions: from the outputs of per-fold
+    batches, and from the input patches of a shared batch."""
     import keras
 
     rng = np.random.default_rng(1)
-    x = rng.uniform(size=(10, 28, 28, 3)).astype("float32")
+    xs = rng.uniform(size=(10, 2, 28, 28, 3)).astype("float32")
     mask = (rng.uniform(size=(10, 2)) < 0.6).astype("float32")
     mask[0] = 1
     model = ststnet(ModelConfig("ststnet", AttentionConfig("none"), (), 0.0), 2, SIZES, 3)
     model.initialise([1, 2])
-    mean, variance, _ = model.streams.batch_moments(x, mask)
     kernel, bias = np.asarray(model.streams.kernel), np.asarray(model.streams.bias)
+    h = model.streams.conv(xs, kernel, bias)
+    per_fold = model.streams.output_moments(h, mask)
+    shared = model.streams.patch_moments(xs[:, 0], mask)  # every fold on fold 0's samples
+    np.testing.assert_array_equal(np.asarray(per_fold[2]), mask.sum(0))
     for f in range(2):
-        out = keras.ops.conv(x, kernel[f], padding="same").numpy() + bias[f]
-        chosen = out[mask[:, f] > 0].reshape(-1, out.shape[-1])
-        np.testing.assert_allclose(np.asarray(mean)[f], chosen.mean(0), atol=1e-5)
-        np.testing.assert_allclose(np.asarray(variance)[f], chosen.var(0), rtol=1e-3, atol=1e-6)
+        for (mean, variance, _), samples in ((per_fold, xs[:, f]), (shared, xs[:, 0])):
+            out = keras.ops.conv(samples, kernel[f], padding="same").numpy() + bias[f]
+            chosen = out[mask[:, f] > 0].reshape(-1, out.shape[-1])
+            np.testing.assert_allclose(np.asarray(mean)[f], chosen.mean(0), atol=1e-5)
+            np.testing.assert_allclose(np.asarray(variance)[f], chosen.var(0), rtol=1e-3, atol=1e-6)
+
+
+@pytest.mark.parametrize(("kind", "placement"), [("none", ()), ("se", ("streams",))])
+def test_training_on_per_fold_batches_is_each_fold_trained_alone(kind, placement) -> None:
+    """Training mode on per-fold batches with padding rows: fold f's outputs on its real rows
+    are its ordinary model's on those rows alone (batch statistics from them only), and one
+    training step's loss is the sum of each fold's class-weighted loss on its own rows."""
+    import keras
+
+    rng = np.random.default_rng(4)
+    cfg = ModelConfig("ststnet", AttentionConfig(kind), placement, 0.0)
+    model = ststnet(cfg, 3, SIZES, 3)
+    model.initialise([1, 2, 3])
+    weights = rng.uniform(0.5, 2, size=(3, 3)).astype("float32")
+    model.class_weights.assign(weights)
+    xs = rng.uniform(size=(6, 3, 28, 28, 3)).astype("float32")
+    ys = rng.integers(0, 3, size=(6, 3))
+    mask = np.ones((6, 3), "float32")
+    mask[4:, 0], mask[5:, 2] = 0, 0  # padding rows
+    out = model((xs, mask), training=True).numpy()
+    loss = 0.0
+    for f in range(3):
+        real = mask[:, f] > 0
+        alone = model.export_fold(f)(xs[real, f], training=True).numpy()
+        np.testing.assert_allclose(out[real, f], alone, atol=5e-5)
+        picked = alone[np.arange(real.sum()), ys[real, f]]
+        loss += float(np.mean(weights[f, ys[real, f]] * -np.log(picked)))
+    computed = model.compute_loss((xs, mask), ys, keras.ops.convert_to_tensor(out))
+    np.testing.assert_allclose(float(computed), loss, rtol=1e-4)
 
 
 def test_one_batch_per_fold_gives_what_the_shared_batch_gives() -> None:

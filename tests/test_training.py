@@ -11,7 +11,7 @@ import pytest
 
 from components.config import AttentionConfig, ModelConfig, TrainConfig
 from components.training import runtime
-from components.training.data import training_stream
+from components.training.data import augment, fold_batch_index, fold_stream, training_stream
 from components.training.fit import FoldData, FoldRun, class_weights, fit_folds
 
 ROOT = Path(__file__).parent.parent
@@ -55,7 +55,7 @@ def test_stream_is_a_function_of_seed_and_epoch_and_resumes_exactly() -> None:
     options = {"kind": "flow", "batch": 5, "flip": True, "shift_px": 2}
 
     def batches(seed: int, start: int, stop: int) -> list[np.ndarray]:
-        stream = training_stream(x, y, None, seed=seed, start_epoch=start, epochs=stop, **options)
+        stream = training_stream(x, y, seed=seed, start_epoch=start, epochs=stop, **options)
         return [b[0].numpy() for b in stream]
 
     whole = batches(3, 0, 3)
@@ -67,12 +67,44 @@ def test_stream_is_a_function_of_seed_and_epoch_and_resumes_exactly() -> None:
     other = batches(4, 0, 1)
     assert not all(np.array_equal(a, b) for a, b in zip(whole[:steps], other, strict=True))
     labels = np.concatenate(
-        [
-            b[1].numpy()
-            for b in training_stream(x, y, None, seed=3, start_epoch=0, epochs=1, **options)
-        ]
+        [b[1].numpy() for b in training_stream(x, y, seed=3, start_epoch=0, epochs=1, **options)]
     )
     assert sorted(labels.tolist()) == sorted(y.tolist())  # an epoch is a permutation
+
+
+def test_fold_batches_give_each_fold_its_own_samples_once_an_epoch() -> None:
+    """Per-fold batches: every fold sees each of its training positions exactly once an epoch
+    (never another fold's), every step holds at least one real sample of every fold and at most
+    ``batch`` rows; the plan is a function of (seed, epoch)."""
+    folds = [np.arange(0, 37), np.arange(20, 50), np.array([3, 9, 40, 41, 42, 43, 44, 45, 46])]
+    index, mask = fold_batch_index(folds, batch=8, seed=5, epoch=2)
+    steps, rows, _ = index.shape
+    assert steps == 5 and rows <= 8  # ceil(37 / 8) steps
+    for f, train in enumerate(folds):
+        real = index[..., f][mask[..., f] > 0]
+        assert sorted(real.tolist()) == sorted(train.tolist())
+        assert (mask[..., f].sum(axis=1) >= 1).all()
+        assert np.isin(index[..., f], train).all()  # padding rows repeat the fold's own samples
+    again, _ = fold_batch_index(folds, batch=8, seed=5, epoch=2)
+    other, _ = fold_batch_index(folds, batch=8, seed=5, epoch=3)
+    np.testing.assert_array_equal(index, again)
+    assert not np.array_equal(index, other)
+
+
+def test_fold_stream_batches_are_the_planned_samples_and_resume_exactly() -> None:
+    x, y, _ = planted(subjects=2, per_class=2)  # 12 samples
+    folds = [np.arange(0, 8), np.arange(4, 12)]
+    options = {"kind": "flow", "batch": 3, "flip": False, "shift_px": 0, "seed": 4}
+    whole = list(fold_stream(x, y, folds, start_epoch=0, epochs=2, **options))
+    assert len(whole) == 2 * 3
+    index, mask = fold_batch_index(folds, batch=3, seed=4, epoch=1)
+    for step, ((xb, mb), yb) in enumerate(whole[3:]):
+        np.testing.assert_array_equal(xb.numpy(), x[index[step]])
+        np.testing.assert_array_equal(yb.numpy(), y[index[step]])
+        np.testing.assert_array_equal(mb.numpy(), mask[step])
+    resumed = list(fold_stream(x, y, folds, start_epoch=1, epochs=2, **options))
+    for (a, _), (b, _) in zip(whole[3:], resumed, strict=True):
+        np.testing.assert_array_equal(a[0].numpy(), b[0].numpy())
 
 
 def test_flip_negates_u_and_keeps_v_and_strain() -> None:
@@ -82,7 +114,6 @@ def test_flip_negates_u_and_keeps_v_and_strain() -> None:
         stream = training_stream(
             x,
             y,
-            None,
             kind="flow",
             batch=len(y),
             seed=7,
@@ -99,6 +130,33 @@ def test_flip_negates_u_and_keeps_v_and_strain() -> None:
     for k in changed:
         np.testing.assert_allclose(flipped[k][:, ::-1, 0], 1.0 - plain[k][..., 0], atol=1e-6)
         np.testing.assert_array_equal(flipped[k][:, ::-1, 1:], plain[k][..., 1:])
+
+
+@pytest.mark.parametrize("shape", [(9, 28, 28, 3), (4, 3, 16, 16, 3)])
+def test_augment_is_mirror_then_symmetric_padded_shift(shape) -> None:
+    """Against numpy: mirror the chosen samples (flow's u -> 1 - u), pad symmetrically by
+    ``shift_px``, crop at the drawn offsets; images and clips alike."""
+    import tensorflow as tf
+
+    x = np.random.default_rng(6).uniform(size=shape).astype("float32")
+    stream = tf.constant([11, 2], tf.int64)
+    got = augment(tf.constant(x), "flow", True, 2, stream).numpy()
+    mirror = tf.random.stateless_uniform([shape[0]], seed=stream).numpy() < 0.5
+    offsets = tf.random.stateless_uniform(
+        [shape[0], 2], seed=stream + 1, minval=0, maxval=5, dtype=tf.int32
+    ).numpy()
+    assert 0 < mirror.sum() < shape[0] and len(np.unique(offsets)) > 1
+    for b in range(shape[0]):
+        sample = x[b]
+        if mirror[b]:
+            sample = sample[..., ::-1, :].copy()
+            sample[..., 0] = 1.0 - sample[..., 0]
+        pad = [(0, 0)] * (sample.ndim - 3) + [(2, 2), (2, 2), (0, 0)]
+        padded = np.pad(sample, pad, mode="symmetric")
+        dy, dx = offsets[b]
+        expected = padded[..., dy : dy + shape[-3], dx : dx + shape[-2], :]
+        np.testing.assert_allclose(got[b], expected, atol=1e-7)
+    np.testing.assert_array_equal(augment(tf.constant(x), "flow", False, 0, stream).numpy(), x)
 
 
 def test_balanced_class_weights() -> None:

@@ -1,20 +1,23 @@
 """Fold-stacked backbones: the F folds of one unit of work trained as one model.
 
 Tiny MER models (STSTNet has 1.7k parameters) use a CPU poorly: most of a training step is
-per-op overhead. Stacking the folds of a unit makes every op F times wider: each fold's copy
-sees every batch (the same input), learns only from its own training samples (a per-fold mask
-weights the loss), and BatchNorm uses **per-fold masked moments**, so no statistic of a fold
-ever includes its test or validation subjects. Each fold's copy is initialised from its own
+per-op overhead. Stacking the folds of a unit makes every op F times wider. In training, each
+fold's copy gets **its own batch** of its own training samples (inputs ``(B, F, H, W, C)``,
+one grouped convolution; a mask marks padding rows), so no fold computes on samples it may not
+learn from, and BatchNorm uses **per-fold masked moments**: no statistic of a fold ever
+includes its test or validation subjects. A shared batch ``(B, H, W, C)`` (every fold sees the
+same samples, masked per fold) is accepted too; its BN moments come from the input patches
+(the masked mean and covariance of the 3×3×cin patches: the conv outputs' moments without a
+pass over them). Each fold's copy is initialised from its own
 seed, and fold ``f`` can be exported as the ordinary Keras model of its configuration
 (:meth:`StackedModel.export_fold`), which computes the same function (tested).
 
 Layout: feature maps ``(B, H, W, F, C)``, every weight with the fold axis first, outputs
 ``(B, F, classes)``.
 
-``ststnet`` here fuses conv → BN → ReLU → 3×3/3 max-pool of its three streams. The BN moments
-come from the input patches (the mean and covariance of the 3×3×3 patches, per fold, masked):
-exactly the moments of the conv outputs, without another pass over them. With ``s`` the BN
-scale, max-pooling ``relu(s·h + t)`` equals ``relu(t + |s|·maxpool(sign(s)·h))``, so the
+``ststnet`` here fuses conv → BN → ReLU → 3×3/3 max-pool of its three streams. With ``s`` the
+BN scale (whose sign is gamma's), max-pooling ``relu(s·h + t)`` equals
+``relu(t + |s|·maxpool(sign(s)·h))``, so the convolution runs with sign-flipped kernels and the
 affine map and ReLU run on the pooled map (9× smaller) — exact for either sign of ``s``.
 """
 
@@ -86,9 +89,10 @@ class FoldStreams(FoldLayer):
         zeros, ones = np.zeros(width, np.float32), np.ones(width, np.float32)
         return [kernel, zeros, ones, zeros.copy(), zeros.copy(), ones.copy()]
 
-    def batch_moments(self, x, fold_mask):
-        """Per-fold mean and (biased) variance of the conv outputs over the masked samples and
-        every position, from the patches' masked mean and second moment."""
+    def patch_moments(self, x, fold_mask):
+        """Per-fold mean and (biased) variance of the conv outputs for a **shared** batch
+        ``x`` (B, H, W, cin), over each fold's masked samples and every position, from the
+        input patches' masked mean and second moment (no pass over the F-times-wider outputs)."""
         patches = ops.image.extract_patches(x, 3, strides=1, padding="same")  # (B, H, W, 9·cin)
         positions = patches.shape[1] * patches.shape[2]
         flat = ops.reshape(patches, (-1, positions, patches.shape[-1]))
@@ -107,13 +111,34 @@ class FoldStreams(FoldLayer):
         variance = ops.maximum(second_moment - mean**2, 0.0)
         return mean, variance, count
 
-    def call(self, x, fold_mask, training=None):
+    def output_moments(self, h, fold_mask):
+        """Per-fold mean and (biased) variance of the conv outputs ``h`` (B, H, W, F·C) of
+        **per-fold** batches, over each fold's masked rows and every position."""
         folds, width = self.folds, sum(STREAMS)
+        flat = ops.reshape(h, (-1, h.shape[1] * h.shape[2], folds, width))
+        count = ops.sum(fold_mask, axis=0)  # (F,)
+        safe = ops.maximum(count, 1.0)[:, None]
+        mean = ops.einsum("bf,bfc->fc", fold_mask, ops.mean(flat, axis=1)) / safe
+        second = ops.einsum("bf,bfc->fc", fold_mask, ops.mean(flat * flat, axis=1)) / safe
+        return mean, ops.maximum(second - mean**2, 0.0), count
+
+    def call(self, x, fold_mask, training=None):
+        """``x``: the shared batch ``(B, H, W, cin)`` or one batch per fold
+        ``(B, F, H, W, cin)`` (see :meth:`conv`); ``fold_mask`` (B, F) marks, in training, the
+        rows each fold learns from (its BatchNorm moments use only those)."""
+        folds, width = self.folds, sum(STREAMS)
+        # the BN scale's sign is gamma's: the conv runs with kernels flipped by it, so that
+        # max-pooling before the affine map is exact (see the module docstring)
+        sign = 1.0 if self.stream_attention else ops.where(self.gamma < 0, -1.0, 1.0)
+        sign = ops.stop_gradient(sign * ops.ones_like(self.gamma))  # (F, C)
+        h = self.conv(x, self.kernel * sign[:, None, None, None], self.bias * sign)
         if training:
-            mean, variance, count = self.batch_moments(x, fold_mask)
-            seen = ops.cast(count > 0, "float32")[
-                :, None
-            ]  # a fold absent from the batch keeps its stats
+            if len(x.shape) == 4:
+                mean, variance, count = self.patch_moments(x, fold_mask)
+            else:  # moments of sign·conv: the mean flips back, the variance does not change
+                signed_mean, variance, count = self.output_moments(h, fold_mask)
+                mean = signed_mean * sign
+            seen = ops.cast(count > 0, "float32")[:, None]  # a fold absent keeps its stats
             momentum = 1.0 - (1.0 - BN_MOMENTUM) * seen
             self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
             self.moving_variance.assign(
@@ -127,12 +152,11 @@ class FoldStreams(FoldLayer):
         shift = self.beta - mean * scale
         flat_scale, flat_shift = ops.reshape(scale, (-1,)), ops.reshape(shift, (-1,))
         if not self.stream_attention:
-            sign = ops.stop_gradient(ops.where(scale < 0, -1.0, 1.0))  # (F, C)
-            h = self.conv(x, self.kernel * sign[:, None, None, None], self.bias * sign)
+            # h holds sign·conv: relu(scale·conv + shift) = relu(shift + |scale|·h)
             pooled = ops.max_pool(h, 3, strides=3, padding="same")
             out = ops.relu(flat_shift + ops.abs(flat_scale) * pooled)
             return ops.reshape(out, (-1, out.shape[1], out.shape[2], folds, width))
-        h = ops.relu(self.conv(x, self.kernel, self.bias) * flat_scale + flat_shift)
+        h = ops.relu(h * flat_scale + flat_shift)
         size = h.shape[1]
         h = ops.reshape(h, (-1, size, size, folds, width))
         parts, start = [], 0
@@ -235,12 +259,13 @@ class StackedModel(keras.Model):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         fold_mask = x[1]
-        labels = ops.cast(y, "int32")
-        picked = ops.take_along_axis(
-            y_pred, labels[:, None, None] * ops.ones((1, self.folds, 1), "int32"), axis=-1
-        )[..., 0]
+        labels = ops.cast(y, "int32")  # (B,) shared by the folds, or (B, F)
+        if len(labels.shape) == 1:
+            labels = labels[:, None] * ops.ones((1, self.folds), "int32")
+        chosen = ops.one_hot(labels, self.num_classes)  # (B, F, K)
+        picked = ops.sum(chosen * y_pred, axis=-1)
         cross_entropy = -ops.log(ops.clip(picked, 1e-7, 1.0 - 1e-7))  # (B, F), as Keras' loss
-        weights = ops.transpose(ops.take(self.class_weights, labels, axis=1))  # (B, F)
+        weights = ops.sum(chosen * self.class_weights, axis=-1)  # (B, F)
         per_fold = ops.sum(fold_mask * weights * cross_entropy, axis=0) / ops.maximum(
             ops.sum(fold_mask, axis=0), 1.0
         )

@@ -9,34 +9,50 @@ import tensorflow as tf
 AUTOTUNE = tf.data.AUTOTUNE
 
 
+def _source(size: int, offset: tf.Tensor, shift_px: int) -> tf.Tensor:
+    """Source coordinates ``(B, size)`` of a shift by ``offset - shift_px`` with symmetric
+    padding (``tf.pad(mode="SYMMETRIC")``: edge pixels repeated in mirror order)."""
+    q = offset[:, None] - shift_px + tf.range(size)[None]
+    q = tf.where(q < 0, -q - 1, q)
+    return tf.where(q >= size, 2 * size - q - 1, q)
+
+
 def augment(x: tf.Tensor, kind: str, flip: bool, shift_px: int, stream: tf.Tensor) -> tf.Tensor:
     """Per-sample augmentation of a batch: horizontal mirror (for flow, u changes sign:
     u -> 1 - u after min-max normalisation) and translation by up to ``shift_px`` pixels
-    (symmetric padding). Stateless, keyed by ``stream`` (2 int64 values)."""
+    (symmetric padding). Stateless, keyed by ``stream`` (2 int64 values). Both are one
+    gather of source pixels per sample (no padded copies)."""
+    if not flip and not shift_px:
+        return x
     batch = tf.shape(x)[0]
-    spatial = len(x.shape) - 3  # first spatial axis: 1 for (B,H,W,C), 2 for (B,T,H,W,C)
-    if flip:
-        mirror = tf.random.stateless_uniform([batch], seed=stream) < 0.5
-        flipped = tf.reverse(x, axis=[spatial + 1])
-        if kind == "flow":
-            flipped = tf.concat([1.0 - flipped[..., :1], flipped[..., 1:]], axis=-1)
-        mask = tf.reshape(mirror, [-1] + [1] * (len(x.shape) - 1))
-        x = tf.where(mask, flipped, x)
-    if shift_px:
-        height, width = x.shape[spatial], x.shape[spatial + 1]
-        offsets = tf.random.stateless_uniform(
+    height, width, channels = x.shape[-3], x.shape[-2], x.shape[-1]
+    mirror = (
+        tf.random.stateless_uniform([batch], seed=stream) < 0.5
+        if flip
+        else tf.zeros([batch], tf.bool)
+    )
+    offsets = (
+        tf.random.stateless_uniform(
             [batch, 2], seed=stream + 1, minval=0, maxval=2 * shift_px + 1, dtype=tf.int32
         )
-        paddings = [[0, 0]] * spatial + [[shift_px, shift_px]] * 2 + [[0, 0]]
-        padded = tf.pad(x, paddings, mode="SYMMETRIC")
-        rows = offsets[:, :1] + tf.range(height)[None]  # (B, H)
-        cols = offsets[:, 1:] + tf.range(width)[None]  # (B, W)
-        if spatial == 2:  # clips: move the time axis out of the way
-            padded = tf.transpose(padded, [0, 2, 3, 1, 4])
-        padded = tf.gather(padded, rows, axis=1, batch_dims=1)
-        padded = tf.gather(padded, cols, axis=2, batch_dims=1)
-        x = tf.transpose(padded, [0, 3, 1, 2, 4]) if spatial == 2 else padded
-    return x
+        if shift_px
+        else tf.fill([batch, 2], 0)
+    )
+    rows = _source(height, offsets[:, 0], shift_px)  # (B, H)
+    cols = _source(width, offsets[:, 1], shift_px)  # (B, W): in the mirrored image if mirror
+    cols = tf.where(mirror[:, None], width - 1 - cols, cols)
+    pixels = tf.reshape(rows[:, :, None] * width + cols[:, None, :], [batch, height * width])
+    leading = x.shape[1:-3]  # () for images, (T,) for clips
+    flat = tf.reshape(x, [batch, *leading, height * width, channels])
+    moved = tf.gather(flat, pixels, axis=len(leading) + 1, batch_dims=1)
+    moved = tf.reshape(moved, tf.shape(x))
+    if flip and kind == "flow":  # mirrored samples: u -> 1 - u
+        sign = tf.where(mirror, -1.0, 1.0)
+        scale = tf.concat([sign[:, None], tf.ones([batch, channels - 1])], axis=1)
+        offset = tf.concat([(1.0 - sign[:, None]) / 2, tf.zeros([batch, channels - 1])], 1)
+        shape = [batch] + [1] * (len(x.shape) - 2) + [channels]
+        moved = moved * tf.reshape(scale, shape) + tf.reshape(offset, shape)
+    return moved
 
 
 def steps_per_epoch(samples: int, batch: int) -> int:
@@ -46,7 +62,6 @@ def steps_per_epoch(samples: int, batch: int) -> int:
 def training_stream(
     inputs: np.ndarray,
     labels: np.ndarray,
-    fold_mask: np.ndarray | None,
     *,
     kind: str,
     batch: int,
@@ -57,11 +72,9 @@ def training_stream(
     shift_px: int,
 ) -> tf.data.Dataset:
     """Batches for epochs ``start_epoch..epochs-1``: each epoch a permutation drawn from
-    (seed, epoch), batched, augmented per batch from (seed, epoch, batch). Elements are
-    ``((x, fold_mask), y)`` for stacked models, ``(x, y)`` otherwise."""
+    (seed, epoch), batched, augmented per batch from (seed, epoch, batch): elements ``(x, y)``."""
     x = tf.constant(inputs)
     y = tf.constant(labels, tf.int64)
-    m = None if fold_mask is None else tf.constant(fold_mask, tf.float32)
     count = len(labels)
     steps = steps_per_epoch(count, batch)
 
@@ -75,8 +88,72 @@ def training_stream(
             stream = tf.stack([tf.constant(seed, tf.int64) * 100003 + epoch, step])
             xb = augment(tf.gather(x, index), kind, flip, shift_px, stream)
             yb = tf.gather(y, index)
-            return ((xb, tf.gather(m, index)), yb) if m is not None else (xb, yb)
+            return xb, yb
 
         return tf.data.Dataset.range(steps).map(one)
 
     return tf.data.Dataset.range(start_epoch, epochs).flat_map(epoch_batches).prefetch(AUTOTUNE)
+
+
+def fold_steps(train_sizes: list[int], batch: int) -> int:
+    """Steps per epoch of a fold stream: the largest fold's, at ``batch`` samples a step."""
+    return steps_per_epoch(max(train_sizes, default=0), batch)
+
+
+def fold_batch_index(
+    folds_train: list[np.ndarray], batch: int, seed: int, epoch: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """One epoch of per-fold batches: ``index`` (steps, rows, F) into the records and ``mask``
+    (1 for a real sample, 0 for padding). Fold ``f``'s epoch is a permutation of its own
+    training positions drawn from (seed, epoch, f), split as evenly as possible over the
+    epoch's steps, so every step holds at least one of its samples and each sample comes once."""
+    steps = fold_steps([len(t) for t in folds_train], batch)
+    rows = max((-(-len(t) // steps) for t in folds_train), default=0) if steps else 0
+    index = np.zeros((steps, rows, len(folds_train)), np.int64)
+    mask = np.zeros((steps, rows, len(folds_train)), np.float32)
+    for f, train in enumerate(folds_train):
+        order = np.random.default_rng([seed, epoch, f]).permutation(np.asarray(train, np.int64))
+        bounds = (np.arange(steps + 1) * len(order)) // max(steps, 1)
+        for step in range(steps):
+            part = order[bounds[step] : bounds[step + 1]]
+            index[step, : len(part), f] = part
+            index[step, len(part) :, f] = part[0] if len(part) else 0
+            mask[step, : len(part), f] = 1.0
+    return index, mask
+
+
+def fold_stream(
+    inputs: np.ndarray,
+    labels: np.ndarray,
+    folds_train: list[np.ndarray],
+    *,
+    kind: str,
+    batch: int,
+    seed: int,
+    start_epoch: int,
+    epochs: int,
+    flip: bool,
+    shift_px: int,
+) -> tf.data.Dataset:
+    """Batches of a fold-stacked model, each fold its own samples: elements
+    ``((x (rows, F, ...), mask (rows, F)), y (rows, F))`` for epochs ``start_epoch..epochs-1``
+    (:func:`fold_batch_index`), augmented per sample from (seed, epoch, step) as
+    :func:`training_stream` does."""
+    x = tf.constant(inputs)
+    y = tf.constant(labels, tf.int64)
+    planned = [fold_batch_index(folds_train, batch, seed, e) for e in range(start_epoch, epochs)]
+    steps = fold_steps([len(t) for t in folds_train], batch)
+    index = np.concatenate([p[0] for p in planned]) if planned else np.zeros((0, 0, 0), np.int64)
+    mask = np.concatenate([p[1] for p in planned]) if planned else np.zeros((0, 0, 0), np.float32)
+    epoch_of = np.repeat(np.arange(start_epoch, epochs, dtype=np.int64), steps)
+    step_of = np.tile(np.arange(steps, dtype=np.int64), max(epochs - start_epoch, 0))
+    sample = tuple(inputs.shape[1:])
+
+    def one(index, mask, epoch, step):
+        stream = tf.stack([tf.constant(seed, tf.int64) * 100003 + epoch, step])
+        flat = augment(tf.gather(x, tf.reshape(index, [-1])), kind, flip, shift_px, stream)
+        xb = tf.reshape(flat, (*index.shape, *sample))
+        return (xb, mask), tf.gather(y, index)
+
+    data = tf.data.Dataset.from_tensor_slices((index, mask, epoch_of, step_of))
+    return data.map(one).prefetch(AUTOTUNE)

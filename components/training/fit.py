@@ -2,8 +2,9 @@
 
 ``fit_folds`` trains one model configuration for several folds at once. When the backbone and
 attention have a fold-stacked form (and ``train.stack_folds``), the folds share one
-:class:`~components.models.stacked.StackedModel`: one stream of batches over the union of their
-training samples, each fold learning only from its own (masked loss, masked BatchNorm moments).
+:class:`~components.models.stacked.StackedModel`: each step gives every fold its own batch of
+its own training samples (:func:`~components.training.data.fold_stream`; padding rows masked out
+of the loss and the BatchNorm moments).
 Otherwise each fold trains its own ordinary Keras model, one after another (and under
 ``MirroredStrategy`` when several devices are configured). Either way, every epoch each fold
 is scored on its **validation subjects** only (UF1, then lower loss), its best weights are
@@ -24,7 +25,7 @@ import tensorflow as tf
 
 from components.config import ModelConfig, TrainConfig
 from components.metrics import confusion_matrix, uar, uf1
-from components.training.data import steps_per_epoch, training_stream
+from components.training.data import fold_steps, fold_stream, training_stream
 
 
 def class_weights(labels: Sequence[int], num_classes: int) -> np.ndarray:
@@ -321,12 +322,11 @@ class FoldRun:
     ):
         self.inputs, self.labels, self.folds = inputs, labels, list(folds)
         self.train_cfg, self.kind, self.seed, self.strategy = train_cfg, kind, seed, strategy
-        self.union = np.unique(np.concatenate([f.train for f in folds]))
-        mean_train = float(np.mean([len(f.train) for f in folds]))
-        # each fold should see batches of ~batch_size of its own samples, as if trained alone
-        batch = max(1, round(train_cfg.batch_size * len(self.union) / max(mean_train, 1.0)))
-        self.batch = batch * strategy.num_replicas_in_sync
-        self.steps = steps_per_epoch(len(self.union), self.batch)
+        stacked = stacks(model_cfg, train_cfg, strategy)
+        # a stacked model gives each fold its own batches of batch_size (fold_stream); an
+        # ordinary model's batch is split over its replicas
+        self.batch = train_cfg.batch_size * (1 if stacked else strategy.num_replicas_in_sync)
+        self.steps = fold_steps([len(f.train) for f in self.folds], self.batch)
         self.trainer = build_trainer(
             model_cfg,
             train_cfg,
@@ -342,11 +342,7 @@ class FoldRun:
             else np.ones(num_classes, np.float32)
             for f in folds
         ]
-        self.mask = None
         if self.trainer.stacked:
-            self.mask = np.stack([np.isin(self.union, f.train) for f in folds], 1).astype(
-                np.float32
-            )
             self.trainer.model.class_weights.assign(np.stack(self.class_weights))
         self.selection = FoldSelection(
             self.trainer.fold_predictor(inputs, [f.validation for f in folds]),
@@ -368,18 +364,20 @@ class FoldRun:
         if start >= stop or self.stopped:
             return
         cfg = self.train_cfg
-        stream = training_stream(
-            self.inputs[self.union],
-            self.labels[self.union],
-            self.mask,
-            kind=self.kind,
-            batch=self.batch,
-            seed=self.seed,
-            start_epoch=start,
-            epochs=stop,
-            flip=cfg.augment_flip,
-            shift_px=cfg.augment_shift_px,
-        )
+        options = {
+            "kind": self.kind,
+            "batch": self.batch,
+            "seed": self.seed,
+            "start_epoch": start,
+            "epochs": stop,
+            "flip": cfg.augment_flip,
+            "shift_px": cfg.augment_shift_px,
+        }
+        if self.trainer.stacked:
+            stream = fold_stream(self.inputs, self.labels, [f.train for f in self.folds], **options)
+        else:
+            train = np.unique(self.folds[0].train)
+            stream = training_stream(self.inputs[train], self.labels[train], **options)
         history = self.trainer.model.fit(
             stream,
             initial_epoch=start,
@@ -419,12 +417,9 @@ class FoldRun:
         predicted; returns every fold's outcome."""
         self.selection.restore()
         folds, trainer, selection = self.folds, self.trainer, self.selection
-        predict = np.unique(np.concatenate([f.predict for f in folds]))
-        where = {p: k for k, p in enumerate(predict)}
-        probabilities = trainer.predictor(self.inputs[predict])()
+        probabilities = trainer.fold_predictor(self.inputs, [f.predict for f in folds])()
         fits = []
         for index, fold in enumerate(folds):
-            rows = np.array([where[p] for p in fold.predict], int)
             export = (
                 (lambda f=index: trainer.model.export_fold(f))
                 if trainer.stacked
@@ -436,7 +431,7 @@ class FoldRun:
                     best_epoch=int(selection.best_epoch[index]) if len(fold.validation) else -1,
                     epochs_run=int(selection.epochs_run[index]),
                     history=selection.history[index],
-                    probabilities=probabilities[rows, index],
+                    probabilities=probabilities[index],
                     export=export,
                 )
             )
