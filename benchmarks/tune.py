@@ -1,4 +1,4 @@
-"""The tune stage: does its objective rank configurations as LOSO does, and what does ASHA save?
+"""The tune stage: does its objective rank configurations as LOSO does, and what do its schedulers save?
 
     python -m benchmarks.tune        (needs data/records: run `dvc repro` first)
 
@@ -9,10 +9,11 @@ On the embedded records, with params.yaml's search widened to the attention type
    ranking the search should reproduce.
 2. The full grid (FIFO: every trial runs every epoch) of the widened space with each objective,
    ``holdout`` and ``kfold``: Spearman's rank correlation between its scores and LOSO UF1.
-3. ASHA with params.yaml's scheduler settings on params.yaml's own search space, for each
-   objective: epochs run vs that space's full grid (its points' trials in step 2: a trial
-   depends only on its point, the seed and the data) — goal ≤ 0.5× — and whether it picks the
-   same best configuration.
+3. Each early-stopping scheduler (``asha``: asynchronous; ``halving``: synchronous, every
+   trial reaches a rung before any is cut) with params.yaml's grace period and reduction
+   factor on params.yaml's own search space, for each objective: epochs run vs that space's
+   full grid (its points' trials in step 2: a trial depends only on its point, the seed and the
+   data) — goal ≤ 0.5× — and whether it picks the same best configuration.
 Also the full grid's wall time vs ideal packing of its trials, and the trial start-up time.
 """
 
@@ -32,6 +33,20 @@ from benchmarks.composite import mer
 from benchmarks.results import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
+SCHEDULERS = ("asha", "halving")
+
+
+def halving_settings(points: int, max_t: int) -> dict[str, int]:
+    """Synchronous halving at the goal's budget: keep one trial (reduction factor = points)
+    after the longest grace period whose search runs ≤ 0.5× the full grid's epochs."""
+    from components.tuning.halving import SynchronousHalving
+
+    budget = 0.5 * points * max_t
+    grace = max(
+        g for g in range(1, max_t + 1)
+        if SynchronousHalving.epochs(points, g, points, max_t) <= budget
+    )  # fmt: skip
+    return {"grace_period": grace, "reduction_factor": points}
 
 
 def variant_params(folder: Path, widen: bool = True, **tune) -> Path:
@@ -86,6 +101,11 @@ def main() -> None:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     cfg = params["tune"]
     slots = int(cfg["max_concurrent_trials"])
+    max_t = max(cfg["space"]["epochs"])
+    settings = {
+        "asha": {},  # params.yaml's
+        "halving": halving_settings(len(cfg["space"]["attention"]), max_t),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         loso_params = variant_params(root / "loso")
@@ -99,9 +119,11 @@ def main() -> None:
             runs[objective, "fifo"] = search(
                 root / f"{objective}-fifo", True, objective=objective, scheduler="fifo"
             )
-            runs[objective, "asha"] = search(
-                root / f"{objective}-asha", False, objective=objective, scheduler="asha"
-            )
+            for scheduler in SCHEDULERS:
+                runs[objective, scheduler] = search(
+                    root / f"{objective}-{scheduler}", False, objective=objective,
+                    scheduler=scheduler, **settings[scheduler],
+                )  # fmt: skip
         setups = setup_times(root / "holdout-fifo")
         shutil.rmtree(root, ignore_errors=True)
 
@@ -109,35 +131,28 @@ def main() -> None:
     summary = {}
     for objective in ("holdout", "kfold"):
         fifo_wall, widened, _ = runs[objective, "fifo"]
-        asha_wall, asha, asha_best = runs[objective, "asha"]
         scores = widened.set_index("attention").best_val_uf1
         types = [t for t in loso if t in scores.index]
         rho = spearmanr([scores[t] for t in types], [loso[t]["uf1"] for t in types]).statistic
         # the default space's full grid: its points' trials in the widened grid
         fifo = widened[widened.attention.isin(cfg["space"]["attention"])]
         fifo_best = {"label": fifo.iloc[0]["label"], "score": fifo.iloc[0]["best_val_uf1"]}
-        ratio = asha.epochs_run.sum() / fifo.epochs_run.sum()
-        picked = float(fifo.set_index("label").best_val_uf1.get(asha_best["label"], float("nan")))
-        same = asha_best["label"] == fifo_best["label"] or picked == fifo_best["score"]
         ideal = max(widened.seconds.sum() / slots, widened.seconds.max())
-        summary[objective] = (
-            rho,
-            ratio,
-            same,
-            fifo_wall / ideal,
-            fifo_best,
-            asha_best,
-            fifo,
-            asha,
-            fifo_wall,
-            asha_wall,
-        )
-        lines.append(
-            f"{objective}: Spearman ρ(search, LOSO) = {rho:.2f}; ASHA ran {asha.epochs_run.sum()} of "
-            f"{fifo.epochs_run.sum()} epochs ({ratio:.2f}×), best {asha_best['label']} vs grid {fifo_best['label']} "
-            f"({'same' if same else 'DIFFERENT'}{', tied in the grid' if same and asha_best['label'] != fifo_best['label'] else ''}); "
-            f"grid wall / ideal packing {fifo_wall / ideal:.2f}×"
-        )
+        for scheduler in SCHEDULERS:
+            wall, table, best = runs[objective, scheduler]
+            ratio = table.epochs_run.sum() / fifo.epochs_run.sum()
+            picked = float(fifo.set_index("label").best_val_uf1.get(best["label"], float("nan")))
+            same = best["label"] == fifo_best["label"] or picked == fifo_best["score"]
+            summary[objective, scheduler] = (
+                rho, ratio, same, fifo_wall / ideal, fifo_best, best, fifo, table, fifo_wall, wall
+            )  # fmt: skip
+            lines.append(
+                f"{objective}/{scheduler}: Spearman ρ(search, LOSO) = {rho:.2f}; ran "
+                f"{table.epochs_run.sum()} of {fifo.epochs_run.sum()} epochs ({ratio:.2f}×), best "
+                f"{best['label']} vs grid {fifo_best['label']} ({'same' if same else 'DIFFERENT'}"
+                f"{', tied in the grid' if same and best['label'] != fifo_best['label'] else ''}); "
+                f"grid wall / ideal packing {fifo_wall / ideal:.2f}×"
+            )
     scores_of = {
         o: runs[o, "fifo"][1].set_index("attention").best_val_uf1 for o in ("holdout", "kfold")
     }
@@ -147,8 +162,13 @@ def main() -> None:
             + " | ".join(
                 f"{scores_of[o].get(t, float('nan')):.3f}"
                 + (
-                    f" ({int(summary[o][7].set_index('attention').epochs_run[t])} ep. ASHA)"
-                    if t in set(summary[o][7].attention)
+                    " ("
+                    + ", ".join(
+                        f"{int(summary[o, k][7].set_index('attention').epochs_run[t])} ep. {k}"
+                        for k in SCHEDULERS
+                    )
+                    + ")"
+                    if t in set(summary[o, SCHEDULERS[0]][7].attention)
                     else ""
                 )
                 for o in ("holdout", "kfold")
@@ -158,32 +178,32 @@ def main() -> None:
     print("\n".join(lines))
     mean_setup = sum(setups) / len(setups) if setups else float("nan")
 
-    def row(o: str) -> str:
-        rho, ratio, same, packing, fifo_best, asha_best, fifo, asha, fifo_wall, asha_wall = summary[
-            o
-        ]
+    def row(o: str, k: str) -> str:
+        rho, ratio, same, packing, fifo_best, best, fifo, table, fifo_wall, wall = summary[o, k]
         return (
-            f"| `{o}` | {rho:.2f} | {asha.epochs_run.sum()} / {fifo.epochs_run.sum()} = **{ratio:.2f}×** | "
-            f"{asha_best['label']} / {fifo_best['label']} ({'same' if same else 'different'}"
-            f"{', tied' if same and asha_best['label'] != fifo_best['label'] else ''}) | "
-            f"{fifo_wall:.0f} s ({packing:.2f}× ideal) | {asha_wall:.0f} s |"
+            f"| `{o}` | `{k}` | {rho:.2f} | {table.epochs_run.sum()} / {fifo.epochs_run.sum()} = **{ratio:.2f}×** | "
+            f"{best['label']} / {fifo_best['label']} ({'same' if same else 'different'}"
+            f"{', tied' if same and best['label'] != fifo_best['label'] else ''}) | "
+            f"{fifo_wall:.0f} s ({packing:.2f}× ideal) | {wall:.0f} s |"
         )
 
     body = f"""Embedded records (LOSO over all their subjects). Rank correlation: the params.yaml
 search with `attention` widened to {", ".join(loso)} ({len(loso)} points, {cfg["space"]["epochs"]}
-epochs), full grid, {slots} trial slots. ASHA: params.yaml's own search ({", ".join(cfg["space"]["attention"])})
-and scheduler settings — grace period {cfg["grace_period"]}, reduction factor
-{cfg["reduction_factor"]}, {cfg["brackets"]} bracket(s) — against that space's full grid. LOSO:
+epochs), full grid, {slots} trial slots. Schedulers on params.yaml's own search
+({", ".join(cfg["space"]["attention"])}), against that space's full grid: `asha` with params.yaml's
+grace period {cfg["grace_period"]}, reduction factor {cfg["reduction_factor"]}, {cfg["brackets"]} bracket(s);
+`halving` (synchronous) at the goal's budget: grace period {settings["halving"]["grace_period"]},
+reduction factor {settings["halving"]["reduction_factor"]} (the longest grace period that keeps
+one trial within 0.5× the grid's epochs). LOSO:
 `mer compare`, {params["compare"]["seeds"]} seeds. "Same best" also counts a pick whose full-grid
 score ties the grid's best (the grid breaks ties by validation loss).
 
-| objective | Spearman ρ (search score vs LOSO UF1) | ASHA epochs / full grid | best: ASHA / grid | widened grid wall | ASHA wall |
-| --- | ---: | ---: | --- | ---: | ---: |
-{row("holdout")}
-{row("kfold")}
+| objective | scheduler | Spearman ρ (search score vs LOSO UF1) | epochs / full grid | best: scheduler / grid | widened grid wall | scheduler wall |
+| --- | --- | ---: | ---: | --- | ---: | ---: |
+{chr(10).join(row(o, k) for o in ("holdout", "kfold") for k in SCHEDULERS)}
 
-Goals: ASHA ≤ 0.5× the grid's epochs with the same best configuration. Per point (search
-score = best validation UF1 of the full grid's trial; epochs the ASHA trial ran):
+Goals: ≤ 0.5× the grid's epochs with the same best configuration. Per point (search
+score = best validation UF1 of the full grid's trial; epochs each scheduler's trial ran):
 
 | attention | LOSO UF1 [95% CI] | `holdout` score | `kfold` score |
 | --- | ---: | ---: | ---: |

@@ -395,8 +395,10 @@ class TuneConfig:
     #: the search subjects (the protocol's kind of estimate), the folds stacked in each trial
     objective: Literal["holdout", "kfold"] = "holdout"
     kfold: Annotated[int, Range(ge=2)] = 3
-    scheduler: Literal["asha", "fifo"] = "asha"
-    grace_period: Positive = 8  # ASHA: epochs every trial gets before it can be stopped
+    #: asha: asynchronous successive halving; halving: synchronous (every trial reaches a rung
+    #: before any is cut, components/tuning/halving.py); fifo: every trial runs every epoch
+    scheduler: Literal["asha", "halving", "fifo"] = "asha"
+    grace_period: Positive = 8  # asha/halving: epochs every trial gets before it can be stopped
     reduction_factor: Annotated[int, Range(ge=2)] = 3
     brackets: Positive = 1  # ASHA brackets
     metric: str = "val_uf1"

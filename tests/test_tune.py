@@ -274,18 +274,21 @@ def test_the_tuned_training_values_reach_evaluate_and_register(cluster, tmp_path
 
 
 @pytest.mark.parametrize(
-    ("search", "scheduler"), [("grid", "asha"), ("random", "fifo"), ("optuna", "asha")]
+    ("search", "scheduler"),
+    [("grid", "asha"), ("random", "fifo"), ("optuna", "asha"), ("grid", "halving")],
 )
 def test_search_algorithms_and_schedulers(search: str, scheduler: str) -> None:
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search.optuna import OptunaSearch
 
     from components.config import Params, TuneConfig
+    from components.tuning.halving import SynchronousHalving
     from components.tuning.search import search_setup
 
     params = Params(tune=TuneConfig(search=search, scheduler=scheduler, grace_period=4))
     space, algorithm, chosen = search_setup(params, 5)
-    assert isinstance(chosen, ASHAScheduler if scheduler == "asha" else FIFOScheduler)
+    kinds = {"asha": ASHAScheduler, "fifo": FIFOScheduler, "halving": SynchronousHalving}
+    assert type(chosen) is kinds[scheduler]
     if search == "optuna":
         assert isinstance(algorithm, OptunaSearch)
         assert space["index"].categories == [0, 1, 2, 3, 4]

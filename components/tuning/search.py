@@ -65,8 +65,9 @@ def experiment_name(points: list, params: Params, data_version: str) -> str:
 def search_setup(params: Params, n_points: int):
     """(param_space, search_alg, scheduler) from ``tune``.
 
-    ASHA's rungs are in epochs (``time_attr``: the trial's epoch count): a trial gets
-    ``grace_period`` epochs, then at each rung only the top 1/``reduction_factor`` go on.
+    ASHA's and synchronous halving's rungs are in epochs (``time_attr``: the trial's epoch
+    count): a trial gets ``grace_period`` epochs, then at each rung only the top
+    1/``reduction_factor`` go on (ASHA decides as each trial arrives; halving once all have).
     """
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -82,22 +83,31 @@ def search_setup(params: Params, n_points: int):
         space = {"index": tune.choice(list(range(n_points)))}
         algorithm = OptunaSearch(seed=params.seed)
     max_epochs = max(params.tune.space.epochs)
-    if cfg.scheduler == "asha" and cfg.grace_period > max_epochs:
+    if cfg.scheduler != "fifo" and cfg.grace_period > max_epochs:
         raise ConfigError(
             f"tune.grace_period {cfg.grace_period} is above the largest tune.space.epochs "
-            f"({max_epochs}): ASHA needs grace_period ≤ the epochs a trial runs"
+            f"({max_epochs}): {cfg.scheduler} needs grace_period ≤ the epochs a trial runs"
         )
-    scheduler = (
-        ASHAScheduler(
+    if cfg.scheduler == "asha":
+        scheduler = ASHAScheduler(
             time_attr="training_iteration",
             max_t=max_epochs,
             grace_period=cfg.grace_period,
             reduction_factor=cfg.reduction_factor,
             brackets=cfg.brackets,
         )
-        if cfg.scheduler == "asha"
-        else FIFOScheduler()
-    )
+    elif cfg.scheduler == "halving":
+        from components.tuning.halving import SynchronousHalving
+
+        trials = n_points * cfg.num_samples if cfg.search == "grid" else cfg.num_samples
+        scheduler = SynchronousHalving(
+            max_t=max_epochs,
+            grace_period=cfg.grace_period,
+            reduction_factor=cfg.reduction_factor,
+            trials=trials,
+        )
+    else:
+        scheduler = FIFOScheduler()
     return space, algorithm, scheduler
 
 
@@ -168,7 +178,10 @@ def build_tuner(trainable, params: Params, name: str, n_points: int, fresh: bool
             search_alg=algorithm,
             scheduler=scheduler,
             num_samples=cfg.num_samples,
-            max_concurrent_trials=cfg.max_concurrent_trials,
+            # synchronous halving pauses trials at a rung until every trial is there; a paused
+            # trial still counts against max_concurrent_trials, so the later trials would never
+            # start: there, resources (tune.cpus_per_trial) alone bound the concurrency
+            max_concurrent_trials=None if cfg.scheduler == "halving" else cfg.max_concurrent_trials,
         ),
         run_config=tune.RunConfig(
             name=name,
