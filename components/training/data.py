@@ -106,7 +106,8 @@ def fold_batch_index(
     """One epoch of per-fold batches: ``index`` (steps, rows, F) into the records and ``mask``
     (1 for a real sample, 0 for padding). Fold ``f``'s epoch is a permutation of its own
     training positions drawn from (seed, epoch, f), split as evenly as possible over the
-    epoch's steps, so every step holds at least one of its samples and each sample comes once."""
+    epoch's steps: each sample comes once, and every step holds at least one of the fold's
+    samples (when it has at least as many as there are steps)."""
     steps = fold_steps([len(t) for t in folds_train], batch)
     rows = max((-(-len(t) // steps) for t in folds_train), default=0) if steps else 0
     index = np.zeros((steps, rows, len(folds_train)), np.int64)

@@ -99,12 +99,11 @@ def search_setup(params: Params, n_points: int):
     elif cfg.scheduler == "halving":
         from components.tuning.halving import SynchronousHalving
 
-        trials = n_points * cfg.num_samples if cfg.search == "grid" else cfg.num_samples
         scheduler = SynchronousHalving(
             max_t=max_epochs,
             grace_period=cfg.grace_period,
             reduction_factor=cfg.reduction_factor,
-            trials=trials,
+            trials=expected_trials(params, n_points),
         )
     else:
         scheduler = FIFOScheduler()
