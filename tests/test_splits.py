@@ -1,7 +1,11 @@
 """Split integrity on the real MEGC 2019 composite subject list (68 subjects)."""
 
+import itertools
+
+import pandas as pd
 import pytest
 
+from components.evaluation.protocol import blocks, train_sizes
 from components.evaluation.splits import grouped_kfold, loso_folds, validation_split
 from tests.builders import megc_rows
 
@@ -47,3 +51,75 @@ def test_validation_split_edge_cases() -> None:
     assert len(validation_split(["a", "b"], 0.9, 0, "k")[0]) == 1
     with pytest.raises(ValueError, match="folds need"):
         grouped_kfold(["a", "b"], 3, 0.2, 0)
+
+
+def composite_manifest() -> pd.DataFrame:
+    """One row per clip of the real composite list (its subjects' clip counts)."""
+    return pd.DataFrame(
+        {"subject_id": [f"{d}/{s}" for d in ("casme2", "samm", "smic") for s, _, _ in megc_rows(d)]}
+    )
+
+
+def real_rows(block: tuple, sizes: dict[str, int], batch: int = 16) -> tuple[int, int]:
+    """(real rows, computed rows) of one stacked unit's epoch: steps for its largest fold,
+    every fold padded to the unit's rows per step (as fold_batch_index lays it out)."""
+    mine = [sizes[f.name] for f in block]
+    steps = -(-max(mine) // batch)
+    rows = max(-(-n // steps) for n in mine)
+    return sum(mine), len(mine) * steps * rows
+
+
+def test_units_group_folds_of_similar_training_size() -> None:
+    manifest = composite_manifest()
+    assert len(manifest) == 441  # the list omits one clip of the composite's 442
+    folds = loso_folds(SUBJECTS, 0.2, seed=42)
+    sizes = train_sizes(folds, manifest)
+    assert sizes[0] == int(manifest.subject_id.isin(folds[0].train).sum())
+    by_size = blocks(folds, 17, sizes)
+    consecutive = blocks(folds, 17)
+    assert [len(b) for b in by_size] == [17] * 4
+    assert sorted(f.name for b in by_size for f in b) == sorted(f.name for f in folds)
+    position = {f.name: i for i, f in enumerate(folds)}
+    for block in by_size:  # each block in the folds' own order
+        assert [position[f.name] for f in block] == sorted(position[f.name] for f in block)
+    size_of = dict(zip((f.name for f in folds), sizes, strict=True))
+    for smaller, larger in itertools.pairwise(by_size):
+        assert max(size_of[f.name] for f in smaller) <= min(size_of[f.name] for f in larger)
+    assert consecutive == [tuple(folds[i : i + 17]) for i in range(0, 68, 17)]
+    real, computed = map(sum, zip(*(real_rows(b, size_of) for b in by_size), strict=True))
+    real_consecutive, computed_consecutive = map(
+        sum, zip(*(real_rows(b, size_of) for b in consecutive), strict=True)
+    )
+    assert real == real_consecutive  # the same training, less padding
+    assert computed < computed_consecutive
+    assert blocks(folds, 17, sizes) == by_size  # a fixed layout
+
+
+def test_the_costliest_units_start_first(tmp_path, monkeypatch) -> None:
+    """run_units starts pending units by decreasing cost, returns results in spec order, and
+    reads stored units back without training them."""
+    from components.config import ModelConfig, TrainConfig
+    from components.evaluation import units as unit_module
+    from components.evaluation.protocol import unit_cost, unit_specs
+
+    manifest = composite_manifest()
+    folds = loso_folds(SUBJECTS, 0.2, seed=42)
+    specs = unit_specs(ModelConfig(), TrainConfig(), [1], folds, 17, manifest)
+    costs = [unit_cost(s, manifest) for s in specs]
+    assert costs == sorted(costs)  # blocks by size: the last block is the costliest
+    assert costs[0] == 17 * max(train_sizes(specs[0].folds, manifest))
+    context = unit_module.UnitContext(str(tmp_path), {}, "data", "code", str(tmp_path / "units"))
+    started = []
+
+    def train(spec, context, max_failures):
+        started.append(specs.index(spec))
+        return unit_module.UnitResult(spec.key("data", "code"), spec, [], 0.0, "local", 0, True)
+
+    monkeypatch.setattr(unit_module, "_run_here", train)
+    unit_module.UnitStore(context.units_dir).save(train(specs[2], context, 0))
+    started.clear()
+    out = unit_module.run_units(
+        specs, context, distributed=False, address=None, max_failures=0, costs=costs
+    )
+    assert started == [3, 1, 0]  # unit 2 was stored; the rest by decreasing cost
+    assert [r.spec for r in out] == specs

@@ -31,12 +31,29 @@ class Execution:
     progress: Progress | None = None
 
 
-def blocks(folds: Sequence[Fold], size: int) -> list[tuple[Fold, ...]]:
-    """Consecutive blocks of at most ``size`` folds, as even as possible (a fixed layout: the
-    same folds always share a unit, whatever cluster runs them)."""
+def blocks(
+    folds: Sequence[Fold], size: int, train_samples: Sequence[int] | None = None
+) -> list[tuple[Fold, ...]]:
+    """Blocks of at most ``size`` folds, as even in count as possible. Given each fold's number
+    of training samples, folds of similar size share a block: a stacked unit's epoch has as many
+    steps as its largest fold needs, and a smaller fold's batches are padded to that (measured on
+    the composite's 68 folds: 89% of the rows real in consecutive blocks, 95% in blocks by size).
+    A fixed layout, a function of the folds alone: the same folds always share a unit, whatever
+    cluster runs them. Each block lists its folds in their given order."""
     count = -(-len(folds) // size)
     bounds = np.linspace(0, len(folds), count + 1).round().astype(int)
-    return [tuple(folds[a:b]) for a, b in itertools.pairwise(bounds) if b > a]
+    order = list(range(len(folds)))
+    if train_samples is not None:
+        order.sort(key=lambda i: (train_samples[i], i))
+    return [
+        tuple(folds[i] for i in sorted(order[a:b])) for a, b in itertools.pairwise(bounds) if b > a
+    ]
+
+
+def train_sizes(folds: Sequence[Fold], manifest: pd.DataFrame) -> list[int]:
+    """Each fold's number of training samples (the rows of its training subjects)."""
+    per_subject = manifest.subject_id.value_counts()
+    return [int(sum(per_subject.get(s, 0) for s in fold.train)) for fold in folds]
 
 
 def unit_specs(
@@ -45,14 +62,16 @@ def unit_specs(
     seeds: Sequence[int],
     folds: Sequence[Fold],
     per_unit: int,
+    manifest: pd.DataFrame,
     examples: dict[str, set[str]] | None = None,
     phase: str = "outer",
 ) -> list[UnitSpec]:
-    """The units of one variant: every seed × block of folds. ``examples`` maps a subject to the
-    example uids it holds (drawn by the fold that tests that subject)."""
+    """The units of one variant: every seed × block of folds (:func:`blocks`, by training size).
+    ``examples`` maps a subject to the example uids it holds (drawn by the fold that tests that
+    subject)."""
     specs = []
     for seed in seeds:
-        for block in blocks(folds, per_unit):
+        for block in blocks(folds, per_unit, train_sizes(folds, manifest)):
             wanted = sorted(
                 uid for fold in block for s in fold.test for uid in (examples or {}).get(s, ())
             )
@@ -120,8 +139,8 @@ def run_given(
     examples: dict[str, set[str]] | None = None,
 ) -> ProtocolRun:
     """The protocol for one given configuration."""
-    specs = unit_specs(variant, train, seeds, folds, execution.folds_per_unit, examples)
-    results = _run(specs, execution)
+    specs = unit_specs(variant, train, seeds, folds, execution.folds_per_unit, manifest, examples)
+    results = _run(specs, execution, manifest)
     return ProtocolRun(
         predictions_frame(results, manifest),
         results,
@@ -156,10 +175,16 @@ def run_nested(
         spec
         for candidate in candidates
         for spec in unit_specs(
-            candidate, train, seeds, every_inner, execution.folds_per_unit, phase="inner"
+            candidate,
+            train,
+            seeds,
+            every_inner,
+            execution.folds_per_unit,
+            manifest,
+            phase="inner",
         )
     ]
-    inner_results = _run(inner_specs, execution)
+    inner_results = _run(inner_specs, execution, manifest)
     truth = dict(zip(manifest.uid, manifest.label, strict=True))
     scores: dict[str, list[float]] = {o.name: [] for o in folds}
     for candidate in candidates:
@@ -180,9 +205,9 @@ def run_nested(
         mine = [o for o in folds if chosen[o.name] == candidate]
         if mine:
             outer_specs += unit_specs(
-                candidate, train, seeds, mine, execution.folds_per_unit, examples
+                candidate, train, seeds, mine, execution.folds_per_unit, manifest, examples
             )
-    results = _run(outer_specs, execution)
+    results = _run(outer_specs, execution, manifest)
     return ProtocolRun(
         predictions_frame(results, manifest),
         results,
@@ -191,7 +216,13 @@ def run_nested(
     )
 
 
-def _run(specs: list[UnitSpec], execution: Execution) -> list[UnitResult]:
+def unit_cost(spec: UnitSpec, manifest: pd.DataFrame) -> int:
+    """Rows a unit computes per epoch: its folds × its largest fold's training samples (a
+    stacked unit pads every fold to that); its training time scales with it."""
+    return len(spec.folds) * max(train_sizes(spec.folds, manifest), default=0)
+
+
+def _run(specs: list[UnitSpec], execution: Execution, manifest: pd.DataFrame) -> list[UnitResult]:
     return run_units(
         specs,
         execution.context,
@@ -199,6 +230,7 @@ def _run(specs: list[UnitSpec], execution: Execution) -> list[UnitResult]:
         address=execution.address,
         max_failures=execution.max_failures,
         progress=execution.progress,
+        costs=[unit_cost(s, manifest) for s in specs],
     )
 
 
@@ -212,8 +244,10 @@ def run_variants(
 ) -> list[ProtocolRun]:
     """The protocol for several configurations, all their units submitted together (so a
     cluster packs them), on the same folds and seeds (so they can be compared pairwise)."""
-    specs = [unit_specs(v, train, seeds, folds, execution.folds_per_unit) for v in variants]
-    results = _run([s for group in specs for s in group], execution)
+    specs = [
+        unit_specs(v, train, seeds, folds, execution.folds_per_unit, manifest) for v in variants
+    ]
+    results = _run([s for group in specs for s in group], execution, manifest)
     runs, start = [], 0
     for group in specs:
         mine = results[start : start + len(group)]

@@ -80,7 +80,7 @@ class UnitSpec:
         from components.tuning.space import describe_model
 
         names = [f.name for f in self.folds]
-        span = names[0] if len(names) == 1 else f"{names[0]}…{names[-1]} ({len(names)} folds)"
+        span = names[0] if len(names) == 1 else f"{len(names)} folds ({', '.join(names[:2])}, …)"
         return f"{describe_model(self.variant.as_dict())} seed {self.seed} {span}"
 
 
@@ -255,9 +255,12 @@ def run_units(
     address: str | None,
     max_failures: int,
     progress: Progress | None = None,
+    costs: Sequence[float] | None = None,
 ) -> list[UnitResult]:
     """Every unit's result, in ``specs`` order: stored ones are read back, the rest trained
-    (on Ray when ``distributed``, else here), each stored as soon as it finishes."""
+    (on Ray when ``distributed``, else here), each stored as soon as it finishes. Given each
+    unit's expected cost, the costliest start first (so no long unit is left for the end while
+    the other workers idle)."""
     store = UnitStore(context.units_dir)
     keys = [s.key(context.data_version, context.code) for s in specs]
     results: dict[int, UnitResult] = {}
@@ -265,6 +268,8 @@ def run_units(
         if (found := store.load(key)) is not None:
             results[index] = found
     pending = [i for i in range(len(specs)) if i not in results]
+    if costs is not None:
+        pending.sort(key=lambda i: -costs[i])  # stable: equal costs keep their order
     started = time.perf_counter()
     done = len(results)
 
