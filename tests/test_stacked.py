@@ -2,9 +2,11 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from components.config import AttentionConfig, ModelConfig
 from components.models.stacked import ststnet
+from components.training.patch_stats import patch_statistics
 
 SIZES = {"flow_size": 28, "clip_frames": 8, "clip_size": 64}
 CASES = [("none", ())] + [
@@ -84,19 +86,28 @@ def test_the_batch_moments_are_the_masked_conv_output_moments() -> None:
     kernel, bias = np.asarray(model.streams.kernel), np.asarray(model.streams.bias)
     h = model.streams.conv(xs, kernel, bias)
     per_fold = model.streams.output_moments(h, mask)
+    stats = patch_statistics(tf.constant(xs.reshape(-1, 28, 28, 3))).numpy().reshape(10, 2, -1)
+    from_stats = model.streams.stats_moments(stats, mask)  # the training stream's rows
     shared = model.streams.patch_moments(xs[:, 0], mask)  # every fold on fold 0's samples
     np.testing.assert_array_equal(np.asarray(per_fold[2]), mask.sum(0))
+    np.testing.assert_array_equal(np.asarray(from_stats[2]), mask.sum(0))
+    cases = ((per_fold, "per fold"), (from_stats, "per fold"), (shared, "shared"))
     for f in range(2):
-        for (mean, variance, _), samples in ((per_fold, xs[:, f]), (shared, xs[:, 0])):
+        for (mean, variance, _), layout in cases:
+            samples = xs[:, f] if layout == "per fold" else xs[:, 0]
             out = keras.ops.conv(samples, kernel[f], padding="same").numpy() + bias[f]
             chosen = out[mask[:, f] > 0].reshape(-1, out.shape[-1])
             np.testing.assert_allclose(np.asarray(mean)[f], chosen.mean(0), atol=1e-5)
             np.testing.assert_allclose(np.asarray(variance)[f], chosen.var(0), rtol=1e-3, atol=1e-6)
 
 
+@pytest.mark.parametrize("with_stats", [False, True])
 @pytest.mark.parametrize(("kind", "placement"), [("none", ()), ("se", ("streams",))])
-def test_training_on_per_fold_batches_is_each_fold_trained_alone(kind, placement) -> None:
-    """Training mode on per-fold batches with padding rows: fold f's outputs on its real rows
+def test_training_on_per_fold_batches_is_each_fold_trained_alone(
+    kind, placement, with_stats
+) -> None:
+    """Training mode on per-fold batches with padding rows (BatchNorm moments from the
+    outputs, or from the rows' patch statistics): fold f's outputs on its real rows
     are its ordinary model's on those rows alone (batch statistics from them only), and one
     training step's loss is the sum of each fold's class-weighted loss on its own rows."""
     import keras
@@ -111,7 +122,11 @@ def test_training_on_per_fold_batches_is_each_fold_trained_alone(kind, placement
     ys = rng.integers(0, 3, size=(6, 3))
     mask = np.ones((6, 3), "float32")
     mask[4:, 0], mask[5:, 2] = 0, 0  # padding rows
-    out = model((xs, mask), training=True).numpy()
+    inputs = (xs, mask)
+    if with_stats:
+        flat = tf.constant(xs.reshape(-1, 28, 28, 3))
+        inputs = (xs, mask, patch_statistics(flat).numpy().reshape(6, 3, -1))
+    out = model(inputs, training=True).numpy()
     loss = 0.0
     for f in range(3):
         real = mask[:, f] > 0
@@ -119,7 +134,7 @@ def test_training_on_per_fold_batches_is_each_fold_trained_alone(kind, placement
         np.testing.assert_allclose(out[real, f], alone, atol=5e-5)
         picked = alone[np.arange(real.sum()), ys[real, f]]
         loss += float(np.mean(weights[f, ys[real, f]] * -np.log(picked)))
-    computed = model.compute_loss((xs, mask), ys, keras.ops.convert_to_tensor(out))
+    computed = model.compute_loss(inputs, ys, keras.ops.convert_to_tensor(out))
     np.testing.assert_allclose(float(computed), loss, rtol=1e-4)
 
 

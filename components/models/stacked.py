@@ -5,10 +5,12 @@ per-op overhead. Stacking the folds of a unit makes every op F times wider. In t
 fold's copy gets **its own batch** of its own training samples (inputs ``(B, F, H, W, C)``,
 one grouped convolution; a mask marks padding rows), so no fold computes on samples it may not
 learn from, and BatchNorm uses **per-fold masked moments**: no statistic of a fold ever
-includes its test or validation subjects. A shared batch ``(B, H, W, C)`` (every fold sees the
-same samples, masked per fold) is accepted too; its BN moments come from the input patches
-(the masked mean and covariance of the 3×3×cin patches: the conv outputs' moments without a
-pass over them). Each fold's copy is initialised from its own
+includes its test or validation subjects. The moments come from the rows' input-patch
+statistics (:mod:`components.training.patch_stats`: the mean and mean outer product of the
+3×3×cin patches give the conv outputs' moments without a pass over them, forward or backward),
+which the training stream looks up per sample and augmentation (else from the outputs). A
+shared batch ``(B, H, W, C)`` (every fold sees the same samples, masked per fold) is accepted
+too (its patch statistics computed in the step). Each fold's copy is initialised from its own
 seed, and fold ``f`` can be exported as the ordinary Keras model of its configuration
 (:meth:`StackedModel.export_fold`), which computes the same function (tested).
 
@@ -33,6 +35,7 @@ from components.attention.stacked import FoldLayer, glorot
 from components.config import ModelConfig
 from components.models.placement import Placer
 from components.models.registry import BACKBONES
+from components.training.patch_stats import patch_size, patch_statistics
 
 STREAMS = (3, 5, 8)  # ststnet's stream widths (the authors' code)
 BN_MOMENTUM, BN_EPSILON = 0.99, 1e-3  # keras.layers.BatchNormalization defaults
@@ -91,29 +94,32 @@ class FoldStreams(FoldLayer):
 
     def patch_moments(self, x, fold_mask):
         """Per-fold mean and (biased) variance of the conv outputs for a **shared** batch
-        ``x`` (B, H, W, cin), over each fold's masked samples and every position, from the
-        input patches' masked mean and second moment (no pass over the F-times-wider outputs)."""
-        patches = ops.image.extract_patches(x, 3, strides=1, padding="same")  # (B, H, W, 9·cin)
-        positions = patches.shape[1] * patches.shape[2]
-        flat = ops.reshape(patches, (-1, positions, patches.shape[-1]))
-        mean_patch = ops.mean(flat, axis=1)  # (B, P)
-        second = ops.einsum("bnp,bnq->bpq", flat, flat) / positions  # (B, P, P)
+        ``x`` (B, H, W, cin), over each fold's masked samples and every position, from the input
+        patches (:func:`~components.training.patch_stats.patch_statistics`)."""
+        return self.stats_moments(patch_statistics(x), fold_mask)
+
+    def stats_moments(self, stats, fold_mask):
+        """Per-fold mean and (biased) variance of the conv outputs from the rows' patch
+        statistics ``stats``: (B, P + P²) for a shared batch, (B, F, P + P²) for per-fold
+        batches, over each fold's masked rows (no pass over the F-times-wider outputs)."""
+        size = patch_size(self.cin)
         count = ops.sum(fold_mask, axis=0)  # (F,)
-        safe = ops.maximum(count, 1.0)
-        mu = ops.einsum("bf,bp->fp", fold_mask, mean_patch) / safe[:, None]
-        sigma = ops.einsum("bf,bpq->fpq", fold_mask, second) / safe[:, None, None]
-        w = ops.reshape(self.kernel, (self.folds, -1, self.kernel.shape[-1]))  # (F, P, C)
+        layout = "bf,bs->fs" if len(stats.shape) == 2 else "bf,bfs->fs"
+        pooled = ops.einsum(layout, fold_mask, stats) / ops.maximum(count, 1.0)[:, None]
+        mu = pooled[:, :size]  # (F, P): mean patch
+        sigma = ops.reshape(pooled[:, size:], (self.folds, size, size))  # mean outer product
+        w = ops.reshape(self.kernel, (self.folds, size, self.kernel.shape[-1]))  # (F, P, C)
         linear = ops.einsum("fp,fpc->fc", mu, w)
         mean = linear + self.bias
         second_moment = (
             ops.einsum("fpc,fpq,fqc->fc", w, sigma, w) + 2 * self.bias * linear + self.bias**2
         )
-        variance = ops.maximum(second_moment - mean**2, 0.0)
-        return mean, variance, count
+        return mean, ops.maximum(second_moment - mean**2, 0.0), count
 
     def output_moments(self, h, fold_mask):
         """Per-fold mean and (biased) variance of the conv outputs ``h`` (B, H, W, F·C) of
-        **per-fold** batches, over each fold's masked rows and every position."""
+        **per-fold** batches, over each fold's masked rows and every position (passes over
+        ``h``: used when the rows come without patch statistics)."""
         folds, width = self.folds, sum(STREAMS)
         flat = ops.reshape(h, (-1, h.shape[1] * h.shape[2], folds, width))
         count = ops.sum(fold_mask, axis=0)  # (F,)
@@ -122,10 +128,11 @@ class FoldStreams(FoldLayer):
         second = ops.einsum("bf,bfc->fc", fold_mask, ops.mean(flat * flat, axis=1)) / safe
         return mean, ops.maximum(second - mean**2, 0.0), count
 
-    def call(self, x, fold_mask, training=None):
+    def call(self, x, fold_mask, training=None, patch_stats=None):
         """``x``: the shared batch ``(B, H, W, cin)`` or one batch per fold
         ``(B, F, H, W, cin)`` (see :meth:`conv`); ``fold_mask`` (B, F) marks, in training, the
-        rows each fold learns from (its BatchNorm moments use only those)."""
+        rows each fold learns from (its BatchNorm moments use only those); ``patch_stats``
+        (B, F, P + P²), optional, the per-fold rows' patch statistics."""
         folds, width = self.folds, sum(STREAMS)
         # the BN scale's sign is gamma's: the conv runs with kernels flipped by it, so that
         # max-pooling before the affine map is exact (see the module docstring)
@@ -135,6 +142,8 @@ class FoldStreams(FoldLayer):
         if training:
             if len(x.shape) == 4:
                 mean, variance, count = self.patch_moments(x, fold_mask)
+            elif patch_stats is not None:
+                mean, variance, count = self.stats_moments(patch_stats, fold_mask)
             else:  # moments of sign·conv: the mean flips back, the variance does not change
                 signed_mean, variance, count = self.output_moments(h, fold_mask)
                 mean = signed_mean * sign
@@ -219,7 +228,9 @@ class FoldDense(FoldLayer):
 
 
 class StackedModel(keras.Model):
-    """F folds' copies of one model configuration: ``(x, fold_mask) → (B, F, classes)``.
+    """F folds' copies of one model configuration: ``(x, fold_mask) → (B, F, classes)``; in
+    training, per-fold batches may come with their rows' patch statistics,
+    ``(x, fold_mask, stats)``, when :attr:`patch_stats_input` says the model uses them.
 
     The training loss is the sum over folds of each fold's own loss: the class-weighted
     cross-entropy averaged over that fold's samples in the batch (``fold_mask`` (B, F): 1 for
@@ -243,6 +254,8 @@ class StackedModel(keras.Model):
         self.class_weights = self.add_weight(
             name="class_weights", shape=(folds, num_classes), initializer="ones", trainable=False
         )
+
+    patch_stats_input = False  # whether training rows may carry patch statistics
 
     def owners(self) -> list[FoldLayer]:
         """The fold layers that own weights (set by the subclass, in network order)."""
@@ -290,6 +303,8 @@ def _stable(name: str) -> int:
 class StackedSTSTNet(StackedModel):
     """STSTNet with attention at its placement points, stacked over folds."""
 
+    patch_stats_input = True  # its first layer is a 3×3 conv + BatchNorm on the input
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         model_cfg, folds, input_sizes = self.model_cfg, self.folds, self.input_sizes
@@ -336,8 +351,10 @@ class StackedSTSTNet(StackedModel):
         self.built = True
 
     def call(self, inputs, training=None):
-        x, fold_mask = inputs
-        h = self.streams(x, fold_mask, training=training)  # (B, P, P, F, 16)
+        x, fold_mask, *stats = inputs  # (x, mask) or (x, mask, patch statistics)
+        h = self.streams(
+            x, fold_mask, training=training, patch_stats=stats[0] if stats else None
+        )  # (B, P, P, F, 16)
         if self.fused:
             h, _ = self.fused(h)
         size, folds, width = h.shape[1], self.folds, h.shape[-1]

@@ -6,7 +6,18 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-AUTOTUNE = tf.data.AUTOTUNE
+PREFETCH = 2  # batches made ahead of the training step
+
+
+def _without_autotune(data: tf.data.Dataset) -> tf.data.Dataset:
+    """``data`` prefetched by a fixed buffer, with tf.data's autotuning off: its model thread
+    can hold up the iterator's destruction at the end of ``fit`` for tens of seconds (seen
+    under two concurrent processes: a 25 s unit of work took 45 s, stalled in
+    ``RootDataset::Iterator::~Iterator`` waiting for ``Model::OptimizeLoop``), and a
+    one-map pipeline has nothing to tune."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return data.prefetch(PREFETCH).with_options(options)
 
 
 def _source(size: int, offset: tf.Tensor, shift_px: int) -> tf.Tensor:
@@ -17,15 +28,11 @@ def _source(size: int, offset: tf.Tensor, shift_px: int) -> tf.Tensor:
     return tf.where(q >= size, 2 * size - q - 1, q)
 
 
-def augment(x: tf.Tensor, kind: str, flip: bool, shift_px: int, stream: tf.Tensor) -> tf.Tensor:
-    """Per-sample augmentation of a batch: horizontal mirror (for flow, u changes sign:
-    u -> 1 - u after min-max normalisation) and translation by up to ``shift_px`` pixels
-    (symmetric padding). Stateless, keyed by ``stream`` (2 int64 values). Both are one
-    gather of source pixels per sample (no padded copies)."""
-    if not flip and not shift_px:
-        return x
-    batch = tf.shape(x)[0]
-    height, width, channels = x.shape[-3], x.shape[-2], x.shape[-1]
+def augment_choices(
+    batch: tf.Tensor, flip: bool, shift_px: int, stream: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Per-sample augmentation draws, keyed by ``stream`` (2 int64 values): ``mirror`` (B,)
+    and ``offsets`` (B, 2) in ``[0, 2·shift_px]`` (a shift of ``offset - shift_px`` pixels)."""
     mirror = (
         tf.random.stateless_uniform([batch], seed=stream) < 0.5
         if flip
@@ -38,6 +45,34 @@ def augment(x: tf.Tensor, kind: str, flip: bool, shift_px: int, stream: tf.Tenso
         if shift_px
         else tf.fill([batch, 2], 0)
     )
+    return mirror, offsets
+
+
+def augmentation_count(flip: bool, shift_px: int) -> int:
+    """How many distinct augmentations there are: mirrored or not × every (row, column) shift."""
+    return (2 if flip else 1) * (2 * shift_px + 1) ** 2
+
+
+def augmentation_index(mirror: tf.Tensor, offsets: tf.Tensor, shift_px: int) -> tf.Tensor:
+    """Each sample's augmentation as one number in ``[0, augmentation_count)``."""
+    side = 2 * shift_px + 1
+    return tf.cast(mirror, tf.int32) * side * side + offsets[:, 0] * side + offsets[:, 1]
+
+
+def augmentation_of(index: int, shift_px: int) -> tuple[bool, tuple[int, int]]:
+    """The (mirror, offsets) that :func:`augmentation_index` numbers ``index``."""
+    side = 2 * shift_px + 1
+    return bool(index // (side * side)), (index % (side * side) // side, index % side)
+
+
+def apply_augmentation(
+    x: tf.Tensor, kind: str, mirror: tf.Tensor, offsets: tf.Tensor, flip: bool, shift_px: int
+) -> tf.Tensor:
+    """Mirror (for flow, u changes sign: u -> 1 - u after min-max normalisation) and shift by
+    ``offsets - shift_px`` pixels with symmetric padding, per sample: one gather of source
+    pixels (no padded copies)."""
+    batch = tf.shape(x)[0]
+    height, width, channels = x.shape[-3], x.shape[-2], x.shape[-1]
     rows = _source(height, offsets[:, 0], shift_px)  # (B, H)
     cols = _source(width, offsets[:, 1], shift_px)  # (B, W): in the mirrored image if mirror
     cols = tf.where(mirror[:, None], width - 1 - cols, cols)
@@ -53,6 +88,15 @@ def augment(x: tf.Tensor, kind: str, flip: bool, shift_px: int, stream: tf.Tenso
         shape = [batch] + [1] * (len(x.shape) - 2) + [channels]
         moved = moved * tf.reshape(scale, shape) + tf.reshape(offset, shape)
     return moved
+
+
+def augment(x: tf.Tensor, kind: str, flip: bool, shift_px: int, stream: tf.Tensor) -> tf.Tensor:
+    """Per-sample augmentation of a batch (:func:`apply_augmentation`) drawn from ``stream``
+    (:func:`augment_choices`)."""
+    if not flip and not shift_px:
+        return x
+    mirror, offsets = augment_choices(tf.shape(x)[0], flip, shift_px, stream)
+    return apply_augmentation(x, kind, mirror, offsets, flip, shift_px)
 
 
 def steps_per_epoch(samples: int, batch: int) -> int:
@@ -92,7 +136,7 @@ def training_stream(
 
         return tf.data.Dataset.range(steps).map(one)
 
-    return tf.data.Dataset.range(start_epoch, epochs).flat_map(epoch_batches).prefetch(AUTOTUNE)
+    return _without_autotune(tf.data.Dataset.range(start_epoch, epochs).flat_map(epoch_batches))
 
 
 def fold_steps(train_sizes: list[int], batch: int) -> int:
@@ -135,11 +179,14 @@ def fold_stream(
     epochs: int,
     flip: bool,
     shift_px: int,
+    patch_stats: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """Batches of a fold-stacked model, each fold its own samples: elements
     ``((x (rows, F, ...), mask (rows, F)), y (rows, F))`` for epochs ``start_epoch..epochs-1``
     (:func:`fold_batch_index`), augmented per sample from (seed, epoch, step) as
-    :func:`training_stream` does."""
+    :func:`training_stream` does. Given ``patch_stats`` (samples, augmentations, S: a
+    :func:`~components.training.patch_stats.patch_stats_table` for the same augmentation),
+    each row also carries its augmented sample's entry: ``(x, mask, stats (rows, F, S))``."""
     x = tf.constant(inputs)
     y = tf.constant(labels, tf.int64)
     planned = [fold_batch_index(folds_train, batch, seed, e) for e in range(start_epoch, epochs)]
@@ -149,12 +196,27 @@ def fold_stream(
     epoch_of = np.repeat(np.arange(start_epoch, epochs, dtype=np.int64), steps)
     step_of = np.tile(np.arange(steps, dtype=np.int64), max(epochs - start_epoch, 0))
     sample = tuple(inputs.shape[1:])
+    if patch_stats is not None:
+        variants = patch_stats.shape[1]
+        if variants != augmentation_count(flip, shift_px):
+            raise ValueError(f"patch statistics for {variants} augmentations, not this stream's")
+        table = tf.constant(patch_stats.reshape(-1, patch_stats.shape[-1]))
 
     def one(index, mask, epoch, step):
         stream = tf.stack([tf.constant(seed, tf.int64) * 100003 + epoch, step])
-        flat = augment(tf.gather(x, tf.reshape(index, [-1])), kind, flip, shift_px, stream)
+        rows = tf.reshape(index, [-1])
+        flat = tf.gather(x, rows)
+        if flip or shift_px:
+            mirror, offsets = augment_choices(tf.shape(flat)[0], flip, shift_px, stream)
+            flat = apply_augmentation(flat, kind, mirror, offsets, flip, shift_px)
+        else:
+            mirror, offsets = tf.zeros_like(rows, tf.bool), tf.zeros([tf.size(rows), 2], tf.int32)
         xb = tf.reshape(flat, (*index.shape, *sample))
-        return (xb, mask), tf.gather(y, index)
+        if patch_stats is None:
+            return (xb, mask), tf.gather(y, index)
+        entry = tf.cast(rows, tf.int32) * variants + augmentation_index(mirror, offsets, shift_px)
+        stats = tf.reshape(tf.gather(table, entry), (*index.shape, table.shape[-1]))
+        return (xb, mask, stats), tf.gather(y, index)
 
     data = tf.data.Dataset.from_tensor_slices((index, mask, epoch_of, step_of))
-    return data.map(one).prefetch(AUTOTUNE)
+    return _without_autotune(data.map(one))

@@ -26,6 +26,7 @@ import tensorflow as tf
 from components.config import ModelConfig, TrainConfig
 from components.metrics import confusion_matrix, uar, uf1
 from components.training.data import fold_steps, fold_stream, training_stream
+from components.training.patch_stats import patch_stats_table
 
 
 def class_weights(labels: Sequence[int], num_classes: int) -> np.ndarray:
@@ -374,7 +375,18 @@ class FoldRun:
             "shift_px": cfg.augment_shift_px,
         }
         if self.trainer.stacked:
-            stream = fold_stream(self.inputs, self.labels, [f.train for f in self.folds], **options)
+            table = (
+                patch_stats_table(self.inputs, self.kind, cfg.augment_flip, cfg.augment_shift_px)
+                if self.trainer.model.patch_stats_input
+                else None
+            )
+            stream = fold_stream(
+                self.inputs,
+                self.labels,
+                [f.train for f in self.folds],
+                patch_stats=table,
+                **options,
+            )
         else:
             train = np.unique(self.folds[0].train)
             stream = training_stream(self.inputs[train], self.labels[train], **options)
