@@ -257,10 +257,11 @@ ratio measures what the protocol costs beyond pure training arithmetic: small ba
 ({params["train"]["batch_size"]} per fold), padding rows (folds of a unit differ in size), epochs
 of folds that stopped early while others in their unit went on, validation every epoch,
 start-up and reporting. This machine is a 2-vCPU
-VM whose speed shifts for minutes at a time (the same unit of 17 folds took 25 s or 43 s alone,
-with no steal time reported); the LOSO is run twice and the faster run is kept; the rates are
-measured after it, so a slow phase during the rates lowers the ratio and one during both LOSO
-runs raises it."""
+VM whose speed shifts for minutes at a time; the LOSO is run twice and the faster run is kept;
+the rates are measured after it, so a slow phase during the rates lowers the ratio and one during
+both LOSO runs raises it. (Units that took 43–45 s instead of 25–30 s in earlier runs were not
+the VM: tf.data's autotuning thread stalled the end of `fit`; the training streams now run
+without it.)"""
     write_section("loso", "python -m benchmarks.loso", body)
 
 
