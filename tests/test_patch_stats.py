@@ -86,3 +86,18 @@ def test_no_table_for_clips_or_beyond_the_memory_budget(monkeypatch) -> None:
     assert patch_stats_table(x, "clip", True, 2) is None
     monkeypatch.setattr(patch_stats, "MAX_TABLE_BYTES", 1000)
     assert patch_stats_table(np.zeros((4, 8, 8, 3), "float32"), "flow", True, 2) is None
+
+
+def test_tables_for_records_of_different_image_sizes_in_one_process() -> None:
+    """One process (a worker, a test session) may build tables for records of several sizes;
+    each is traced at its own static shape."""
+    rng = np.random.default_rng(3)
+    for size, count in ((8, 5), (12, 3), (8, 2), (10, 7)):
+        x = rng.uniform(size=(count, size, size, 3)).astype("float32")
+        table = patch_stats_table(x, "flow", True, 1)
+        assert table.shape == (count, 18, 27 + 27 * 27)
+        identity = 1 * 3 + 1  # not mirrored, offsets (1, 1): no shift
+        assert augmentation_of(identity, 1) == (False, (1, 1))
+        np.testing.assert_allclose(
+            table[:, identity], patch_statistics(tf.constant(x)).numpy(), atol=1e-6
+        )

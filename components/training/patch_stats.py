@@ -43,11 +43,11 @@ def patch_statistics(images: tf.Tensor) -> tf.Tensor:
     return tf.concat([mean, tf.reshape(second, (-1, size * size))], axis=-1)
 
 
+# traced per image shape (static shapes: the augmentation's gathers need them)
 _augmented_statistics = tf.function(
     lambda x, kind, mirror, offsets, flip, shift_px: patch_statistics(
         apply_augmentation(x, kind, mirror, offsets, flip, shift_px)
-    ),
-    reduce_retracing=True,
+    )
 )
 
 _TABLES: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
