@@ -70,8 +70,9 @@ def unit_specs(
     ``examples`` maps a subject to the example uids it holds (drawn by the fold that tests that
     subject)."""
     specs = []
+    layout = blocks(folds, per_unit, train_sizes(folds, manifest))
     for seed in seeds:
-        for block in blocks(folds, per_unit, train_sizes(folds, manifest)):
+        for block in layout:
             wanted = sorted(
                 uid for fold in block for s in fold.test for uid in (examples or {}).get(s, ())
             )

@@ -206,11 +206,9 @@ def fold_stream(
         stream = tf.stack([tf.constant(seed, tf.int64) * 100003 + epoch, step])
         rows = tf.reshape(index, [-1])
         flat = tf.gather(x, rows)
+        mirror, offsets = augment_choices(tf.size(rows), flip, shift_px, stream)
         if flip or shift_px:
-            mirror, offsets = augment_choices(tf.shape(flat)[0], flip, shift_px, stream)
             flat = apply_augmentation(flat, kind, mirror, offsets, flip, shift_px)
-        else:
-            mirror, offsets = tf.zeros_like(rows, tf.bool), tf.zeros([tf.size(rows), 2], tf.int32)
         xb = tf.reshape(flat, (*index.shape, *sample))
         if patch_stats is None:
             return (xb, mask), tf.gather(y, index)
