@@ -39,7 +39,7 @@ def main() -> None:
     from components.models import build_model
     from components.models.registry import BACKBONES
     from components.models.stacked import ststnet
-    from components.training.data import fold_stream, training_stream
+    from components.training.data import StreamOptions, fold_stream, training_stream
     from components.training.patch_stats import patch_stats_table
 
     records = Records.of(params).read()
@@ -47,18 +47,12 @@ def main() -> None:
     kind = BACKBONES[model_cfg.backbone].input_kind
     x, y = records.inputs(kind), records.labels
     n, batch = len(y), train_cfg.batch_size
-    stream = training_stream(
-        x, y, kind=kind, batch=batch, seed=params.seed, start_epoch=0, epochs=EPOCHS,
-        flip=train_cfg.augment_flip, shift_px=train_cfg.augment_shift_px,
-    )  # fmt: skip
+    options = StreamOptions.training(train_cfg, kind, batch, params.seed)
+    stream = training_stream(x, y, options, range(EPOCHS))
     rng = np.random.default_rng(params.seed)
     folds_train = [np.sort(rng.choice(n, int(0.8 * n), replace=False)) for _ in range(10)]
     table = patch_stats_table(x, kind, train_cfg.augment_flip, train_cfg.augment_shift_px)
-    per_fold = fold_stream(
-        x, y, folds_train, kind=kind, batch=batch, seed=params.seed, start_epoch=0,
-        epochs=EPOCHS, flip=train_cfg.augment_flip, shift_px=train_cfg.augment_shift_px,
-        patch_stats=table,
-    )  # fmt: skip
+    per_fold = fold_stream(x, y, folds_train, options, range(EPOCHS), patch_stats=table)
 
     def drain(data: tf.data.Dataset) -> float:
         data.reduce(0, lambda c, _: c + 1)  # warm-up
@@ -69,9 +63,12 @@ def main() -> None:
     input_rate = EPOCHS * n / drain(stream)
     fold_input_rate = EPOCHS * sum(len(t) for t in folds_train) / drain(per_fold)
 
-    batches = [(bx.numpy(), by.numpy()) for bx, by in training_stream(
-        x, y, kind=kind, batch=batch, seed=1, start_epoch=0, epochs=1, flip=False, shift_px=0,
-    ) if len(by) == batch]  # fmt: skip
+    plain = StreamOptions(kind, batch, seed=1)
+    batches = [
+        (bx.numpy(), by.numpy())
+        for bx, by in training_stream(x, y, plain, range(1))
+        if len(by) == batch
+    ]
     xs, ys = np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
     sizes = params.preprocess.input_sizes()
 

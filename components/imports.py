@@ -3,7 +3,18 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def lookup(table: Mapping[str, T], name: str, what: str, error: type = ValueError) -> T:
+    """``table[name]``; an unknown name raises ``error`` naming the valid ones."""
+    try:
+        return table[name]
+    except KeyError:
+        raise error(f"unknown {what} {name!r}; valid {what}s are: {', '.join(table)}") from None
 
 
 def load_target(target: str) -> Any:

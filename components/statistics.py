@@ -73,6 +73,24 @@ def seed_mean_metrics(per_subject: np.ndarray, counts: np.ndarray) -> tuple[np.n
 
 
 @dataclass(frozen=True)
+class Resampling:
+    """How a subject bootstrap draws: ``resamples`` draws from ``seed``, a ``confidence``
+    percentile interval, confusion matrices over ``classes`` classes."""
+
+    classes: int
+    resamples: int
+    seed: int
+    confidence: float
+
+    def draws(self, subjects: int) -> np.ndarray:
+        return draws(subjects, self.resamples, self.seed)
+
+    def interval(self, estimate: float, values: np.ndarray) -> Interval:
+        """``estimate`` with the percentile interval of its bootstrap ``values``."""
+        return Interval(float(estimate), *percentile_interval(values, self.confidence))
+
+
+@dataclass(frozen=True)
 class Interval:
     estimate: float
     low: float
@@ -89,23 +107,17 @@ def percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, f
 
 
 def bootstrap(
-    frame: pd.DataFrame,
-    subjects: Sequence[str],
-    *,
-    classes: int,
-    resamples: int,
-    seed: int,
-    confidence: float,
+    frame: pd.DataFrame, subjects: Sequence[str], resampling: Resampling
 ) -> dict[str, Interval]:
     """UF1 and UAR (mean over the frame's seeds) of ``subjects``, with subject-bootstrap CIs."""
     seeds = sorted(frame.seed.unique())
-    per_subject = subject_confusions(frame, subjects, seeds, classes)
+    per_subject = subject_confusions(frame, subjects, seeds, resampling.classes)
     full = np.ones((1, len(subjects)), np.int64)
     uf1_hat, uar_hat = seed_mean_metrics(per_subject, full)
-    uf1_draws, uar_draws = seed_mean_metrics(per_subject, draws(len(subjects), resamples, seed))
+    uf1_draws, uar_draws = seed_mean_metrics(per_subject, resampling.draws(len(subjects)))
     return {
-        "uf1": Interval(float(uf1_hat[0]), *percentile_interval(uf1_draws, confidence)),
-        "uar": Interval(float(uar_hat[0]), *percentile_interval(uar_draws, confidence)),
+        "uf1": resampling.interval(uf1_hat[0], uf1_draws),
+        "uar": resampling.interval(uar_hat[0], uar_draws),
     }
 
 
@@ -113,20 +125,16 @@ def paired_bootstrap(
     variant: pd.DataFrame,
     baseline: pd.DataFrame,
     subjects: Sequence[str],
-    *,
-    classes: int,
-    resamples: int,
-    seed: int,
-    confidence: float,
+    resampling: Resampling,
 ) -> dict[str, Interval]:
     """Differences (variant − baseline) of UF1 and UAR on the same subjects and seeds, with a
     paired subject-bootstrap CI (both recomputed on the same draw)."""
     seeds = sorted(variant.seed.unique())
     if seeds != sorted(baseline.seed.unique()):
         raise ValueError("a paired comparison needs the same seeds for both variants")
-    mine = subject_confusions(variant, subjects, seeds, classes)
-    theirs = subject_confusions(baseline, subjects, seeds, classes)
-    counts = draws(len(subjects), resamples, seed)
+    mine = subject_confusions(variant, subjects, seeds, resampling.classes)
+    theirs = subject_confusions(baseline, subjects, seeds, resampling.classes)
+    counts = resampling.draws(len(subjects))
     full = np.ones((1, len(subjects)), np.int64)
     result = {}
     for name, index in (("uf1", 0), ("uar", 1)):
@@ -134,7 +142,7 @@ def paired_bootstrap(
             seed_mean_metrics(mine, full)[index][0] - seed_mean_metrics(theirs, full)[index][0]
         )
         deltas = seed_mean_metrics(mine, counts)[index] - seed_mean_metrics(theirs, counts)[index]
-        result[name] = Interval(float(estimate), *percentile_interval(deltas, confidence))
+        result[name] = resampling.interval(estimate, deltas)
     return result
 
 

@@ -167,6 +167,41 @@ def fake_records(
     return records
 
 
+def merged(params: dict, overrides: dict) -> dict:
+    """``params`` with ``overrides`` merged section by section (a non-dict value replaces)."""
+    out = dict(params)
+    for section, values in overrides.items():
+        if isinstance(values, dict) and isinstance(out.get(section), dict):
+            out[section] = {**out[section], **values}
+        else:
+            out[section] = values
+    return out
+
+
+def output_params(folder: Path, experiment: str = "test") -> dict:
+    """The params sections that put every output of every stage (reports, units, MLflow, Ray
+    results) inside ``folder``, with a quick bootstrap."""
+    return {
+        "evaluate": {
+            "bootstrap": 200,
+            "attention_examples": 1,
+            "units_dir": str(folder / "units"),
+            "reports_dir": str(folder / "reports"),
+        },
+        "compare": {"reports_dir": str(folder / "reports/compare")},
+        "tracking": {
+            "uri": f"sqlite:///{folder}/mlflow.db",
+            "artifact_location": str(folder / "artifacts"),
+            "experiment": experiment,
+        },
+        "tune": {
+            "storage_path": str(folder / "ray_results"),
+            "reports_dir": str(folder / "reports/tune"),
+        },
+        "register": {"reports_dir": str(folder / "reports/register")},
+    }
+
+
 def small_project(folder: Path, subjects: int = 8, per_class: int = 2, **overrides) -> Path:
     """A project folder for a `mer` stage: fake records (planted signal) and a params.yaml
     with short training and every output inside ``folder``; ``overrides`` are merged
@@ -190,30 +225,9 @@ def small_project(folder: Path, subjects: int = 8, per_class: int = 2, **overrid
             "learning_rate": 0.01,
             "augment_flip": False,
         },
-        "evaluate": {
-            "folds_per_unit": 2,
-            "bootstrap": 200,
-            "attention_examples": 1,
-            "units_dir": str(folder / "units"),
-            "reports_dir": str(folder / "reports"),
-        },
-        "compare": {"reports_dir": str(folder / "reports/compare")},
-        "tracking": {
-            "uri": f"sqlite:///{folder}/mlflow.db",
-            "artifact_location": str(folder / "artifacts"),
-            "experiment": "test",
-        },
-        "tune": {
-            "storage_path": str(folder / "ray_results"),
-            "reports_dir": str(folder / "reports/tune"),
-        },
-        "register": {"reports_dir": str(folder / "reports/register")},
+        "evaluate": {"folds_per_unit": 2},
     }
-    for section, values in overrides.items():
-        if isinstance(values, dict) and isinstance(params.get(section), dict):
-            params[section] = {**params[section], **values}
-        else:
-            params[section] = values
+    params = merged(merged(output_params(folder), params), overrides)
     path = folder / "params.yaml"
     path.write_text(yaml.safe_dump(params))
     return path

@@ -107,7 +107,7 @@ def test_layer_contract(name: str, tmp_path: Path) -> None:
 
 def test_unknown_type_lists_the_valid_ones() -> None:
     with pytest.raises(
-        ValueError, match=r"unknown attention type 'sse'; valid types are: none, se"
+        ValueError, match=r"unknown attention type 'sse'; valid attention types are: none, se"
     ):
         make_attention("sse")
 

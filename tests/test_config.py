@@ -100,24 +100,32 @@ def test_numbers_are_range_checked(tmp_path: Path, text: str, message: str) -> N
         load_params(write(tmp_path, text))
 
 
-def test_an_option_the_attention_type_does_not_take_is_an_error(tmp_path: Path) -> None:
-    text = "model:\n  attention:\n    type: cbam\n    heads: 4\n"
-    with pytest.raises(
-        ConfigError,
-        match=r"model:attention: 'heads' is not an option of attention type 'cbam'; it takes: reduction, kernel_size",
-    ):
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "model:\n  attention:\n    type: cbam\n    heads: 4\n",
+            r"model:attention: 'heads' is not an option of attention type 'cbam'; "
+            r"it takes: reduction, kernel_size",
+        ),
+        (
+            "datasets:\n  - {name: flow_images, root: x, missing_apex: middle}\n",
+            r"'missing_apex' is not an option of dataset reader 'flow_images'; "
+            r"it takes: csv, images_dir, pattern, channels, faces_dir",
+        ),
+    ],
+    ids=["attention-type", "dataset-reader"],
+)
+def test_an_option_its_type_does_not_take_is_an_error(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
         load_params(write(tmp_path, text))
+
+
+def test_an_option_its_type_takes_is_kept(tmp_path: Path) -> None:
     ok = load_params(write(tmp_path, "model:\n  attention:\n    type: mhsa\n    heads: 4\n"))
     assert ok.model.attention.heads == 4
-
-
-def test_reader_options_are_checked_per_reader(tmp_path: Path) -> None:
-    text = "datasets:\n  - {name: flow_images, root: x, missing_apex: middle}\n"
-    with pytest.raises(
-        ConfigError,
-        match=r"'missing_apex' is not an option of dataset reader 'flow_images'; it takes: csv, images_dir, pattern, channels, faces_dir",
-    ):
-        load_params(write(tmp_path, text))
 
 
 def test_names_come_from_the_registries(tmp_path: Path) -> None:

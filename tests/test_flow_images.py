@@ -13,7 +13,7 @@ import yaml
 
 from components.config import DatasetConfig
 from components.datasets import read_dataset
-from tests.builders import flow_images_release, mer
+from tests.builders import flow_images_release, mer, merged, output_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,33 +72,21 @@ def test_reader_finds_every_good_row_and_quarantines_the_bad_ones(release: Path)
 def project(release: Path, tmp_path_factory) -> Path:
     """`mer preprocess` of the release (Beam, precomputed path)."""
     folder = tmp_path_factory.mktemp("project")
-    params = {
-        "datasets": [{"name": "flow_images", "root": str(release)}],
-        "preprocess": {
-            "records_dir": str(folder / "records"),
-            "report": str(folder / "reports/preprocess.json"),
-            "num_shards": 2,
-            "max_quarantine_fraction": 0.3,
+    params = merged(
+        output_params(folder, experiment="flow"),
+        {
+            "datasets": [{"name": "flow_images", "root": str(release)}],
+            "preprocess": {
+                "records_dir": str(folder / "records"),
+                "report": str(folder / "reports/preprocess.json"),
+                "num_shards": 2,
+                "max_quarantine_fraction": 0.3,
+            },
+            "train": {"epochs": 4, "min_epochs": 2, "learning_rate": 0.01, "augment_flip": False},
+            "evaluate": {"folds_per_unit": 6},
+            "compare": {"types": ["none", "spatial"], "seeds": 1},
         },
-        "train": {"epochs": 4, "min_epochs": 2, "learning_rate": 0.01, "augment_flip": False},
-        "evaluate": {
-            "folds_per_unit": 6,
-            "bootstrap": 200,
-            "attention_examples": 1,
-            "units_dir": str(folder / "units"),
-            "reports_dir": str(folder / "reports"),
-        },
-        "compare": {
-            "types": ["none", "spatial"],
-            "seeds": 1,
-            "reports_dir": str(folder / "reports/compare"),
-        },
-        "tracking": {
-            "uri": f"sqlite:///{folder}/mlflow.db",
-            "artifact_location": str(folder / "artifacts"),
-            "experiment": "flow",
-        },
-    }
+    )
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
     done = mer(folder, "preprocess")
     assert done.returncode == 0, done.stderr[-3000:]

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from components.training import patch_stats
 from components.training.data import (
+    StreamOptions,
     augmentation_count,
     augmentation_index,
     augmentation_of,
@@ -60,10 +61,8 @@ def test_the_stream_carries_each_rows_own_augmented_statistics() -> None:
     assert table.shape == (10, 50, 27 + 27 * 27)
     assert patch_stats_table(x, "flow", True, 2) is table  # kept for the same records
     folds = [np.arange(0, 7), np.arange(3, 10)]
-    stream = fold_stream(
-        x, y, folds, kind="flow", batch=3, seed=5, start_epoch=0, epochs=2, flip=True,
-        shift_px=2, patch_stats=table,
-    )  # fmt: skip
+    options = StreamOptions("flow", batch=3, seed=5, flip=True, shift_px=2)
+    stream = fold_stream(x, y, folds, options, range(2), patch_stats=table)
     variants_seen = set()
     for (xb, mask, stats), _ in stream:
         rows = xb.numpy().reshape(-1, 12, 12, 3)
@@ -75,10 +74,8 @@ def test_the_stream_carries_each_rows_own_augmented_statistics() -> None:
         }
     assert len(variants_seen) > 5  # many different augmentations were looked up
     with pytest.raises(ValueError, match="augmentations"):
-        fold_stream(
-            x, y, folds, kind="flow", batch=3, seed=5, start_epoch=0, epochs=1, flip=False,
-            shift_px=2, patch_stats=table,
-        )  # fmt: skip
+        unflipped = StreamOptions("flow", batch=3, seed=5, flip=False, shift_px=2)
+        fold_stream(x, y, folds, unflipped, range(1), patch_stats=table)
 
 
 def test_no_table_for_clips_or_beyond_the_memory_budget(monkeypatch) -> None:

@@ -10,6 +10,7 @@ from sklearn.metrics import f1_score, recall_score
 
 from components.metrics import confusion_matrix, uar, uf1
 from components.statistics import (
+    Resampling,
     bootstrap,
     draws,
     majority_predictions,
@@ -80,7 +81,9 @@ def test_two_subject_bootstrap_takes_only_the_hand_computed_values() -> None:
     b = uf1(confusion_matrix([0, 1, 2], [1, 1, 2], 3))
     both = uf1(confusion_matrix([0, 1, 2, 0, 1, 2], [0, 1, 1, 1, 1, 2], 3))
     assert a == pytest.approx((1 + 2 / 3 + 0) / 3)
-    result = bootstrap(data, ["A", "B"], classes=3, resamples=500, seed=1, confidence=0.95)
+    result = bootstrap(
+        data, ["A", "B"], Resampling(classes=3, resamples=500, seed=1, confidence=0.95)
+    )
     assert result["uf1"].estimate == pytest.approx(both)
     per_subject = subject_confusions(data, ["A", "B"], [0], 3)
     values, _ = seed_mean_metrics(per_subject, draws(2, 500, 1))
@@ -126,9 +129,7 @@ def test_paired_differences_and_verdicts() -> None:
     subjects = sorted(base.subject_id.unique())
 
     def delta(variant: pd.DataFrame, baseline: pd.DataFrame):
-        return paired_bootstrap(
-            variant, baseline, subjects, classes=3, resamples=300, seed=1, confidence=0.95
-        )["uf1"]
+        return paired_bootstrap(variant, baseline, subjects, Resampling(3, 300, 1, 0.95))["uf1"]
 
     same = delta(base, base)
     assert (same.estimate, same.low, same.high) == (0.0, 0.0, 0.0)

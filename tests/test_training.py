@@ -11,7 +11,13 @@ import pytest
 
 from components.config import AttentionConfig, ModelConfig, TrainConfig
 from components.training import runtime
-from components.training.data import augment, fold_batch_index, fold_stream, training_stream
+from components.training.data import (
+    StreamOptions,
+    augment,
+    fold_batch_index,
+    fold_stream,
+    training_stream,
+)
 from components.training.fit import FoldData, FoldRun, class_weights, fit_folds
 
 ROOT = Path(__file__).parent.parent
@@ -52,11 +58,10 @@ FAST = TrainConfig(
 
 def test_stream_is_a_function_of_seed_and_epoch_and_resumes_exactly() -> None:
     x, y, _ = planted(subjects=2, per_class=2)
-    options = {"kind": "flow", "batch": 5, "flip": True, "shift_px": 2}
 
     def batches(seed: int, start: int, stop: int) -> list[np.ndarray]:
-        stream = training_stream(x, y, seed=seed, start_epoch=start, epochs=stop, **options)
-        return [b[0].numpy() for b in stream]
+        options = StreamOptions("flow", batch=5, seed=seed, flip=True, shift_px=2)
+        return [b[0].numpy() for b in training_stream(x, y, options, range(start, stop))]
 
     whole = batches(3, 0, 3)
     steps = -(-len(y) // 5)
@@ -66,9 +71,8 @@ def test_stream_is_a_function_of_seed_and_epoch_and_resumes_exactly() -> None:
         np.testing.assert_array_equal(a, b)
     other = batches(4, 0, 1)
     assert not all(np.array_equal(a, b) for a, b in zip(whole[:steps], other, strict=True))
-    labels = np.concatenate(
-        [b[1].numpy() for b in training_stream(x, y, seed=3, start_epoch=0, epochs=1, **options)]
-    )
+    options = StreamOptions("flow", batch=5, seed=3, flip=True, shift_px=2)
+    labels = np.concatenate([b[1].numpy() for b in training_stream(x, y, options, range(1))])
     assert sorted(labels.tolist()) == sorted(y.tolist())  # an epoch is a permutation
 
 
@@ -94,15 +98,15 @@ def test_fold_batches_give_each_fold_its_own_samples_once_an_epoch() -> None:
 def test_fold_stream_batches_are_the_planned_samples_and_resume_exactly() -> None:
     x, y, _ = planted(subjects=2, per_class=2)  # 12 samples
     folds = [np.arange(0, 8), np.arange(4, 12)]
-    options = {"kind": "flow", "batch": 3, "flip": False, "shift_px": 0, "seed": 4}
-    whole = list(fold_stream(x, y, folds, start_epoch=0, epochs=2, **options))
+    options = StreamOptions("flow", batch=3, seed=4)
+    whole = list(fold_stream(x, y, folds, options, range(2)))
     assert len(whole) == 2 * 3
     index, mask = fold_batch_index(folds, batch=3, seed=4, epoch=1)
     for step, ((xb, mb), yb) in enumerate(whole[3:]):
         np.testing.assert_array_equal(xb.numpy(), x[index[step]])
         np.testing.assert_array_equal(yb.numpy(), y[index[step]])
         np.testing.assert_array_equal(mb.numpy(), mask[step])
-    resumed = list(fold_stream(x, y, folds, start_epoch=1, epochs=2, **options))
+    resumed = list(fold_stream(x, y, folds, options, range(1, 2)))
     for (a, _), (b, _) in zip(whole[3:], resumed, strict=True):
         np.testing.assert_array_equal(a[0].numpy(), b[0].numpy())
 
@@ -111,17 +115,8 @@ def test_flip_negates_u_and_keeps_v_and_strain() -> None:
     x, y, _ = planted(subjects=1, per_class=4)
 
     def epoch(flip: bool) -> np.ndarray:
-        stream = training_stream(
-            x,
-            y,
-            kind="flow",
-            batch=len(y),
-            seed=7,
-            start_epoch=0,
-            epochs=1,
-            flip=flip,
-            shift_px=0,
-        )
+        options = StreamOptions("flow", batch=len(y), seed=7, flip=flip)
+        stream = training_stream(x, y, options, range(1))
         return next(iter(stream))[0].numpy()
 
     plain, flipped = epoch(False), epoch(True)

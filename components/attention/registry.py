@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from components.imports import lookup
+
 
 @dataclass(frozen=True)
 class AttentionEntry:
@@ -60,12 +62,7 @@ ATTENTION: dict[str, AttentionEntry] = {
 
 def entry(name: str) -> AttentionEntry:
     """The entry of attention type ``name``; ``ValueError`` lists the valid names."""
-    try:
-        return ATTENTION[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown attention type {name!r}; valid types are: {', '.join(ATTENTION)}"
-        ) from None
+    return lookup(ATTENTION, name, "attention type")
 
 
 def used_options(name: str) -> tuple[str, ...]:

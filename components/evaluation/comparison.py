@@ -15,8 +15,16 @@ import pandas as pd
 
 from components.config import AttentionConfig, ModelConfig, Params
 from components.datasets.labels import NUM_CLASSES
+from components.evaluation.report import resampling
 from components.metrics import confusion_matrix
-from components.statistics import bootstrap, mcnemar_between, paired_bootstrap, uf1_uar, verdict
+from components.statistics import (
+    Resampling,
+    bootstrap,
+    mcnemar_between,
+    paired_bootstrap,
+    uf1_uar,
+    verdict,
+)
 from components.tuning.space import describe_model
 
 
@@ -42,23 +50,14 @@ def comparison_rows(
     models: list[ModelConfig],
     predictions: list[pd.DataFrame],
     baseline: int,
-    *,
-    resamples: int,
-    seed: int,
-    confidence: float,
+    draw: Resampling,
 ) -> list[dict]:
     """One row per variant: mean ± CI, per-seed UF1, Δ vs ``predictions[baseline]`` with a
     paired CI and verdict, McNemar."""
     subjects = sorted(predictions[baseline].subject_id.unique())
-    options = {
-        "classes": NUM_CLASSES,
-        "resamples": resamples,
-        "seed": seed,
-        "confidence": confidence,
-    }
     rows = []
     for label, model, frame in zip(labels, models, predictions, strict=True):
-        intervals = bootstrap(frame, subjects, **options)
+        intervals = bootstrap(frame, subjects, draw)
         per_seed = {
             str(s): round(float(uf1_uar(confusion_matrix(g.true, g.predicted, NUM_CLASSES))[0]), 4)
             for s, g in frame.groupby("seed")
@@ -73,7 +72,7 @@ def comparison_rows(
         if frame is predictions[baseline]:
             row.update({"verdict": "baseline"})
         else:
-            delta = paired_bootstrap(frame, predictions[baseline], subjects, **options)
+            delta = paired_bootstrap(frame, predictions[baseline], subjects, draw)
             test = mcnemar_between(frame, predictions[baseline])
             row.update(
                 {
@@ -167,8 +166,8 @@ def run_comparison(params: Params, session, seeds: list[int]):
     ev = params.evaluate
     rows = comparison_rows(
         labels, [m for _, m in variants], [r.predictions for r in runs],
-        labels.index(params.compare.baseline), resamples=ev.bootstrap, seed=params.seed,
-        confidence=ev.confidence,
+        labels.index(params.compare.baseline),
+        resampling(ev.bootstrap, params.seed, ev.confidence),
     )  # fmt: skip
     for row, run in zip(rows, runs, strict=True):
         row["unit_seconds"] = round(sum(u.seconds for u in run.units), 1)

@@ -13,26 +13,25 @@ from components.datasets.labels import COMPOSITE_CLASSES, NUM_CLASSES
 from components.evaluation import plots
 from components.metrics import confusion_matrix, per_class
 from components.statistics import (
-    Interval,
+    Resampling,
     bootstrap,
-    draws,
-    percentile_interval,
     seed_mean_metrics,
     subject_confusions,
     uf1_uar,
 )
 
 
-def subset_block(
-    frame: pd.DataFrame, subjects: Sequence[str], *, resamples: int, seed: int, confidence: float
-) -> dict:
+def resampling(resamples: int, seed: int, confidence: float) -> Resampling:
+    """The subject bootstrap of the reports (over the composite's classes)."""
+    return Resampling(NUM_CLASSES, resamples, seed, confidence)
+
+
+def subset_block(frame: pd.DataFrame, subjects: Sequence[str], draw: Resampling) -> dict:
     """One subset's metrics: the seed-mean pooled UF1/UAR with CIs, per seed, accuracy,
     per-class F1 and the confusion matrix (counts summed over seeds)."""
     subjects = sorted(subjects)
     mine = frame[frame.subject_id.isin(subjects)]
-    intervals = bootstrap(
-        mine, subjects, classes=NUM_CLASSES, resamples=resamples, seed=seed, confidence=confidence
-    )
+    intervals = bootstrap(mine, subjects, draw)
     per_seed = {}
     for value, group in mine.groupby("seed"):
         matrix = confusion_matrix(group.true, group.predicted, NUM_CLASSES)
@@ -55,9 +54,7 @@ def subset_block(
     }
 
 
-def dataset_mean_block(
-    frame: pd.DataFrame, *, resamples: int, seed: int, confidence: float
-) -> dict:
+def dataset_mean_block(frame: pd.DataFrame, draw: Resampling) -> dict:
     """The mean over datasets of each dataset's UF1/UAR (the leave-one-dataset-out summary),
     with a CI from resampling subjects within every dataset."""
     uf1_draws, uar_draws, uf1_hats, uar_hats = [], [], [], []
@@ -68,15 +65,11 @@ def dataset_mean_block(
         f1, recall = seed_mean_metrics(per_subject, np.ones((1, len(subjects)), np.int64))
         uf1_hats.append(f1[0])
         uar_hats.append(recall[0])
-        f1, recall = seed_mean_metrics(per_subject, draws(len(subjects), resamples, seed))
+        f1, recall = seed_mean_metrics(per_subject, draw.draws(len(subjects)))
         uf1_draws.append(f1)
         uar_draws.append(recall)
-    uf1 = Interval(
-        float(np.mean(uf1_hats)), *percentile_interval(np.mean(uf1_draws, 0), confidence)
-    )
-    uar = Interval(
-        float(np.mean(uar_hats)), *percentile_interval(np.mean(uar_draws, 0), confidence)
-    )
+    uf1 = draw.interval(np.mean(uf1_hats), np.mean(uf1_draws, 0))
+    uar = draw.interval(np.mean(uar_hats), np.mean(uar_draws, 0))
     return {
         **uf1.as_dict("uf1"),
         **uar.as_dict("uar"),
@@ -88,26 +81,23 @@ def dataset_mean_block(
 
 def summarise(
     predictions: pd.DataFrame,
+    draw: Resampling,
     *,
     untuned: Sequence[str] = (),
-    resamples: int,
-    seed: int,
-    confidence: float,
     dataset_mean: bool = False,
 ) -> dict[str, dict]:
     """``composite``, each dataset, ``untuned_subjects`` (when given) and, for
     leave-one-dataset-out, ``dataset_mean`` (the mean of the per-dataset metrics)."""
-    options = {"resamples": resamples, "seed": seed, "confidence": confidence}
     subjects = sorted(predictions.subject_id.unique())
-    summary = {"composite": subset_block(predictions, subjects, **options)}
+    summary = {"composite": subset_block(predictions, subjects, draw)}
     for dataset in sorted(predictions.dataset.unique()):
         own = sorted(predictions[predictions.dataset == dataset].subject_id.unique())
-        summary[dataset] = subset_block(predictions, own, **options)
+        summary[dataset] = subset_block(predictions, own, draw)
     untuned = sorted(set(untuned) & set(subjects))
     if untuned:
-        summary["untuned_subjects"] = subset_block(predictions, untuned, **options)
+        summary["untuned_subjects"] = subset_block(predictions, untuned, draw)
     if dataset_mean:
-        summary["dataset_mean"] = dataset_mean_block(predictions, **options)
+        summary["dataset_mean"] = dataset_mean_block(predictions, draw)
     return summary
 
 

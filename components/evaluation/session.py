@@ -120,17 +120,11 @@ class Session:
         )
 
     def summarise(self, predictions, untuned=()) -> dict:
-        from components.evaluation.report import summarise
+        from components.evaluation.report import resampling, summarise
 
         cfg = self.params.evaluate
-        return summarise(
-            predictions,
-            untuned=untuned,
-            resamples=cfg.bootstrap,
-            seed=self.params.seed,
-            confidence=cfg.confidence,
-            dataset_mean=cfg.protocol == "lodo",
-        )
+        draw = resampling(cfg.bootstrap, self.params.seed, cfg.confidence)
+        return summarise(predictions, draw, untuned=untuned, dataset_mean=cfg.protocol == "lodo")
 
     def evaluation(self, chosen, statement: str, result):
         """The evaluation record of a protocol run of ``chosen`` (its model and training

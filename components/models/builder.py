@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 
 from components.config import ModelConfig
-from components.imports import load_target
+from components.imports import load_target, lookup
 from components.models.backbones import input_layer
 from components.models.placement import PlacementError, Placer
 from components.models.registry import BACKBONES
@@ -29,11 +29,7 @@ def build_model(
     Raises :class:`PlacementError` for a backbone, point or attention/point combination that
     does not exist. ``attention.type: none`` gives exactly the plain backbone.
     """
-    if cfg.backbone not in BACKBONES:
-        raise PlacementError(
-            f"unknown backbone {cfg.backbone!r}; valid backbones are: {', '.join(BACKBONES)}"
-        )
-    backbone = BACKBONES[cfg.backbone]
+    backbone = lookup(BACKBONES, cfg.backbone, "backbone", PlacementError)
     if not cfg.placement and cfg.attention.type != "none":
         raise PlacementError(
             f"attention {cfg.attention.type!r} needs at least one placement point; "

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from components.imports import lookup
+
 #: what flows at a point: a feature map (B, H, W, C), a per-frame feature map inside a clip
 #: model (B, T, H, W, C), or a sequence of frame features (B, T, D)
 PointKind = Literal["map", "frame_map", "sequence"]
@@ -51,9 +53,4 @@ BACKBONES: dict[str, BackboneEntry] = {
 
 def backbone(name: str) -> BackboneEntry:
     """The entry of backbone ``name``; ``ValueError`` lists the valid names."""
-    try:
-        return BACKBONES[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown backbone {name!r}; valid backbones are: {', '.join(BACKBONES)}"
-        ) from None
+    return lookup(BACKBONES, name, "backbone")

@@ -3,10 +3,32 @@ only on (seed, epoch), so a run resumed at epoch ``e`` sees exactly the batches 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import tensorflow as tf
 
+from components.config import TrainConfig
+
 PREFETCH = 2  # batches made ahead of the training step
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """How a training stream draws its batches: ``batch`` samples a step (a fold's own, for
+    :func:`fold_stream`), order and per-sample augmentation (mirror, shift by up to
+    ``shift_px``) drawn from ``seed`` and the epoch."""
+
+    kind: str  # flow | clip
+    batch: int
+    seed: int
+    flip: bool = False
+    shift_px: int = 0
+
+    @classmethod
+    def training(cls, cfg: TrainConfig, kind: str, batch: int, seed: int) -> StreamOptions:
+        """The options of ``cfg``'s augmentation."""
+        return cls(kind, batch, seed, cfg.augment_flip, cfg.augment_shift_px)
 
 
 def _without_autotune(data: tf.data.Dataset) -> tf.data.Dataset:
@@ -104,22 +126,14 @@ def steps_per_epoch(samples: int, batch: int) -> int:
 
 
 def training_stream(
-    inputs: np.ndarray,
-    labels: np.ndarray,
-    *,
-    kind: str,
-    batch: int,
-    seed: int,
-    start_epoch: int,
-    epochs: int,
-    flip: bool,
-    shift_px: int,
+    inputs: np.ndarray, labels: np.ndarray, options: StreamOptions, epochs: range
 ) -> tf.data.Dataset:
-    """Batches for epochs ``start_epoch..epochs-1``: each epoch a permutation drawn from
-    (seed, epoch), batched, augmented per batch from (seed, epoch, batch): elements ``(x, y)``."""
+    """Batches for the epochs in ``epochs`` (a run resumed at epoch ``e`` asks for
+    ``range(e, stop)``): each epoch a permutation drawn from (seed, epoch), batched, augmented
+    per batch from (seed, epoch, batch): elements ``(x, y)``."""
     x = tf.constant(inputs)
     y = tf.constant(labels, tf.int64)
-    count = len(labels)
+    count, batch, seed = len(labels), options.batch, options.seed
     steps = steps_per_epoch(count, batch)
 
     def epoch_batches(epoch: tf.Tensor) -> tf.data.Dataset:
@@ -130,13 +144,14 @@ def training_stream(
         def one(step: tf.Tensor):
             index = order[step * batch : (step + 1) * batch]
             stream = tf.stack([tf.constant(seed, tf.int64) * 100003 + epoch, step])
-            xb = augment(tf.gather(x, index), kind, flip, shift_px, stream)
+            xb = augment(tf.gather(x, index), options.kind, options.flip, options.shift_px, stream)
             yb = tf.gather(y, index)
             return xb, yb
 
         return tf.data.Dataset.range(steps).map(one)
 
-    return _without_autotune(tf.data.Dataset.range(start_epoch, epochs).flat_map(epoch_batches))
+    epoch_numbers = tf.data.Dataset.from_tensor_slices(np.asarray(epochs, np.int64))
+    return _without_autotune(epoch_numbers.flat_map(epoch_batches))
 
 
 def fold_steps(train_sizes: list[int], batch: int) -> int:
@@ -171,30 +186,26 @@ def fold_stream(
     inputs: np.ndarray,
     labels: np.ndarray,
     folds_train: list[np.ndarray],
-    *,
-    kind: str,
-    batch: int,
-    seed: int,
-    start_epoch: int,
-    epochs: int,
-    flip: bool,
-    shift_px: int,
+    options: StreamOptions,
+    epochs: range,
     patch_stats: np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """Batches of a fold-stacked model, each fold its own samples: elements
-    ``((x (rows, F, ...), mask (rows, F)), y (rows, F))`` for epochs ``start_epoch..epochs-1``
+    ``((x (rows, F, ...), mask (rows, F)), y (rows, F))`` for the epochs in ``epochs``
     (:func:`fold_batch_index`), augmented per sample from (seed, epoch, step) as
     :func:`training_stream` does. Given ``patch_stats`` (samples, augmentations, S: a
     :func:`~components.training.patch_stats.patch_stats_table` for the same augmentation),
     each row also carries its augmented sample's entry: ``(x, mask, stats (rows, F, S))``."""
     x = tf.constant(inputs)
     y = tf.constant(labels, tf.int64)
-    planned = [fold_batch_index(folds_train, batch, seed, e) for e in range(start_epoch, epochs)]
+    kind, batch, seed = options.kind, options.batch, options.seed
+    flip, shift_px = options.flip, options.shift_px
+    planned = [fold_batch_index(folds_train, batch, seed, e) for e in epochs]
     steps = fold_steps([len(t) for t in folds_train], batch)
     index = np.concatenate([p[0] for p in planned]) if planned else np.zeros((0, 0, 0), np.int64)
     mask = np.concatenate([p[1] for p in planned]) if planned else np.zeros((0, 0, 0), np.float32)
-    epoch_of = np.repeat(np.arange(start_epoch, epochs, dtype=np.int64), steps)
-    step_of = np.tile(np.arange(steps, dtype=np.int64), max(epochs - start_epoch, 0))
+    epoch_of = np.repeat(np.array(epochs, dtype=np.int64), steps)
+    step_of = np.tile(np.arange(steps, dtype=np.int64), len(epochs))
     sample = tuple(inputs.shape[1:])
     if patch_stats is not None:
         variants = patch_stats.shape[1]

@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from components.config import ModelConfig, TrainConfig
 from components.metrics import confusion_matrix, uar, uf1
-from components.training.data import fold_steps, fold_stream, training_stream
+from components.training.data import StreamOptions, fold_steps, fold_stream, training_stream
 from components.training.patch_stats import patch_stats_table
 
 
@@ -365,31 +365,22 @@ class FoldRun:
         if start >= stop or self.stopped:
             return
         cfg = self.train_cfg
-        options = {
-            "kind": self.kind,
-            "batch": self.batch,
-            "seed": self.seed,
-            "start_epoch": start,
-            "epochs": stop,
-            "flip": cfg.augment_flip,
-            "shift_px": cfg.augment_shift_px,
-        }
+        options = StreamOptions.training(cfg, self.kind, self.batch, self.seed)
         if self.trainer.stacked:
             table = (
                 patch_stats_table(self.inputs, self.kind, cfg.augment_flip, cfg.augment_shift_px)
                 if self.trainer.model.patch_stats_input
                 else None
             )
+            folds_train = [f.train for f in self.folds]
             stream = fold_stream(
-                self.inputs,
-                self.labels,
-                [f.train for f in self.folds],
-                patch_stats=table,
-                **options,
+                self.inputs, self.labels, folds_train, options, range(start, stop), table
             )
         else:
             train = np.unique(self.folds[0].train)
-            stream = training_stream(self.inputs[train], self.labels[train], **options)
+            stream = training_stream(
+                self.inputs[train], self.labels[train], options, range(start, stop)
+            )
         history = self.trainer.model.fit(
             stream,
             initial_epoch=start,

@@ -68,15 +68,11 @@ class SynchronousHalving(HyperBandScheduler):
         return super().on_trial_result(tune_controller, trial, result)
 
     def _create_bracket(self, s: int) -> _Bracket:
+        # _Bracket(time_attr, max_trials, init_t_attr, max_t_attr, eta, s): all the trials, the
+        # first rung at grace_period, one halving per rung
+        schedule = (self._trials, self._grace, self._max_t_attr, self._eta, self._halvings)
         return _BestSoFarBracket(
-            time_attr=self._time_attr,
-            max_trials=self._trials,
-            init_t_attr=self._grace,
-            max_t_attr=self._max_t_attr,
-            eta=self._eta,
-            s=self._halvings,
-            stop_last_trials=self._stop_last_trials,
-            best=self._best,
+            self._time_attr, *schedule, stop_last_trials=self._stop_last_trials, best=self._best
         )
 
     @staticmethod
