@@ -2,8 +2,10 @@
 stacking (no fold learns from its test subjects) and the multi-device path."""
 
 import json
+import pickle
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -206,25 +208,45 @@ def test_a_fold_learns_nothing_from_its_test_subject() -> None:
     assert any(not np.array_equal(a[1], b[1]) for a, b in zip(before, after, strict=True))
 
 
-def test_a_resumed_run_ends_exactly_as_an_uninterrupted_one() -> None:
+@pytest.mark.parametrize("stack", [True, False], ids=["stacked", "ordinary"])
+def test_a_resumed_run_ends_exactly_as_an_uninterrupted_one(stack: bool) -> None:
+    """With dropout: a checkpoint carries the dropout seed generators' states too."""
     runtime.configure(FAST, 0)
     x, y, subject = planted()
-    folds = [fold("a", subject, 0, 1), fold("b", subject, 2, 3)]
+    folds = [fold("a", subject, 0, 1), fold("b", subject, 2, 3)][: 2 if stack else 1]
     options = dict(
         kind="flow", input_sizes=SIZES, num_classes=3, seed=1, strategy=runtime.make_strategy(FAST)
     )
-    straight = FoldRun(x, y, folds, MODEL, FAST, **options)
+    model, train = replace(MODEL, dropout=0.5), replace(FAST, stack_folds=stack)
+    straight = FoldRun(x, y, folds, model, train, **options)
     straight.fit(0, 6)
-    first = FoldRun(x, y, folds, MODEL, FAST, **options)
+    first = FoldRun(x, y, folds, model, train, **options)
     first.fit(0, 3)
     state = first.state(3)
-    second = FoldRun(x, y, folds, MODEL, FAST, **options)
+    second = FoldRun(x, y, folds, model, train, **options)
     second.fit(second.load(state), 6)
     for a, b in zip(
         straight.trainer.model.get_weights(), second.trainer.model.get_weights(), strict=True
     ):
         np.testing.assert_array_equal(a, b)
     assert straight.selection.history == second.selection.history
+
+    # a checkpoint taken by an epoch-end hook inside one fit call (as a tune trial takes it)
+    hooked = FoldRun(x, y, folds, model, train, **options)
+    taken = {}
+    hooked.on_epoch = lambda epoch, *_: taken.setdefault(
+        epoch, pickle.loads(pickle.dumps(hooked.state(epoch + 1)))
+    )
+    hooked.fit(0, 6)
+    assert sorted(taken) == list(range(6))
+    assert taken[2]["losses"] == straight.losses[:3]  # this epoch's loss is already in it
+    from_hook = FoldRun(x, y, folds, model, train, **options)
+    from_hook.fit(from_hook.load(taken[2]), 6)
+    for a, b in zip(
+        straight.trainer.model.get_weights(), from_hook.trainer.model.get_weights(), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+    assert straight.selection.history == from_hook.selection.history
 
 
 def run_script(devices: int) -> dict:

@@ -273,6 +273,52 @@ def test_the_tuned_training_values_reach_evaluate_and_register(cluster, tmp_path
     assert float(runs["register"].data.params["train.learning_rate"]) == best["learning_rate"]
 
 
+@pytest.mark.slow
+def test_paused_trials_go_on_as_uninterrupted_ones(cluster, tmp_path: Path) -> None:
+    """With dropout: synchronous halving pauses every trial at each rung (Ray saves it, and
+    restores it from its checkpoint in a new actor); every epoch of every trial has the
+    validation loss of the same epoch in an uninterrupted full grid (a trial depends only on
+    its point, the seed and the data)."""
+    from pipelines import tune as tune_stage
+
+    histories = {}
+    for scheduler in ("fifo", "halving"):
+        folder = tmp_path / scheduler
+        params = write_params(folder, scheduler=scheduler, grace_period=1, reduction_factor=2)
+        raw = yaml.safe_load(params.read_text())
+        raw["model"]["dropout"] = 0.5
+        params.write_text(yaml.safe_dump(raw))
+        os.environ["RAY_ADDRESS"] = cluster.address
+        try:
+            code = tune_stage.run(
+                argparse.Namespace(params=str(params), fresh=False, crash_once_at_epoch=None)
+            )
+        finally:
+            del os.environ["RAY_ADDRESS"]
+        assert code == 0
+        histories[scheduler] = epoch_losses(folder)
+    halved, grid = histories["halving"], histories["fifo"]
+    # rungs at epochs 1 and 2: 4 trials train 1 epoch, 2 go on to 2, 1 to 3 (paused at each rung)
+    assert sorted(len(h) for h in halved.values()) == [1, 1, 2, EPOCHS]
+    assert all(len(h) == EPOCHS for h in grid.values())
+    for label, losses in halved.items():
+        assert losses == grid[label][: len(losses)], label
+
+
+def epoch_losses(folder: Path) -> dict[str, list[float]]:
+    """Each trial's validation loss per epoch, from its MLflow child run (by trial label)."""
+    mlflow.set_tracking_uri(f"sqlite:///{folder}/mlflow.db")
+    client = mlflow.tracking.MlflowClient()
+    experiment = mlflow.get_experiment_by_name("test")
+    out = {}
+    for run in mlflow.search_runs([experiment.experiment_id], output_format="list"):
+        if "trial_id" in run.data.tags:
+            history = client.get_metric_history(run.info.run_id, "val_loss")
+            steps = {m.step: m.value for m in history}
+            out[run.data.tags["label"]] = [steps[e] for e in sorted(steps)]
+    return out
+
+
 @pytest.mark.parametrize(
     ("search", "scheduler"),
     [("grid", "asha"), ("random", "fifo"), ("optuna", "asha"), ("grid", "halving")],

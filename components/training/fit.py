@@ -259,19 +259,26 @@ def build_trainer(
     train_cfg: TrainConfig,
     seeds: Sequence[int],
     *,
+    run_seed: int,
     input_sizes: dict[str, int],
     num_classes: int,
     strategy: tf.distribute.Strategy,
     steps: int,
 ) -> Trainer:
     """The model for ``len(seeds)`` folds, compiled: stacked when it can be (one replica, a
-    stacked form, ``train.stack_folds``), else one ordinary model (``len(seeds)`` must be 1)."""
+    stacked form, ``train.stack_folds``), else one ordinary model (``len(seeds)`` must be 1).
+    An ordinary model is drawn from its fold's seed; a stacked one's weights from each fold's
+    seed, its dropout seed generator from ``run_seed`` (not from whatever the process drew
+    before)."""
+    from components.training.runtime import seed_everything
+
     stacked = stacks(model_cfg, train_cfg, strategy)
     with strategy.scope():
         if stacked:
             from components.imports import load_target
             from components.models.registry import BACKBONES
 
+            seed_everything(run_seed)
             build = load_target(BACKBONES[model_cfg.backbone].stacked)
             model = build(model_cfg, len(seeds), input_sizes, num_classes)
             model.initialise(list(seeds))
@@ -279,7 +286,6 @@ def build_trainer(
             if len(seeds) != 1:
                 raise ValueError("an ordinary model trains one fold at a time")
             from components.models import build_model
-            from components.training.runtime import seed_everything
 
             seed_everything(seeds[0])
             model = build_model(model_cfg, num_classes=num_classes, **input_sizes)
@@ -332,6 +338,7 @@ class FoldRun:
             model_cfg,
             train_cfg,
             [f.seed for f in folds],
+            run_seed=seed,
             input_sizes=input_sizes,
             num_classes=num_classes,
             strategy=strategy,
@@ -355,6 +362,18 @@ class FoldRun:
         )
         self.selection.set_model(self.trainer.model)
         self.losses: list[float] = []  # training loss per epoch (the sum over the folds)
+        self._record_loss = keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: self.losses.append(float(logs["loss"]))
+        )  # before selection: an on_epoch hook's checkpoint has this epoch's loss
+
+    @property
+    def on_epoch(self) -> Callable[[int, list[dict], list[np.ndarray]], None] | None:
+        """Called at the end of every epoch with its per-fold metrics and probabilities."""
+        return self.selection.on_epoch
+
+    @on_epoch.setter
+    def on_epoch(self, hook: Callable[[int, list[dict], list[np.ndarray]], None] | None) -> None:
+        self.selection.on_epoch = hook
 
     @property
     def stopped(self) -> bool:
@@ -381,23 +400,24 @@ class FoldRun:
             stream = training_stream(
                 self.inputs[train], self.labels[train], options, range(start, stop)
             )
-        history = self.trainer.model.fit(
+        self.trainer.model.fit(
             stream,
             initial_epoch=start,
             epochs=stop,
             steps_per_epoch=self.steps,
             class_weight=None if self.trainer.stacked else dict(enumerate(self.class_weights[0])),
-            callbacks=[self.selection],
+            callbacks=[self._record_loss, self.selection],
             shuffle=False,
             verbose=0,
         )
-        self.losses += [float(v) for v in history.history.get("loss", [])]
 
     def state(self, next_epoch: int) -> dict[str, Any]:
         model = self.trainer.model
         return {
             "next_epoch": next_epoch,
-            "weights": model.get_weights(),
+            # every variable: the weights and the dropout seed generators' states (not in
+            # get_weights), so a resumed run draws the same dropout masks
+            "variables": [keras.ops.convert_to_numpy(v) for v in model.variables],
             "optimizer": [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables],
             "selection": self.selection.state(),
             "losses": list(self.losses),
@@ -406,7 +426,8 @@ class FoldRun:
     def load(self, state: dict[str, Any]) -> int:
         """Resume from :meth:`state`; returns the next epoch to train."""
         model = self.trainer.model
-        model.set_weights(state["weights"])
+        for variable, value in zip(model.variables, state["variables"], strict=True):
+            variable.assign(value)
         with self.strategy.scope():
             model.optimizer.build(model.trainable_variables)
         for variable, value in zip(model.optimizer.variables, state["optimizer"], strict=True):
