@@ -397,7 +397,7 @@ class TuneConfig:
     kfold: Annotated[int, Range(ge=2)] = 3
     #: asha: asynchronous successive halving; halving: synchronous (every trial reaches a rung
     #: before any is cut, components/tuning/halving.py); fifo: every trial runs every epoch
-    scheduler: Literal["asha", "halving", "fifo"] = "halving"
+    scheduler: Literal["asha", "halving", "fifo"] = "fifo"
     grace_period: Positive = 8  # asha/halving: epochs every trial gets before it can be stopped
     reduction_factor: Annotated[int, Range(ge=2)] = 3
     brackets: Positive = 1  # ASHA brackets

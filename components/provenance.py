@@ -9,6 +9,17 @@ from pathlib import Path
 
 #: What ``dvc repro`` itself rewrites while it runs: changes there do not make the code dirty.
 PIPELINE_OUTPUTS = ("dvc.lock", "reports")
+CODE_ROOT = Path(__file__).resolve().parent  # components/
+
+
+def code_version() -> str:
+    """Hash of the project's components: results a run keeps for a later run (finished units,
+    tune searches) are reused only by the same code (training depends on all of it)."""
+    digest = hashlib.sha1()
+    for path in sorted(CODE_ROOT.rglob("*.py")):
+        digest.update(str(path.relative_to(CODE_ROOT)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def git_commit() -> str:

@@ -57,6 +57,22 @@ def test_a_space_with_no_valid_point_names_what_was_rejected() -> None:
         model_variants(space, 0.5)
 
 
+def test_a_search_is_named_by_its_definition_data_and_code(monkeypatch) -> None:
+    """Same search, data and code: the same name (an interrupted run resumes); any change,
+    the code's too, a new search (never finished with trials of other code)."""
+    from components import provenance
+    from components.config import Params
+    from components.tuning.search import experiment_name
+
+    params = Params()
+    name = experiment_name([{"index": 0}], params, "data-1")
+    assert name == experiment_name([{"index": 0}], params, "data-1")
+    assert name != experiment_name([{"index": 1}], params, "data-1")
+    assert name != experiment_name([{"index": 0}], params, "data-2")
+    monkeypatch.setattr(provenance, "code_version", lambda: "other code")
+    assert name != experiment_name([{"index": 0}], params, "data-1")
+
+
 def write_params(folder: Path, **tune_overrides) -> Path:
     return small_project(
         folder,
@@ -274,12 +290,23 @@ def test_the_tuned_training_values_reach_evaluate_and_register(cluster, tmp_path
 
 
 @pytest.mark.slow
-def test_paused_trials_go_on_as_uninterrupted_ones(cluster, tmp_path: Path) -> None:
+def test_paused_trials_go_on_as_uninterrupted_ones(cluster, tmp_path: Path, capsys) -> None:
     """With dropout: synchronous halving pauses every trial at each rung (Ray saves it, and
     restores it from its checkpoint in a new actor); every epoch of every trial has the
     validation loss of the same epoch in an uninterrupted full grid (a trial depends only on
-    its point, the seed and the data)."""
+    its point, the seed and the data). A second `mer tune` reads the finished search back."""
     from pipelines import tune as tune_stage
+
+    def tune_in(folder: Path) -> None:
+        os.environ["RAY_ADDRESS"] = cluster.address
+        try:
+            code = tune_stage.run(
+                argparse.Namespace(params=str(folder / "params.yaml"), fresh=False,
+                                   crash_once_at_epoch=None)
+            )  # fmt: skip
+        finally:
+            del os.environ["RAY_ADDRESS"]
+        assert code == 0
 
     histories = {}
     for scheduler in ("fifo", "halving"):
@@ -288,16 +315,19 @@ def test_paused_trials_go_on_as_uninterrupted_ones(cluster, tmp_path: Path) -> N
         raw = yaml.safe_load(params.read_text())
         raw["model"]["dropout"] = 0.5
         params.write_text(yaml.safe_dump(raw))
-        os.environ["RAY_ADDRESS"] = cluster.address
-        try:
-            code = tune_stage.run(
-                argparse.Namespace(params=str(params), fresh=False, crash_once_at_epoch=None)
-            )
-        finally:
-            del os.environ["RAY_ADDRESS"]
-        assert code == 0
+        tune_in(folder)
         histories[scheduler] = epoch_losses(folder)
     halved, grid = histories["halving"], histories["fifo"]
+
+    first = pd.read_parquet(tmp_path / "halving/reports/tune/trials.parquet")
+    trial_folders = sorted((tmp_path / "halving/ray_results").glob("tune-*/train_trial_*"))
+    capsys.readouterr()
+    tune_in(tmp_path / "halving")  # the finished search (cut trials left paused by Ray): read
+    assert "reading the finished search" in capsys.readouterr().out
+    again = pd.read_parquet(tmp_path / "halving/reports/tune/trials.parquet")
+    columns = ["label", "epochs_run", "best_val_uf1", "best_val_loss"]
+    pd.testing.assert_frame_equal(first[columns], again[columns])
+    assert sorted((tmp_path / "halving/ray_results").glob("tune-*/train_trial_*")) == trial_folders
     # rungs at epochs 1 and 2: 4 trials train 1 epoch, 2 go on to 2, 1 to 3 (paused at each rung)
     assert sorted(len(h) for h in halved.values()) == [1, 1, 2, EPOCHS]
     assert all(len(h) == EPOCHS for h in grid.values())

@@ -13,7 +13,8 @@ from components.errors import ConfigError
 from components.evaluation.examples import pick_examples
 from components.evaluation.protocol import Execution
 from components.evaluation.splits import Fold, protocol_folds
-from components.evaluation.units import UnitContext, UnitResult, code_version
+from components.evaluation.units import UnitContext, UnitResult
+from components.provenance import code_version
 from components.tuning.cluster import cluster_address
 
 

@@ -28,17 +28,6 @@ from components.config import ModelConfig, TrainConfig
 from components.datasets.labels import NUM_CLASSES
 from components.evaluation.splits import Fold
 
-CODE_ROOT = Path(__file__).resolve().parents[1]  # components/
-
-
-def code_version() -> str:
-    """Hash of the project's components (training results depend on all of them)."""
-    digest = hashlib.sha1()
-    for path in sorted(CODE_ROOT.rglob("*.py")):
-        digest.update(str(path.relative_to(CODE_ROOT)).encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
 
 def fold_seed(seed: int, fold: str) -> int:
     """The weight-initialisation seed of one fold: from the run's seed and the fold's name

@@ -81,6 +81,7 @@ class SearchPlan:
         search.check_complete(
             results, interruption, search.expected_trials(params, len(self.points))
         )
+        search.mark_finished(path)
         return results, name, path
 
     def publish(self, results, name: str, path: str) -> tuple[TuneResult, object]:

@@ -52,10 +52,20 @@ def objective_folds(search_subjects: list[str], params: Params) -> list[Fold]:
 
 
 def experiment_name(points: list, params: Params, data_version: str) -> str:
-    """Stable per search definition (points, training, search settings, seed, data), so an
-    interrupted run of the same search is resumed, and any change starts a new one."""
+    """Stable per search definition (points, training, search settings, seed, data, code), so
+    an interrupted run of the same search is resumed, and any change starts a new one (a code
+    change too: a search is never finished with, or read back from, trials of other code)."""
+    from components.provenance import code_version
+
     key = json.dumps(
-        [points, asdict(params.train), asdict(params.tune), data_version, params.seed],
+        [
+            points,
+            asdict(params.train),
+            asdict(params.tune),
+            data_version,
+            params.seed,
+            code_version(),
+        ],
         sort_keys=True,
         default=str,
     )
@@ -164,10 +174,23 @@ def build_tuner(trainable, params: Params, name: str, n_points: int, fresh: bool
     )
     path = f"{storage}/{name}"
     if tune.Tuner.can_restore(path) and not fresh:
-        print(f"tune: resuming the interrupted search at {path}", flush=True)
-        return tune.Tuner.restore(
-            path, trainable, resume_unfinished=True, restart_errored=True, param_space=space
-        ), path
+        if finished(path):  # read back as it ended: no trial of it runs again
+            print(f"tune: reading the finished search at {path}", flush=True)
+            return tune.Tuner.restore(
+                path, trainable, resume_unfinished=False, resume_errored=False, param_space=space
+            ), path
+        if cfg.scheduler != "halving":
+            print(f"tune: resuming the interrupted search at {path}", flush=True)
+            return tune.Tuner.restore(
+                path, trainable, resume_unfinished=True, restart_errored=True, param_space=space
+            ), path
+        # a restored halving search gets a new scheduler that knows neither its rungs nor its
+        # paused trials, which would then wait forever
+        print(
+            f"tune: the interrupted search at {path} used synchronous halving, whose rungs "
+            "cannot be restored; starting it over",
+            flush=True,
+        )
     return tune.Tuner(
         trainable,
         param_space=space,
@@ -190,6 +213,30 @@ def build_tuner(trainable, params: Params, name: str, n_points: int, fresh: bool
             verbose=1,
         ),
     ), path
+
+
+FINISHED = "mer-search-finished"  # written into a search's folder once it has ended
+
+
+def _filesystem(path: str):
+    from pyarrow import fs
+
+    return fs.FileSystem.from_uri(path if "://" in path else Path(path).resolve().as_uri())
+
+
+def finished(path: str) -> bool:
+    """Whether the search at ``path`` ran to its end (:func:`mark_finished`)."""
+    from pyarrow import fs
+
+    filesystem, folder = _filesystem(path)
+    return filesystem.get_file_info(f"{folder}/{FINISHED}").type == fs.FileType.File
+
+
+def mark_finished(path: str) -> None:
+    """Record that the search at ``path`` ended: a later `mer tune` reads it back as it is."""
+    filesystem, folder = _filesystem(path)
+    with filesystem.open_output_stream(f"{folder}/{FINISHED}") as out:
+        out.write(b"finished\n")
 
 
 def check_complete(results, interruption: Interruption, expected: int) -> None:
