@@ -290,6 +290,39 @@ def test_the_tuned_training_values_reach_evaluate_and_register(cluster, tmp_path
 
 
 @pytest.mark.slow
+def test_an_interrupted_halving_search_starts_over(cluster, embedded: Path, tmp_path: Path) -> None:
+    """Ray cannot restore a synchronous-halving search's rungs (a restored one would leave its
+    paused trials waiting forever): after Ctrl-C, the next `mer tune` starts it over and ends."""
+    params = write_params(tmp_path, scheduler="halving", grace_period=1, reduction_factor=2)
+    raw = yaml.safe_load(params.read_text())
+    raw["preprocess"]["records_dir"] = str(embedded)
+    params.write_text(yaml.safe_dump(raw))
+    env = {**os.environ, "RAY_ADDRESS": cluster.address}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    command = [sys.executable, "-m", "pipelines.cli", "--params", str(params), "tune"]
+    driver = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    storage = tmp_path / "ray_results"
+    deadline = time.time() + 240
+    while time.time() < deadline and driver.poll() is None:  # until a trial reported an epoch
+        if any(p.stat().st_size for p in storage.glob("tune-*/*/result.json")):
+            break
+        time.sleep(0.2)
+    driver.send_signal(signal.SIGINT)
+    _, err = driver.communicate(timeout=120)
+    assert driver.returncode == 130, err[-2000:]
+    again = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "used synchronous halving, whose rungs cannot be restored; starting it over" in (
+        again.stdout
+    )
+    table = pd.read_parquet(tmp_path / "reports/tune/trials.parquet")
+    assert len(table) == 4
+    assert sorted(table.epochs_run) == [1, 1, 2, EPOCHS]  # rungs at 1 and 2, as a fresh search
+
+
+@pytest.mark.slow
 def test_paused_trials_go_on_as_uninterrupted_ones(cluster, tmp_path: Path, capsys) -> None:
     """With dropout: synchronous halving pauses every trial at each rung (Ray saves it, and
     restores it from its checkpoint in a new actor); every epoch of every trial has the
