@@ -200,6 +200,22 @@ def completed_trials(storage: Path) -> int:
     return sum(finished(p) for p in storage.glob("tune-*/*/result.json"))
 
 
+def start_tune(cluster, records: Path, folder: Path, **tune_overrides):
+    """`mer tune` started in a subprocess on ``records`` (params in ``folder``), attached to the
+    test cluster; returns (command, environment, process) for a signal and a second run."""
+    params = write_params(folder, **tune_overrides)
+    raw = yaml.safe_load(params.read_text())
+    raw["preprocess"]["records_dir"] = str(records)
+    params.write_text(yaml.safe_dump(raw))
+    env = {**os.environ, "RAY_ADDRESS": cluster.address}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    command = [sys.executable, "-m", "pipelines.cli", "--params", str(params), "tune"]
+    driver = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    return command, env, driver
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_search_fails_and_resumes(
@@ -207,15 +223,8 @@ def test_an_interrupted_search_fails_and_resumes(
 ) -> None:
     """Ctrl-C or SIGTERM: a non-zero exit, no best configuration, the run marked KILLED; the
     next `mer tune` resumes without rerunning finished trials and completes."""
-    params = write_params(tmp_path, max_concurrent_trials=1, devices_per_trial=1)
-    raw = yaml.safe_load(params.read_text())  # on the embedded dataset's own records
-    raw["preprocess"]["records_dir"] = str(embedded)
-    params.write_text(yaml.safe_dump(raw))
-    env = {**os.environ, "RAY_ADDRESS": cluster.address}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    command = [sys.executable, "-m", "pipelines.cli", "--params", str(params), "tune"]
-    driver = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    command, env, driver = start_tune(
+        cluster, embedded, tmp_path, max_concurrent_trials=1, devices_per_trial=1
     )
     storage = tmp_path / "ray_results"
     deadline = time.time() + 240
@@ -293,15 +302,8 @@ def test_the_tuned_training_values_reach_evaluate_and_register(cluster, tmp_path
 def test_an_interrupted_halving_search_starts_over(cluster, embedded: Path, tmp_path: Path) -> None:
     """Ray cannot restore a synchronous-halving search's rungs (a restored one would leave its
     paused trials waiting forever): after Ctrl-C, the next `mer tune` starts it over and ends."""
-    params = write_params(tmp_path, scheduler="halving", grace_period=1, reduction_factor=2)
-    raw = yaml.safe_load(params.read_text())
-    raw["preprocess"]["records_dir"] = str(embedded)
-    params.write_text(yaml.safe_dump(raw))
-    env = {**os.environ, "RAY_ADDRESS": cluster.address}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    command = [sys.executable, "-m", "pipelines.cli", "--params", str(params), "tune"]
-    driver = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    command, env, driver = start_tune(
+        cluster, embedded, tmp_path, scheduler="halving", grace_period=1, reduction_factor=2
     )
     storage = tmp_path / "ray_results"
     deadline = time.time() + 240

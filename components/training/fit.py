@@ -387,7 +387,7 @@ class FoldRun:
         options = StreamOptions.training(cfg, self.kind, self.batch, self.seed)
         if self.trainer.stacked:
             table = (
-                patch_stats_table(self.inputs, self.kind, cfg.augment_flip, cfg.augment_shift_px)
+                patch_stats_table(self.inputs, options.kind, options.flip, options.shift_px)
                 if self.trainer.model.patch_stats_input
                 else None
             )

@@ -201,7 +201,7 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
     runs[-1].on_epoch = report  # when the last run ends an epoch, every run has trained it
-    if len(runs) == 1:  # stacked folds: one fit call (a call per epoch re-traces the stream)
+    if len(runs) == 1:  # one run (stacked folds, or one fold): one fit call, not one an epoch
         runs[0].fit(start_epoch, train_cfg.epochs)
     else:  # a model per fold: epoch by epoch, so every report pools all folds
         for epoch in range(start_epoch, train_cfg.epochs):
