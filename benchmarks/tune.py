@@ -14,6 +14,13 @@ On the embedded records, with params.yaml's search widened to the attention type
    factor on params.yaml's own search space, for each objective: epochs run vs that space's
    full grid (its points' trials in step 2: a trial depends only on its point, the seed and the
    data) — goal ≤ 0.5× — and whether it picks the same best configuration.
+4. Across seeds (params.yaml's ``seed`` and the next ``SEEDS - 1``; a seed draws the search's
+   subjects, folds and initial weights): the full grid of params.yaml's space for each objective,
+   and every synchronous-halving schedule (grace period, reduction factor) within 0.5× its
+   epochs, replayed from the grid's curves (exact: a trial depends only on its point, the seed
+   and the data, and halving's cuts only on the scores; checked here against the real halving
+   search of step 3): on how many seeds does it keep the grid's best? Beside it, a pick at
+   random among the points: the chance level.
 Also the full grid's wall time vs ideal packing of its trials, and the trial start-up time.
 """
 
@@ -34,6 +41,7 @@ from benchmarks.results import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEDULERS = ("asha", "halving")
+SEEDS = 4
 
 
 def halving_settings(points: int, max_t: int) -> dict[str, int]:
@@ -49,8 +57,9 @@ def halving_settings(points: int, max_t: int) -> dict[str, int]:
     return {"grace_period": grace, "reduction_factor": points}
 
 
-def variant_params(folder: Path, widen: bool = True, **tune) -> Path:
+def variant_params(folder: Path, widen: bool = True, seed: int | None = None, **tune) -> Path:
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["seed"] = raw["seed"] if seed is None else seed
     for section, key in (("preprocess", "records_dir"), ("preprocess", "report")):
         raw[section][key] = str((ROOT / raw[section][key]).resolve())
     attention = raw["compare"]["types"] if widen else raw["tune"]["space"]["attention"]
@@ -78,14 +87,85 @@ def variant_params(folder: Path, widen: bool = True, **tune) -> Path:
     return path
 
 
-def search(folder: Path, widen: bool, **tune) -> tuple[float, pd.DataFrame, dict]:
-    params = variant_params(folder, widen, **tune)
+def search(
+    folder: Path, widen: bool, seed: int | None = None, **tune
+) -> tuple[float, pd.DataFrame, dict]:
+    params = variant_params(folder, widen, seed, **tune)
     start = time.perf_counter()
     mer(params, "tune", "--fresh")
     wall = time.perf_counter() - start
     table = pd.read_parquet(folder / "reports/tune/trials.parquet")
     best = json.loads((folder / "reports/tune/best_config.json").read_text())
     return wall, table, best
+
+
+def grid_curves(folder: Path, labels: set[str]) -> dict[str, list[tuple[float, float]]]:
+    """(validation UF1, validation loss) per epoch of each trial of a finished search whose
+    label is in ``labels``."""
+    table = pd.read_parquet(folder / "reports/tune/trials.parquet")
+    label_of = dict(zip(table["index"], table["label"], strict=True))
+    curves = {}
+    for progress in folder.glob("ray_results/tune-*/*/progress.csv"):
+        index = json.loads((progress.parent / "params.json").read_text())["index"]
+        if label_of[index] in labels:
+            frame = pd.read_csv(progress)
+            curves[label_of[index]] = list(zip(frame.val_uf1, frame.val_loss, strict=True))
+    return curves
+
+
+def keeps_the_best(curves: dict[str, list[tuple[float, float]]], epochs: dict[str, int]) -> bool:
+    """Does the pick (the best epoch run, as the search's result ranks) tie the grid's best?"""
+    from components.tuning.halving import rank_key
+
+    def best(label: str, upto: int) -> tuple[float, float]:
+        return max(rank_key(*epoch) for epoch in curves[label][:upto])
+
+    picked = max(curves, key=lambda label: best(label, epochs[label]))
+    full = {label: len(curve) for label, curve in curves.items()}
+    return best(picked, full[picked])[0] == max(best(label, full[label])[0] for label in curves)
+
+
+def within_budget(points: int, max_t: int) -> list[tuple[int, int]]:
+    """Every (grace period, reduction factor) of synchronous halving over ``points`` trials
+    that runs at most 0.5× the full grid's epochs."""
+    from components.tuning.halving import SynchronousHalving
+
+    return [
+        (grace, factor)
+        for factor in range(2, points + 1)
+        for grace in range(1, max_t)
+        if SynchronousHalving.epochs(points, grace, factor, max_t) <= 0.5 * points * max_t
+    ]
+
+
+def seed_study(root: Path, objective: str, first: dict[str, list[tuple[float, float]]]) -> dict:
+    """The full grid of params.yaml's space at ``SEEDS`` seeds (``first``: the curves at
+    params.yaml's seed), and how many seeds each halving schedule within 0.5× keeps its best."""
+    from components.tuning.halving import replay
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    seeds = [raw["seed"] + k for k in range(SEEDS)]
+    grids = [first]
+    for seed in seeds[1:]:
+        folder = root / f"{objective}-seed{seed}"
+        _, table, _ = search(folder, False, seed, objective=objective, scheduler="fifo")
+        grids.append(grid_curves(folder, set(table.label)))
+    max_t = max(raw["tune"]["space"]["epochs"])
+    schedules = within_budget(len(first), max_t)
+    kept = {
+        schedule: sum(keeps_the_best(g, replay(g, *schedule, max_t)) for g in grids)
+        for schedule in schedules
+    }
+    tied = []  # per seed: the points whose full-grid score ties the grid's best
+    for grid in grids:
+        scores = [max(uf1 for uf1, _ in curve) for curve in grid.values()]
+        tied.append(scores.count(max(scores)))
+    return {
+        "seeds": seeds,
+        "kept": kept,
+        "chance": sum(t / len(first) for t in tied),
+        "tied": tied,
+    }
 
 
 def setup_times(folder: Path) -> list[float]:
@@ -98,6 +178,8 @@ def setup_times(folder: Path) -> list[float]:
 
 
 def main() -> None:
+    from components.tuning.halving import replay
+
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     cfg = params["tune"]
     slots = int(cfg["max_concurrent_trials"])
@@ -124,6 +206,17 @@ def main() -> None:
                     root / f"{objective}-{scheduler}", False, objective=objective,
                     scheduler=scheduler, **settings[scheduler],
                 )  # fmt: skip
+        studies, replayed = {}, {}
+        for objective in ("holdout", "kfold"):
+            _, widened, _ = runs[objective, "fifo"]
+            default = set(widened[widened.attention.isin(cfg["space"]["attention"])].label)
+            first = grid_curves(root / f"{objective}-fifo", default)
+            studies[objective] = seed_study(root, objective, first)
+            real = runs[objective, "halving"][1].set_index("label").epochs_run.to_dict()
+            halving = settings["halving"]
+            replayed[objective] = real == replay(
+                first, halving["grace_period"], halving["reduction_factor"], max_t
+            )
         setups = setup_times(root / "holdout-fifo")
         shutil.rmtree(root, ignore_errors=True)
 
@@ -175,6 +268,22 @@ def main() -> None:
             )
             + " |"
         )
+    ours = tuple(settings["halving"].values())
+    study_rows = []
+    for objective, study in studies.items():
+        kept = study["kept"]
+        most = max(kept.values())
+        lines.append(
+            f"{objective}, {SEEDS} seeds: {len(kept)} halving schedules within 0.5×; the best keeps"
+            f" the grid's best on {most}/{SEEDS} seeds (chance {study['chance']:.1f}); grace "
+            f"{ours[0]}/factor {ours[1]}: {kept[ours]}/{SEEDS}; replay = real halving: "
+            f"{replayed[objective]}"
+        )
+        study_rows.append(
+            f"| `{objective}` | {', '.join(map(str, study['tied']))} | {study['chance']:.1f} | "
+            f"{kept[ours]} | {most} ({sum(v == most for v in kept.values())} of {len(kept)}) | "
+            f"{sum(v == SEEDS for v in kept.values())} | {'yes' if replayed[objective] else 'NO'} |"
+        )
     print("\n".join(lines))
     mean_setup = sum(setups) / len(setups) if setups else float("nan")
 
@@ -208,6 +317,17 @@ score = best validation UF1 of the full grid's trial; epochs each scheduler's tr
 | attention | LOSO UF1 [95% CI] | `holdout` score | `kfold` score |
 | --- | ---: | ---: | ---: |
 {chr(10).join(rows)}
+
+Across seeds: params.yaml's search ({", ".join(cfg["space"]["attention"])}), full grid at seeds
+{", ".join(map(str, studies["kfold"]["seeds"]))} (a seed draws the search's subjects, folds and initial
+weights), and each of the {len(studies["kfold"]["kept"])} synchronous-halving schedules (grace period
+1–{max_t - 1}, reduction factor 2–{len(cfg["space"]["attention"])}) that run ≤ 0.5× its epochs,
+replayed from the grid's curves. Seeds on which a schedule keeps the grid's best (a tie counts),
+against a pick at random among the points (chance: Σ tied / points):
+
+| objective | points tied with the grid's best, per seed | chance | grace {ours[0]}, factor {ours[1]} | best schedule (how many) | schedules keeping it on every seed | replay = real halving run |
+| --- | --- | ---: | ---: | ---: | ---: | --- |
+{chr(10).join(study_rows)}
 
 Trial start-up (imports, records, model; `setup_s`): {mean_setup:.1f} s on average."""
     write_section("tune", "python -m benchmarks.tune", body)

@@ -373,7 +373,7 @@ class TuneSpaceConfig:
     placement: tuple[tuple[str, ...], ...] = (("fused",),)
     learning_rate: tuple[PositiveFloat, ...] = (0.001,)
     batch_size: tuple[Positive, ...] = (16,)
-    epochs: tuple[Positive, ...] = (30,)
+    epochs: tuple[Positive, ...] = (40,)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -393,12 +393,12 @@ class TuneConfig:
     max_concurrent_trials: Positive = 2
     #: holdout: validation UF1 on one subject split; kfold: pooled UF1 over k grouped folds of
     #: the search subjects (the protocol's kind of estimate), the folds stacked in each trial
-    objective: Literal["holdout", "kfold"] = "holdout"
+    objective: Literal["holdout", "kfold"] = "kfold"
     kfold: Annotated[int, Range(ge=2)] = 3
     #: asha: asynchronous successive halving; halving: synchronous (every trial reaches a rung
     #: before any is cut, components/tuning/halving.py); fifo: every trial runs every epoch
     scheduler: Literal["asha", "halving", "fifo"] = "fifo"
-    grace_period: Positive = 8  # asha/halving: epochs every trial gets before it can be stopped
+    grace_period: Positive = 15  # asha/halving: epochs every trial gets before it can be stopped
     reduction_factor: Annotated[int, Range(ge=2)] = 3
     brackets: Positive = 1  # ASHA brackets
     metric: str = "val_uf1"

@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,25 @@ def test_project_params_load() -> None:
     assert isinstance(params, Params)
     assert params.datasets[0].name == "casme2"
     assert params.synthesize.amplitude_px == (1.0, 2.0)
+
+
+def differences(default: object, given: object, where: str) -> list[str]:
+    """The leaves where two configs differ, by dotted path."""
+    if dataclasses.is_dataclass(default) and dataclasses.is_dataclass(given):
+        return [
+            leaf
+            for f in dataclasses.fields(default)
+            for leaf in differences(getattr(default, f.name), getattr(given, f.name), f"{where}.{f.name}")
+        ]  # fmt: skip
+    return [] if default == given else [where]
+
+
+def test_a_key_left_out_of_params_yaml_takes_the_value_params_yaml_documents() -> None:
+    """The typed defaults are params.yaml's values, so a params.yaml without a key runs as the
+    README and params.yaml's comments describe. The one exception: a model without an
+    ``attention`` key has none (params.yaml's default model is the tuned-for cbam)."""
+    found = differences(Params(), load_params(ROOT / "params.yaml"), "params")
+    assert found == ["params.model.attention.type"]
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -5,9 +5,10 @@ import json
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from components.tuning.halving import SynchronousHalving, rungs
+from components.tuning.halving import SynchronousHalving, replay, rungs
 
 
 def test_rungs_and_the_epochs_a_search_runs() -> None:
@@ -25,6 +26,32 @@ def test_rungs_and_the_epochs_a_search_runs() -> None:
 # best so far (0.9) leads although its epoch-2 score (0.65) is below trials 0's (0.7): the
 # halving ranks by the best epoch so far, as the search's result does.
 CURVES = {0: [0.5, 0.7], 1: [0.4, 0.6], 2: [0.3, 0.5], 3: [0.9, 0.65]}
+
+
+def curve(scores: list[float], epochs: int) -> list[tuple[float, float]]:
+    """(val_uf1, val_loss) per epoch, flat after the given scores, loss = 1 − score."""
+    return [(s, 1 - s) for s in scores + [scores[-1]] * (epochs - len(scores))]
+
+
+def test_replaying_a_grid_cuts_by_the_best_epoch_so_far() -> None:
+    grid = {k: curve(v, 6) for k, v in CURVES.items()}
+    assert replay(grid, 2, 4, 6) == {0: 2, 1: 2, 2: 2, 3: 6}
+    # rf 2: rungs at 2 and 4; trials 3 and 0 reach 4, then 3 goes on (0.9 > 0.7)
+    assert replay(grid, 2, 2, 6) == {0: 4, 1: 2, 2: 2, 3: 6}
+    # equal UF1: the lower validation loss goes on
+    tied = {"a": [(0.8, 0.5), (0.8, 0.5)], "b": [(0.8, 0.4), (0.8, 0.4)]}
+    assert replay(tied, 1, 2, 2) == {"a": 1, "b": 2}
+    assert replay(grid, 6, 4, 6) == dict.fromkeys(CURVES, 6)  # no rung: the grid
+
+
+@pytest.mark.parametrize("trials", [1, 4, 9, 27])
+@pytest.mark.parametrize(("grace", "factor"), [(1, 2), (5, 3), (13, 4), (40, 3)])
+def test_a_replay_runs_the_epochs_the_schedule_allows(trials: int, grace: int, factor: int) -> None:
+    rng = np.random.default_rng(trials * 100 + grace)
+    grid = {f"t{k}": [tuple(x) for x in rng.uniform(size=(40, 2)).round(2)] for k in range(trials)}
+    assert sum(replay(grid, grace, factor, 40).values()) == SynchronousHalving.epochs(
+        trials, grace, factor, 40
+    )
 
 
 @pytest.mark.slow
@@ -69,4 +96,5 @@ def test_only_the_best_trial_at_the_rung_goes_on_whatever_the_arrival_order(clus
     finally:
         ray.shutdown()
     assert epochs == {0: 2, 1: 2, 2: 2, 3: 6}
+    assert epochs == replay({k: curve(v, 6) for k, v in curves.items()}, 2, 4, 6)
     assert sum(epochs.values()) == SynchronousHalving.epochs(4, 2, 4, 6)

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from components.config import ConfigError, TuneSpaceConfig
+from components.tuning.halving import replay
 from components.tuning.space import model_variants, trials
 from tests.builders import mer, small_project
 
@@ -328,8 +329,9 @@ def test_an_interrupted_halving_search_starts_over(cluster, embedded: Path, tmp_
 def test_paused_trials_go_on_as_uninterrupted_ones(cluster, tmp_path: Path, capsys) -> None:
     """With dropout: synchronous halving pauses every trial at each rung (Ray saves it, and
     restores it from its checkpoint in a new actor); every epoch of every trial has the
-    validation loss of the same epoch in an uninterrupted full grid (a trial depends only on
-    its point, the seed and the data). A second `mer tune` reads the finished search back."""
+    validation UF1 and loss of the same epoch in an uninterrupted full grid (a trial depends
+    only on its point, the seed and the data), so replaying the grid's curves gives halving's
+    cuts. A second `mer tune` reads the finished search back."""
     from pipelines import tune as tune_stage
 
     def tune_in(folder: Path) -> None:
@@ -351,7 +353,7 @@ def test_paused_trials_go_on_as_uninterrupted_ones(cluster, tmp_path: Path, caps
         raw["model"]["dropout"] = 0.5
         params.write_text(yaml.safe_dump(raw))
         tune_in(folder)
-        histories[scheduler] = epoch_losses(folder)
+        histories[scheduler] = epoch_metrics(folder)
     halved, grid = histories["halving"], histories["fifo"]
 
     first = pd.read_parquet(tmp_path / "halving/reports/tune/trials.parquet")
@@ -366,21 +368,26 @@ def test_paused_trials_go_on_as_uninterrupted_ones(cluster, tmp_path: Path, caps
     # rungs at epochs 1 and 2: 4 trials train 1 epoch, 2 go on to 2, 1 to 3 (paused at each rung)
     assert sorted(len(h) for h in halved.values()) == [1, 1, 2, EPOCHS]
     assert all(len(h) == EPOCHS for h in grid.values())
-    for label, losses in halved.items():
-        assert losses == grid[label][: len(losses)], label
+    for label, epochs in halved.items():
+        assert epochs == grid[label][: len(epochs)], label
+    # so the full grid's curves tell which trials halving cut, and when
+    assert {label: len(h) for label, h in halved.items()} == replay(grid, 1, 2, EPOCHS)
 
 
-def epoch_losses(folder: Path) -> dict[str, list[float]]:
-    """Each trial's validation loss per epoch, from its MLflow child run (by trial label)."""
+def epoch_metrics(folder: Path) -> dict[str, list[tuple[float, float]]]:
+    """Each trial's (validation UF1, validation loss) per epoch, from its MLflow child run (by
+    trial label)."""
     mlflow.set_tracking_uri(f"sqlite:///{folder}/mlflow.db")
     client = mlflow.tracking.MlflowClient()
     experiment = mlflow.get_experiment_by_name("test")
     out = {}
     for run in mlflow.search_runs([experiment.experiment_id], output_format="list"):
         if "trial_id" in run.data.tags:
-            history = client.get_metric_history(run.info.run_id, "val_loss")
-            steps = {m.step: m.value for m in history}
-            out[run.data.tags["label"]] = [steps[e] for e in sorted(steps)]
+            uf1, loss = (
+                {m.step: m.value for m in client.get_metric_history(run.info.run_id, key)}
+                for key in ("val_uf1", "val_loss")
+            )
+            out[run.data.tags["label"]] = [(uf1[e], loss[e]) for e in sorted(loss)]
     return out
 
 

@@ -16,6 +16,7 @@ Ray's :class:`~ray.tune.schedulers.HyperBandScheduler`, with the rung schedule s
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ray.tune.schedulers import HyperBandScheduler
@@ -29,6 +30,35 @@ def rungs(grace_period: int, reduction_factor: int, max_t: int) -> list[int]:
         points.append(t)
         t *= reduction_factor
     return points
+
+
+def rank_key(uf1: float, val_loss: float) -> tuple[float, float]:
+    """How trials are ranked, as the search's result ranks them: the metric, then the lower
+    validation loss."""
+    return uf1, -val_loss
+
+
+def replay(
+    curves: Mapping[str, Sequence[tuple[float, float]]],
+    grace_period: int,
+    reduction_factor: int,
+    max_t: int,
+) -> dict[str, int]:
+    """The epochs each trial would run under synchronous halving, from full-grid curves
+    (per trial, ``(val_uf1, val_loss)`` per epoch).
+
+    Exact for this project's trials: a trial's epochs depend only on its point, the seed and
+    the data (resumed trials go on exactly: tests/test_tune.py), and the cuts only on the
+    scores. So one full grid tells what every halving schedule of it would have cut.
+    """
+    run = {label: 0 for label in curves}
+    alive = list(curves)
+    for rung in [*rungs(grace_period, reduction_factor, max_t), max_t]:
+        scores = {label: max(rank_key(*epoch) for epoch in curves[label][:rung]) for label in alive}
+        run.update(dict.fromkeys(alive, rung))
+        alive = sorted(alive, key=scores.__getitem__, reverse=True)
+        alive = alive[: math.ceil(len(alive) / reduction_factor)]
+    return run
 
 
 class _BestSoFarBracket(_Bracket):
@@ -63,7 +93,7 @@ class SynchronousHalving(HyperBandScheduler):
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         if self._metric in result:
-            score = (self._metric_op * result[self._metric], -result.get("val_loss", 0.0))
+            score = rank_key(self._metric_op * result[self._metric], result.get("val_loss", 0.0))
             self._best[trial] = max(self._best.get(trial, score), score)
         return super().on_trial_result(tune_controller, trial, result)
 
