@@ -1,6 +1,6 @@
 """The tune stage: does its objective rank configurations as LOSO does, and what do its schedulers save?
 
-    python -m benchmarks.tune        (needs data/records: run `dvc repro` first)
+    python -m benchmarks.tune        (needs data/records: run `dvc repro` first; ~7.5 min)
 
 On the embedded records, with params.yaml's search widened to the attention types of
 ``compare.types`` (so there is a ranking to compare), in one run:
@@ -156,15 +156,15 @@ def seed_study(root: Path, objective: str, first: dict[str, list[tuple[float, fl
         schedule: sum(keeps_the_best(g, replay(g, *schedule, max_t)) for g in grids)
         for schedule in schedules
     }
-    tied = []  # per seed: the points whose full-grid score ties the grid's best
+    winners = []  # per seed: the points whose full-grid score ties the grid's best
     for grid in grids:
-        scores = [max(uf1 for uf1, _ in curve) for curve in grid.values()]
-        tied.append(scores.count(max(scores)))
+        scores = {label: max(uf1 for uf1, _ in curve) for label, curve in grid.items()}
+        winners.append(sorted(label for label in scores if scores[label] == max(scores.values())))
     return {
         "seeds": seeds,
         "kept": kept,
-        "chance": sum(t / len(first) for t in tied),
-        "tied": tied,
+        "chance": sum(len(w) / len(first) for w in winners),
+        "winners": winners,
     }
 
 
@@ -279,10 +279,15 @@ def main() -> None:
             f"{ours[0]}/factor {ours[1]}: {kept[ours]}/{SEEDS}; replay = real halving: "
             f"{replayed[objective]}"
         )
+        winners = "; ".join(
+            f"{seed}: " + ", ".join(label.split("/")[1].split("@")[0] for label in labels)
+            for seed, labels in zip(study["seeds"], study["winners"], strict=True)
+        )
+        tops = ", ".join(f"{g}/{f}" for (g, f), v in kept.items() if v == most)
         study_rows.append(
-            f"| `{objective}` | {', '.join(map(str, study['tied']))} | {study['chance']:.1f} | "
-            f"{kept[ours]} | {most} ({sum(v == most for v in kept.values())} of {len(kept)}) | "
-            f"{sum(v == SEEDS for v in kept.values())} | {'yes' if replayed[objective] else 'NO'} |"
+            f"| `{objective}` | {winners} | {study['chance']:.1f} | {kept[ours]} | "
+            f"{most}: {tops} | {sum(v == SEEDS for v in kept.values())} | "
+            f"{'yes' if replayed[objective] else 'NO'} |"
         )
     print("\n".join(lines))
     mean_setup = sum(setups) / len(setups) if setups else float("nan")
@@ -325,7 +330,7 @@ weights), and each of the {len(studies["kfold"]["kept"])} synchronous-halving sc
 replayed from the grid's curves. Seeds on which a schedule keeps the grid's best (a tie counts),
 against a pick at random among the points (chance: Σ tied / points):
 
-| objective | points tied with the grid's best, per seed | chance | grace {ours[0]}, factor {ours[1]} | best schedule (how many) | schedules keeping it on every seed | replay = real halving run |
+| objective | the grid's best per seed (ties) | chance | grace {ours[0]}, factor {ours[1]} | most seeds: grace/factor | schedules keeping it on every seed | replay = real halving run |
 | --- | --- | ---: | ---: | ---: | ---: | --- |
 {chr(10).join(study_rows)}
 
