@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from components.evaluation.session import Session
     from components.tracking import configure_tracking, flatten, provenance_tags, tracked_run
     from components.tracking.evaluation_runs import log_folds, log_summary
+    from components.training.budget import folds_budget_warning
     from components.tuning.space import describe_model
 
     cfg, chosen = params.evaluate, Chosen.of(params)
@@ -58,5 +59,7 @@ def run(args: argparse.Namespace) -> int:
         log_folds(parent.info.run_id, result.units, tags)
         log_summary(evaluation.summary, folder, Evaluation.OUTPUTS)
     print_summary("evaluate", evaluation.summary, session.complete, len(session.folds))
+    if warning := folds_budget_warning(evaluation.folds, chosen.train.epochs):
+        print(f"evaluate: WARNING: {warning}")
     print(f"evaluate: MLflow run {parent.info.run_id}; reports in {folder}/")
     return 0

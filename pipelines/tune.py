@@ -1,5 +1,5 @@
 """DVC stage ``tune``: Ray Tune search over attention type × heads × placement (× training
-values) with ASHA; writes ``reports/tune/best_config.json`` (model and training values) for
+values), full grid or successive halving; writes ``reports/tune/best_config.json`` (model and training values) for
 ``evaluate`` and ``register`` — only when every trial finished or was stopped by the scheduler.
 
 The objective is validation UF1 (``tune.objective``: one subject split, or pooled over k
@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from components.tracking import configure_tracking, flatten, provenance_tags, tracked_run
     from components.tuning.cluster import describe_cluster, ray_session
     from components.tuning.plan import SearchPlan
+    from components.tuning.report import search_budget_warning
 
     plan = SearchPlan.of(params)
     print(f"tune: {plan.describe()}", flush=True)
@@ -51,4 +52,6 @@ def run(args: argparse.Namespace) -> int:
         f"tune: best {result.label} with validation UF1 {result.score:.4f}; "
         f"written to {plan.folder / 'best_config.json'}"
     )
+    if warning := search_budget_warning(table):
+        print(f"tune: WARNING: {warning}")
     return 0

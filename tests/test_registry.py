@@ -78,10 +78,11 @@ def evaluation_result(project: Path, uf1: float, complete: bool) -> Evaluation:
         train=asdict(params.train),
         seeds=[1],
         summary={"composite": block, "casme2": block},
-        folds=[
-            {"fold": "a", "seed": 1, "best_epoch": 2},
-            {"fold": "b", "seed": 1, "best_epoch": 4},
+        folds=[  # both trained all of train.epochs (60) and kept the last
+            {"fold": "a", "seed": 1, "best_epoch": 59, "epochs_run": 60},
+            {"fold": "b", "seed": 1, "best_epoch": 59, "epochs_run": 60},
         ],
+        folds_kept_last_epoch=2,
     )
 
 
@@ -147,6 +148,9 @@ def test_a_version_carries_metrics_provenance_figures_and_a_model_card(
     assert tags["git_commit"] and tags["model"] == "ststnet/cbam@fused"
     assert "beats" in tags["champion_decision"]
     assert version.description.startswith("# Model card") and "## Limits" in version.description
+    assert "**Training budget:** 2 of 2 evaluate folds kept their last epoch of 60" in (
+        version.description
+    )
     artifacts = {a.path for a in client.list_artifacts(version.run_id)}
     assert {"figures", "metrics.json", "evaluation.json", "model_card.md"} <= artifacts
     figures = {a.path for a in client.list_artifacts(version.run_id, "figures/final_model")}

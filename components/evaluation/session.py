@@ -133,9 +133,12 @@ class Session:
         from dataclasses import asdict
 
         from components.artifacts import Evaluation
+        from components.training.budget import kept_last_epoch
 
         cfg = self.params.evaluate
         untuned = chosen.tune.holdout_subjects if chosen.tune else []
+        epochs = chosen.train.epochs
+        runs = [(f["best_epoch"], f["epochs_run"], epochs) for f in result.folds]
         return Evaluation(
             protocol=cfg.protocol,
             complete=self.complete,
@@ -147,6 +150,7 @@ class Session:
             summary=self.summarise(result.predictions, untuned),
             folds=result.folds,
             units={"count": len(result.units), "stacked": all(u.stacked for u in result.units)},
+            folds_kept_last_epoch=kept_last_epoch(runs),
         )
 
     def publish(self, evaluation, predictions, overlays: list[dict], title: str) -> Path:

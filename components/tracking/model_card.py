@@ -9,6 +9,7 @@ import pandas as pd
 
 from components.config import ModelConfig, Params, TrainConfig
 from components.datasets.labels import COMPOSITE_CLASSES
+from components.training.budget import folds_budget_warning
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ def model_card(facts: CardFacts) -> str:
         f"{p.preprocess.clip_size}×{p.preprocess.clip_size}, scaled to [0, 1]"
     )
     complete = evaluation.complete
+    budget = folds_budget_warning(evaluation.folds, evaluation.train["epochs"])
+    budget_text = f"\n- **Training budget:** {budget}.\n" if budget else "\n"
     synthetic_warning = (
         "\n> **Trained on the embedded synthetic dataset.** The clips are real public-domain "
         "faces with planted, class-dependent motion; the numbers below say that the pipeline "
@@ -93,8 +96,7 @@ def model_card(facts: CardFacts) -> str:
 ## Training
 - The final model is trained on every subject for {facts.epochs} epochs ({facts.epochs_source}),
   learning rate {train.learning_rate}, batch {train.batch_size} per replica,
-  class weighting `{train.class_weighting}`, seed {p.seed}; code `{facts.git_commit}`.
-
+  class weighting `{train.class_weighting}`, seed {p.seed}; code `{facts.git_commit}`.{budget_text}
 ## Evaluation (MEGC protocol, `{evaluation.protocol}`{"" if complete else ", INCOMPLETE"}, {len(evaluation.seeds)} seed(s))
 {evaluation.selection_statement}.
 

@@ -102,3 +102,16 @@ def plot_search(table: pd.DataFrame, results, points: list, path: Path, metric: 
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def search_budget_warning(table: pd.DataFrame) -> str | None:
+    """Said when most trials that ran every epoch kept their last one: the search ranked
+    configurations that were still improving."""
+    from components.training.budget import budget_warning, kept_last_epoch
+
+    full = table[table.epochs_run == table.epochs]
+    kept = kept_last_epoch(zip(full.best_epoch, full.epochs_run, full.epochs, strict=True))
+    low, high = int(table.epochs.min()), int(table.epochs.max())
+    return budget_warning(
+        kept, len(full), f"{low}–{high}" if low < high else high, "full-length trials"
+    )
