@@ -162,7 +162,7 @@ class Evaluation:
     summary: dict[str, Any]
     folds: list[dict[str, Any]]
     units: dict[str, Any] = field(default_factory=dict)
-    folds_kept_last_epoch: int = 0  # folds (× seeds) that trained every epoch and kept the last
+    folds_still_improving: int = 0  # folds (× seeds) still improving when the epochs ran out
 
     OUTPUTS = (
         "metrics.json",
@@ -195,7 +195,7 @@ class Evaluation:
         }
         out["folds_run"] = len({f["fold"] for f in self.folds})
         out["seeds"] = len(self.seeds)
-        out["folds_kept_last_epoch"] = self.folds_kept_last_epoch
+        out["folds_still_improving"] = self.folds_still_improving
         return out
 
     def write(self, folder: Path, predictions: pd.DataFrame) -> None:

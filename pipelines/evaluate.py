@@ -59,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
         log_folds(parent.info.run_id, result.units, tags)
         log_summary(evaluation.summary, folder, Evaluation.OUTPUTS)
     print_summary("evaluate", evaluation.summary, session.complete, len(session.folds))
-    if warning := folds_budget_warning(evaluation.folds, chosen.train.epochs):
+    if warning := folds_budget_warning(
+        evaluation.folds, chosen.train.epochs, chosen.train.patience
+    ):
         print(f"evaluate: WARNING: {warning}")
     print(f"evaluate: MLflow run {parent.info.run_id}; reports in {folder}/")
     return 0

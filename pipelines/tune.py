@@ -52,6 +52,6 @@ def run(args: argparse.Namespace) -> int:
         f"tune: best {result.label} with validation UF1 {result.score:.4f}; "
         f"written to {plan.folder / 'best_config.json'}"
     )
-    if warning := search_budget_warning(table):
+    if warning := search_budget_warning(table, params.train.patience):
         print(f"tune: WARNING: {warning}")
     return 0

@@ -61,6 +61,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+RISING = [{"epoch": e, "val_uf1": min(1.0, e / 59), "val_loss": 1 - e / 60} for e in range(60)]
+
+
 def evaluation_result(project: Path, uf1: float, complete: bool) -> Evaluation:
     """What the evaluate stage would have written, with composite UF1 ``uf1``."""
     params = load_params(project / "params.yaml")
@@ -78,11 +81,11 @@ def evaluation_result(project: Path, uf1: float, complete: bool) -> Evaluation:
         train=asdict(params.train),
         seeds=[1],
         summary={"composite": block, "casme2": block},
-        folds=[  # both trained all of train.epochs (60) and kept the last
-            {"fold": "a", "seed": 1, "best_epoch": 59, "epochs_run": 60},
-            {"fold": "b", "seed": 1, "best_epoch": 59, "epochs_run": 60},
+        folds=[  # both trained all of train.epochs (60), their UF1 still rising at the end
+            {"fold": f, "seed": 1, "best_epoch": 59, "epochs_run": 60, "history": RISING}
+            for f in ("a", "b")
         ],
-        folds_kept_last_epoch=2,
+        folds_still_improving=2,
     )
 
 
@@ -148,7 +151,7 @@ def test_a_version_carries_metrics_provenance_figures_and_a_model_card(
     assert tags["git_commit"] and tags["model"] == "ststnet/cbam@fused"
     assert "beats" in tags["champion_decision"]
     assert version.description.startswith("# Model card") and "## Limits" in version.description
-    assert "**Training budget:** 2 of 2 evaluate folds kept their last epoch of 60" in (
+    assert "**Training budget:** 2 of 2 evaluate folds trained all 60 epochs" in (
         version.description
     )
     artifacts = {a.path for a in client.list_artifacts(version.run_id)}

@@ -133,12 +133,10 @@ class Session:
         from dataclasses import asdict
 
         from components.artifacts import Evaluation
-        from components.training.budget import kept_last_epoch
+        from components.training.budget import fold_runs, still_improving
 
         cfg = self.params.evaluate
         untuned = chosen.tune.holdout_subjects if chosen.tune else []
-        epochs = chosen.train.epochs
-        runs = [(f["best_epoch"], f["epochs_run"], epochs) for f in result.folds]
         return Evaluation(
             protocol=cfg.protocol,
             complete=self.complete,
@@ -150,7 +148,9 @@ class Session:
             summary=self.summarise(result.predictions, untuned),
             folds=result.folds,
             units={"count": len(result.units), "stacked": all(u.stacked for u in result.units)},
-            folds_kept_last_epoch=kept_last_epoch(runs),
+            folds_still_improving=still_improving(
+                fold_runs(result.folds, chosen.train.epochs), chosen.train.patience
+            ),
         )
 
     def publish(self, evaluation, predictions, overlays: list[dict], title: str) -> Path:

@@ -69,7 +69,9 @@ def model_card(facts: CardFacts) -> str:
         f"{p.preprocess.clip_size}×{p.preprocess.clip_size}, scaled to [0, 1]"
     )
     complete = evaluation.complete
-    budget = folds_budget_warning(evaluation.folds, evaluation.train["epochs"])
+    budget = folds_budget_warning(
+        evaluation.folds, evaluation.train["epochs"], evaluation.train["patience"]
+    )
     budget_text = f"\n- **Training budget:** {budget}.\n" if budget else "\n"
     synthetic_warning = (
         "\n> **Trained on the embedded synthetic dataset.** The clips are real public-domain "

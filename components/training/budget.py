@@ -1,31 +1,53 @@
-"""Was the training budget long enough? A run that trains every epoch it was given and keeps
-the last one (by validation UF1, then loss) was still improving when it stopped, so its score
-and any ranking built on it depend on where the budget happened to end."""
+"""Was the training budget long enough? A run that trains every epoch it was given and first
+reaches its best validation UF1 within the last ``window`` epochs (``train.patience``: the
+stretch without improvement after which early stopping calls a run done) was still improving
+when it stopped, so its score, and any ranking built on it, depend on where the budget ended.
+
+(Not "kept its last epoch": selection breaks UF1 ties by the lower validation loss, which on
+nearly separable data keeps falling long after UF1 has settled.)"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
 
-def kept_last_epoch(runs: Iterable[tuple[int, int, int]]) -> int:
-    """How many runs, given as ``(best_epoch, epochs_run, epochs)`` (0-based best epoch),
-    trained all their epochs and kept the last."""
-    return sum(run == epochs and best == epochs - 1 for best, run, epochs in runs)
+def first_best(scores: Sequence[float]) -> int:
+    """The 0-based epoch at which ``scores`` first reach their maximum."""
+    return max(range(len(scores)), key=lambda epoch: (scores[epoch], -epoch))
 
 
-def budget_warning(kept_last: int, runs: int, epochs: int | str, what: str) -> str | None:
+def still_improving(runs: Iterable[tuple[int, int, int]], window: int) -> int:
+    """How many runs, given as ``(first best epoch, epochs run, epochs)``, trained all their
+    epochs and first reached their best within the last ``window``."""
+    return sum(run == epochs and best >= epochs - window for best, run, epochs in runs)
+
+
+def budget_warning(
+    improving: int, runs: int, epochs: int | str, window: int, what: str
+) -> str | None:
     """A warning when more than half of ``runs`` (folds, trials: ``what``; their budget
-    ``epochs``, e.g. 40 or "20–40") kept their last epoch; ``None`` otherwise."""
-    if runs == 0 or 2 * kept_last <= runs:
+    ``epochs``, e.g. 40 or "20–40") were still improving; ``None`` otherwise."""
+    if runs == 0 or 2 * improving <= runs:
         return None
     return (
-        f"{kept_last} of {runs} {what} kept their last epoch of {epochs}: validation was still "
-        f"improving when training stopped, so more epochs or a higher learning rate may change "
-        f"these results"
+        f"{improving} of {runs} {what} trained all {epochs} epochs and first reached their best "
+        f"validation UF1 in the last {window} (train.patience): still improving when training "
+        f"stopped, so more epochs or a higher learning rate may change these results"
     )
 
 
-def folds_budget_warning(folds: Sequence[Mapping], epochs: int) -> str | None:
-    """The warning for an evaluation's per-fold records (``best_epoch``, ``epochs_run``)."""
-    kept = kept_last_epoch((f["best_epoch"], f["epochs_run"], epochs) for f in folds)
-    return budget_warning(kept, len(folds), epochs, "evaluate folds")
+def fold_runs(folds: Sequence[Mapping], epochs: int) -> list[tuple[int, int, int]]:
+    """An evaluation's per-fold records (``history``, ``epochs_run``) as runs."""
+    return [
+        (first_best([h["val_uf1"] for h in f["history"]]), f["epochs_run"], epochs)
+        for f in folds
+        if f["history"]
+    ]
+
+
+def folds_budget_warning(folds: Sequence[Mapping], epochs: int, window: int) -> str | None:
+    """The warning for an evaluation's per-fold records."""
+    runs = fold_runs(folds, epochs)
+    return budget_warning(
+        still_improving(runs, window), len(runs), epochs, window, "evaluate folds"
+    )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from components.training.budget import budget_warning, first_best, still_improving
 from components.tuning.space import describe
 
 
@@ -47,6 +48,9 @@ def trial_table(results, points: list, metric: str) -> pd.DataFrame:
                 "status": "ERROR" if result.error else statuses.get(trial_id, "TERMINATED"),
                 "epochs_run": len(history),
                 "best_epoch": int(best["epoch"]) if best is not None else -1,
+                "first_best_epoch": int(history["epoch"].iloc[first_best(history[metric].tolist())])
+                if best is not None
+                else -1,
                 "best_val_uf1": float(best[metric]) if best is not None else None,
                 "best_val_loss": float(best["val_loss"]) if best is not None else None,
                 "seconds": float(_last(history, "time_total_s", 0.0)),
@@ -104,14 +108,13 @@ def plot_search(table: pd.DataFrame, results, points: list, path: Path, metric: 
     plt.close(fig)
 
 
-def search_budget_warning(table: pd.DataFrame) -> str | None:
-    """Said when most trials that ran every epoch kept their last one: the search ranked
-    configurations that were still improving."""
-    from components.training.budget import budget_warning, kept_last_epoch
-
+def search_budget_warning(table: pd.DataFrame, window: int) -> str | None:
+    """Said when most trials that ran every epoch were still improving at the end: the search
+    ranked configurations on where their budget ended."""
     full = table[table.epochs_run == table.epochs]
-    kept = kept_last_epoch(zip(full.best_epoch, full.epochs_run, full.epochs, strict=True))
+    runs = zip(full.first_best_epoch, full.epochs_run, full.epochs, strict=True)
     low, high = int(table.epochs.min()), int(table.epochs.max())
+    budget = f"{low}–{high}" if low < high else high
     return budget_warning(
-        kept, len(full), f"{low}–{high}" if low < high else high, "full-length trials"
+        still_improving(runs, window), len(full), budget, window, "full-length trials"
     )
