@@ -1,10 +1,11 @@
 """Was the training budget long enough? A run that trains every epoch it was given and first
 reaches its best validation UF1 within the last ``window`` epochs (``train.patience``: the
-stretch without improvement after which early stopping calls a run done) was still improving
-when it stopped, so its score, and any ranking built on it, depend on where the budget ended.
+stretch without improvement after which early stopping calls a run done) may still have been
+improving when it stopped, so its score, and any ranking built on it, may depend on where the
+budget ended. (On a noisy plateau a late maximum can also be chance: the check says "may".)
 
-(Not "kept its last epoch": selection breaks UF1 ties by the lower validation loss, which on
-nearly separable data keeps falling long after UF1 has settled.)"""
+Not "kept its last epoch": selection breaks UF1 ties by the lower validation loss, which on
+nearly separable data keeps falling long after UF1 has settled."""
 
 from __future__ import annotations
 
@@ -31,8 +32,9 @@ def budget_warning(
         return None
     return (
         f"{improving} of {runs} {what} trained all {epochs} epochs and first reached their best "
-        f"validation UF1 in the last {window} (train.patience): still improving when training "
-        f"stopped, so more epochs or a higher learning rate may change these results"
+        f"validation UF1 in the last {window} (train.patience): they may still have been "
+        f"improving when training stopped, and more epochs or a higher learning rate may change "
+        f"these results"
     )
 
 
