@@ -47,13 +47,7 @@ SEEDS = 4
 def halving_settings(points: int, max_t: int) -> dict[str, int]:
     """Synchronous halving at the goal's budget: keep one trial (reduction factor = points)
     after the longest grace period whose search runs ≤ 0.5× the full grid's epochs."""
-    from components.tuning.halving import SynchronousHalving
-
-    budget = 0.5 * points * max_t
-    grace = max(
-        g for g in range(1, max_t + 1)
-        if SynchronousHalving.epochs(points, g, points, max_t) <= budget
-    )  # fmt: skip
+    grace = max(g for g, factor in within_budget(points, max_t) if factor == points)
     return {"grace_period": grace, "reduction_factor": points}
 
 
@@ -115,14 +109,10 @@ def grid_curves(folder: Path, labels: set[str]) -> dict[str, list[tuple[float, f
 
 def keeps_the_best(curves: dict[str, list[tuple[float, float]]], epochs: dict[str, int]) -> bool:
     """Does the pick (the best epoch run, as the search's result ranks) tie the grid's best?"""
-    from components.tuning.halving import rank_key
+    from components.tuning.halving import best_so_far
 
-    def best(label: str, upto: int) -> tuple[float, float]:
-        return max(rank_key(*epoch) for epoch in curves[label][:upto])
-
-    picked = max(curves, key=lambda label: best(label, epochs[label]))
-    full = {label: len(curve) for label, curve in curves.items()}
-    return best(picked, full[picked])[0] == max(best(label, full[label])[0] for label in curves)
+    picked = max(curves, key=lambda label: best_so_far(curves[label], epochs[label]))
+    return best_so_far(curves[picked])[0] == max(best_so_far(c)[0] for c in curves.values())
 
 
 def within_budget(points: int, max_t: int) -> list[tuple[int, int]]:

@@ -31,9 +31,10 @@ def test_only_runs_that_trained_their_whole_budget_and_rose_late_count() -> None
 
 
 def test_the_warning_needs_more_than_half() -> None:
-    assert budget_warning(2, 4, 40, 12, "folds") is None
-    assert budget_warning(0, 0, 40, 12, "folds") is None
-    warning = budget_warning(3, 4, 40, 12, "folds")
+    rising, settled = (39, 40, 40), (10, 40, 40)
+    assert budget_warning([rising, rising, settled, settled], 12, "folds") is None
+    assert budget_warning([], 12, "folds") is None
+    warning = budget_warning([rising, rising, rising, settled], 12, "folds")
     assert warning is not None and warning.startswith(
         "3 of 4 folds trained all 40 epochs and first reached their best validation UF1 in the "
         "last 12 (train.patience)"

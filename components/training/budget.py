@@ -23,15 +23,16 @@ def still_improving(runs: Iterable[tuple[int, int, int]], window: int) -> int:
     return sum(run == epochs and best >= epochs - window for best, run, epochs in runs)
 
 
-def budget_warning(
-    improving: int, runs: int, epochs: int | str, window: int, what: str
-) -> str | None:
-    """A warning when more than half of ``runs`` (folds, trials: ``what``; their budget
-    ``epochs``, e.g. 40 or "20–40") were still improving; ``None`` otherwise."""
-    if runs == 0 or 2 * improving <= runs:
+def budget_warning(runs: Sequence[tuple[int, int, int]], window: int, what: str) -> str | None:
+    """A warning when more than half of ``runs`` (folds, trials: ``what``; as in
+    :func:`still_improving`) were still improving; ``None`` otherwise."""
+    improving = still_improving(runs, window)
+    if not runs or 2 * improving <= len(runs):
         return None
+    low, high = min(r[2] for r in runs), max(r[2] for r in runs)
+    epochs = f"{low}–{high}" if low < high else high
     return (
-        f"{improving} of {runs} {what} trained all {epochs} epochs and first reached their best "
+        f"{improving} of {len(runs)} {what} trained all {epochs} epochs and first reached their best "
         f"validation UF1 in the last {window} (train.patience): they may still have been "
         f"improving when training stopped, and more epochs or a higher learning rate may change "
         f"these results"
@@ -49,7 +50,4 @@ def fold_runs(folds: Sequence[Mapping], epochs: int) -> list[tuple[int, int, int
 
 def folds_budget_warning(folds: Sequence[Mapping], epochs: int, window: int) -> str | None:
     """The warning for an evaluation's per-fold records."""
-    runs = fold_runs(folds, epochs)
-    return budget_warning(
-        still_improving(runs, window), len(runs), epochs, window, "evaluate folds"
-    )
+    return budget_warning(fold_runs(folds, epochs), window, "evaluate folds")

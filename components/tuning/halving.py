@@ -38,6 +38,14 @@ def rank_key(uf1: float, val_loss: float) -> tuple[float, float]:
     return uf1, -val_loss
 
 
+def best_so_far(
+    curve: Sequence[tuple[float, float]], upto: int | None = None
+) -> tuple[float, float]:
+    """The rank of a trial's best epoch among its first ``upto`` (all by default), per epoch
+    ``(val_uf1, val_loss)``."""
+    return max(rank_key(*epoch) for epoch in curve[:upto])
+
+
 def replay(
     curves: Mapping[str, Sequence[tuple[float, float]]],
     grace_period: int,
@@ -54,7 +62,7 @@ def replay(
     run = {label: 0 for label in curves}
     alive = list(curves)
     for rung in [*rungs(grace_period, reduction_factor, max_t), max_t]:
-        scores = {label: max(rank_key(*epoch) for epoch in curves[label][:rung]) for label in alive}
+        scores = {label: best_so_far(curves[label], rung) for label in alive}
         run.update(dict.fromkeys(alive, rung))
         alive = sorted(alive, key=scores.__getitem__, reverse=True)
         alive = alive[: math.ceil(len(alive) / reduction_factor)]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from components.training.budget import budget_warning, first_best, still_improving
+from components.training.budget import budget_warning, first_best
 from components.tuning.space import describe
 
 
@@ -112,9 +112,5 @@ def search_budget_warning(table: pd.DataFrame, window: int) -> str | None:
     """Said when most trials that ran every epoch were still improving at the end: the search
     ranked configurations on where their budget ended."""
     full = table[table.epochs_run == table.epochs]
-    runs = zip(full.first_best_epoch, full.epochs_run, full.epochs, strict=True)
-    low, high = int(table.epochs.min()), int(table.epochs.max())
-    budget = f"{low}–{high}" if low < high else high
-    return budget_warning(
-        still_improving(runs, window), len(full), budget, window, "full-length trials"
-    )
+    runs = list(zip(full.first_best_epoch, full.epochs_run, full.epochs, strict=True))
+    return budget_warning(runs, window, "full-length trials")
