@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import shutil
 import subprocess
 import sys
@@ -65,7 +64,9 @@ def stage_params(base: Path, name: str, **evaluate) -> Path:
 
 
 def units_of(folder: Path) -> list:
-    return [pickle.loads(p.read_bytes()) for p in sorted(folder.glob("*.pkl"))]
+    from components.evaluation.units import UnitStore
+
+    return UnitStore(folder).stored()
 
 
 RATE_SCRIPT = r"""

@@ -15,22 +15,43 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import pandas as pd
 
-from components.config import ModelConfig, Params, TrainConfig, model_from_dict
-from components.errors import ArtifactError
+from components.config import (
+    BatchSize,
+    Epochs,
+    ModelConfig,
+    Params,
+    PositiveFloat,
+    TrainConfig,
+    model_dict,
+    model_from_dict,
+)
+from components.errors import ArtifactError, ConfigError
 from components.outputs import write_json
+from components.parsing import Range, parse
 
 
 def _read_json(path: Path, stage: str) -> dict:
     if not path.is_file():
         raise ArtifactError(f"{path} is missing: run `mer {stage}` (or `dvc repro`) first")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ArtifactError(f"{path} is not valid JSON ({exc}): run `mer {stage}` again") from None
+
+
+def read_artifact(cls: type, path: Path, stage: str, prepare=None):
+    """A stage's JSON output parsed through the typed schema, like ``params.yaml``: a missing,
+    damaged or edited file (a key, a type, a value out of range) is one line naming the file,
+    the key and the stage that writes it."""
+    raw = _read_json(path, stage)
+    try:
+        return parse(cls, prepare(raw) if prepare else raw, str(path))
+    except ConfigError as exc:
+        raise ArtifactError(f"{exc}: run `mer {stage}` again") from None
 
 
 @dataclass(frozen=True)
@@ -71,21 +92,30 @@ class Records:
 @dataclass(frozen=True)
 class TuneResult:
     """The best point of the search: the model and the training values evaluate and register
-    apply."""
+    apply (typed like ``params.yaml``'s ``train``: read back through the same checks)."""
 
     model: ModelConfig
-    learning_rate: float
-    batch_size: int
-    epochs: int
-    best_epoch: int
-    score: float  # the objective at the best epoch (validation UF1)
-    objective: str  # holdout | kfold
+    learning_rate: PositiveFloat
+    batch_size: BatchSize
+    epochs: Epochs
+    best_epoch: Annotated[int, Range(ge=0)]
+    score: Annotated[float, Range(ge=0)]  # the metric at the best epoch (validation subjects)
+    objective: Literal["holdout", "kfold"]
     label: str
     search: dict[str, Any]
     holdout_subjects: list[str]
     search_subjects: list[str]
+    metric: Literal["val_uf1", "val_uar", "val_loss"] = "val_uf1"  # what ``score`` is
 
     FILES = ("best_config.json", "trials.parquet", "search.png")
+
+    def __post_init__(self) -> None:
+        if self.best_epoch >= self.epochs:
+            raise ConfigError(f"best_epoch {self.best_epoch} is not below epochs {self.epochs}")
+        if self.metric != "val_loss" and self.score > 1:
+            raise ConfigError(f"score: {self.metric} {self.score} is above 1")
+        if set(self.holdout_subjects) & set(self.search_subjects):
+            raise ConfigError("holdout_subjects and search_subjects overlap")
 
     @staticmethod
     def folder(params: Params) -> Path:
@@ -112,13 +142,14 @@ class TuneResult:
         path = cls.folder(params) / "best_config.json"
         if not path.exists():
             return None
-        raw = _read_json(path, "tune")
-        try:
-            return cls(**{**raw, "model": model_from_dict(raw["model"], str(path))})
-        except (TypeError, KeyError) as exc:
-            raise ArtifactError(
-                f"{path} was written by another version ({exc}): run `mer tune` again"
-            ) from None
+        return read_artifact(cls, path, "tune", _older_attention_options)
+
+
+def _older_attention_options(raw: dict) -> dict:
+    """Older artifacts stored every attention option; the type's own are kept."""
+    if isinstance(raw.get("model"), dict):
+        raw = {**raw, "model": model_dict(raw["model"])}
+    return raw
 
 
 @dataclass(frozen=True)
@@ -152,17 +183,26 @@ class Evaluation:
     """The ``evaluate`` record: protocol, selection, the configuration and training values,
     metrics (with CIs, per seed), per-fold choices."""
 
-    protocol: str
+    protocol: Literal["loso", "kfold", "lodo"]
     complete: bool
-    selection: str
+    selection: Literal["given", "nested"]
     selection_statement: str
     model: dict[str, Any]
     train: dict[str, Any]
-    seeds: list[int]
-    summary: dict[str, Any]
+    seeds: list[Annotated[int, Range(ge=0)]]
+    summary: dict[str, dict[str, Any]]
     folds: list[dict[str, Any]]
     units: dict[str, Any] = field(default_factory=dict)
-    folds_still_improving: int = 0  # folds (× seeds) still improving when the epochs ran out
+    folds_still_improving: Annotated[int, Range(ge=0)] = 0  # still improving when epochs ran out
+
+    def __post_init__(self) -> None:
+        composite = self.summary.get("composite")
+        if not isinstance(composite, dict):
+            raise ConfigError("summary: has no composite block")
+        for metric in ("uf1", "uar"):
+            value = composite.get(metric)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+                raise ConfigError(f"summary:composite:{metric}: {value!r} is not in [0, 1]")
 
     OUTPUTS = (
         "metrics.json",
@@ -206,14 +246,13 @@ class Evaluation:
 
     @classmethod
     def read(cls, params: Params) -> Evaluation:
-        raw = _read_json(cls.folder(params) / "evaluation.json", "evaluate")
+        evaluation = read_artifact(cls, cls.folder(params) / "evaluation.json", "evaluate")
         try:
-            return cls(**raw)
-        except TypeError as exc:
-            raise ArtifactError(
-                f"{cls.folder(params) / 'evaluation.json'} was written by another version "
-                f"({exc}): run `mer evaluate` again"
-            ) from None
+            evaluation.model_config()
+            parse(TrainConfig, evaluation.train, "evaluation.json train")
+        except ConfigError as exc:
+            raise ArtifactError(f"{exc}: run `mer evaluate` again") from None
+        return evaluation
 
     @classmethod
     def predictions(cls, params: Params) -> pd.DataFrame:
@@ -234,7 +273,7 @@ class Registration:
     """What ``register`` did: the version, and whether the alias moved and why."""
 
     model_name: str
-    version: int
+    version: Annotated[int, Range(ge=1)]
     model_uri: str
     alias: str
     alias_moved: bool
@@ -242,8 +281,8 @@ class Registration:
     previous_alias_holder: str | None
     run_id: str
     data_version: str
-    uf1: float
-    protocol: str
+    uf1: Annotated[float, Range(ge=0, le=1)]
+    protocol: Literal["loso", "kfold", "lodo"]
 
     FILES = ("registration.json", "metrics.json", "model_card.md", "attention_maps.png")
 
@@ -260,7 +299,7 @@ class Registration:
 
     @classmethod
     def read(cls, params: Params) -> Registration:
-        return cls(**_read_json(cls.folder(params) / "registration.json", "register"))
+        return read_artifact(cls, cls.folder(params) / "registration.json", "register")
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,8 @@ type does not take is an error naming the ones it does.
 from __future__ import annotations
 
 import dataclasses
-import math
-import types
-import typing
-from collections.abc import Callable, Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -22,52 +20,17 @@ from typing import Annotated, Any, Literal
 import yaml
 
 from components.errors import ConfigError
+from components.parsing import (
+    FormatString,
+    OneOf,
+    Range,
+    UserPath,
+    check_unique,
+    parse,
+    placeholders,
+)
 
 __all__ = ["ConfigError", "Params", "load_params", "parse"]
-
-
-@dataclass(frozen=True)
-class Range:
-    """Allowed interval of a number: ``ge``/``gt`` below, ``le``/``lt`` above."""
-
-    ge: float | None = None
-    gt: float | None = None
-    le: float | None = None
-    lt: float | None = None
-
-    def check(self, value: float, where: str) -> None:
-        bad = (
-            (self.ge is not None and value < self.ge)
-            or (self.gt is not None and value <= self.gt)
-            or (self.le is not None and value > self.le)
-            or (self.lt is not None and value >= self.lt)
-            or (isinstance(value, float) and not math.isfinite(value))
-        )
-        if bad:
-            raise ConfigError(f"{where}: {value!r} is out of range; it must be {self}")
-
-    def __str__(self) -> str:
-        parts = [
-            f"{symbol} {value:g}"
-            for symbol, value in (("≥", self.ge), (">", self.gt), ("≤", self.le), ("<", self.lt))
-            if value is not None
-        ]
-        return " and ".join(parts) or "finite"
-
-
-@dataclass(frozen=True)
-class OneOf:
-    """A name that must be a key of a registry (looked up lazily: registries import late)."""
-
-    registry: str  # what the names are, for the message
-    names: Callable[[], Iterable[str]]
-
-    def check(self, value: str, where: str) -> None:
-        valid = list(self.names())
-        if value not in valid:
-            raise ConfigError(
-                f"{where}: {value!r} is not a known {self.registry}; valid: {', '.join(valid)}"
-            )
 
 
 def _readers() -> Iterable[str]:
@@ -90,12 +53,21 @@ def _attentions() -> Iterable[str]:
 
 Positive = Annotated[int, Range(ge=1)]
 NonNegative = Annotated[int, Range(ge=0)]
+#: bounded so that no setting can exhaust memory or overflow a seed before any work starts
+Seed = Annotated[int, Range(ge=0, le=2**31 - 1)]
+Epochs = Annotated[int, Range(ge=1, le=10_000)]
+BatchSize = Annotated[int, Range(ge=1, le=65_536)]
+PathSetting = Annotated[str, UserPath()]
 PositiveFloat = Annotated[float, Range(gt=0)]
 Fraction = Annotated[float, Range(gt=0, lt=1)]  # strictly between 0 and 1
 ApexPolicy = Literal["quarantine", "middle"]
 DatasetName = Annotated[str, OneOf("dataset reader", _readers)]
 BackboneName = Annotated[str, OneOf("backbone", _backbones)]
 AttentionType = Annotated[str, OneOf("attention type", _attentions)]
+
+
+#: what a flow_images ``pattern`` may name: the CSV's subject, clip and dataset columns
+PATTERN_FIELDS = ("sub", "filename_o", "dataset")
 
 
 def _check_options(raw: Mapping, where: str, kind: str, name: str, taken: Iterable[str]) -> None:
@@ -120,15 +92,25 @@ class DatasetConfig:
     """
 
     name: DatasetName
-    root: str
+    root: PathSetting
     frames_dir: str | None = None
     sheet: str | None = None
     missing_apex: ApexPolicy = "quarantine"
     csv: str | None = None  # flow_images: the label CSV (default: the only *.csv in root)
     images_dir: str | None = None  # flow_images: folder of the flow images (default: root)
-    pattern: str = "{sub}_{filename_o} .png"  # flow_images: file name of a sample's image
+    pattern: Annotated[str, FormatString()] = (
+        "{sub}_{filename_o} .png"  # flow_images: file name of a sample's image
+    )
     channels: Literal["uvs", "vus", "usv", "vsu", "suv", "svu"] = "uvs"  # flow_images: RGB order
     faces_dir: str | None = None  # flow_images: apex faces "{sub}_{filename_o}.jpg" for figures
+
+    def __post_init__(self) -> None:
+        unknown = [p for p in placeholders(self.pattern) if p not in PATTERN_FIELDS]
+        if unknown:
+            raise ConfigError(
+                f"pattern: unknown placeholder {{{unknown[0]}}} in {self.pattern!r}; it may "
+                f"use {', '.join('{' + f + '}' for f in PATTERN_FIELDS)}"
+            )
 
     @classmethod
     def check_keys(cls, raw: Mapping, where: str) -> None:
@@ -144,7 +126,7 @@ class DatasetConfig:
 class SynthesizeConfig:
     """The embedded synthetic dataset, written in the CASME II layout."""
 
-    root: str = "data/raw/synthetic_casme2"
+    root: PathSetting = "data/raw/synthetic_casme2"
     #: uniform: ``subjects`` × ``clips_per_class`` × 3 classes; megc2019_composite: 68 subjects
     #: with the per-subject class counts of the real MEGC 2019 composite list (442 clips)
     clips: Literal["uniform", "megc2019_composite"] = "uniform"
@@ -186,8 +168,8 @@ class TVL1Config:
 class PreprocessConfig:
     """The Beam preprocessing stage: faces, flow, strain, clips, records."""
 
-    records_dir: str = "data/records"
-    report: str = "reports/preprocess.json"  # counters and timing (a DVC metric)
+    records_dir: PathSetting = "data/records"
+    report: PathSetting = "reports/preprocess.json"  # counters (a DVC metric)
     detector: Literal["yuface", "yuface_only", "haar"] = "yuface"
     face_size: Annotated[int, Range(ge=32)] = 128
     face_margin: Annotated[float, Range(ge=0, lt=1)] = 0.15
@@ -195,9 +177,17 @@ class PreprocessConfig:
     clip_frames: Annotated[int, Range(ge=2)] = 8
     clip_size: Annotated[int, Range(ge=8)] = 64
     tvl1: TVL1Config = field(default_factory=TVL1Config)
-    num_shards: Positive = 4
+    num_shards: Annotated[int, Range(ge=1, le=1024)] = 4
     max_quarantine_fraction: Annotated[float, Range(ge=0, le=1)] = 0.1
-    runner: str = "DirectRunner"
+    #: Beam runners that take this pipeline (DaskRunner is refused: it wrote 0 records here)
+    runner: Literal[
+        "DirectRunner",
+        "PrismRunner",
+        "PortableRunner",
+        "FlinkRunner",
+        "SparkRunner",
+        "DataflowRunner",
+    ] = "DirectRunner"
     direct_running_mode: Literal["in_memory", "multi_threading", "multi_processing"] = (
         "multi_processing"
     )
@@ -270,32 +260,42 @@ class ModelConfig:
         }
 
 
-def model_from_dict(raw: Mapping, where: str) -> ModelConfig:
-    """A model configuration stored by a stage (artifact, registry metadata). Options the
-    attention type does not take are dropped first: older artifacts stored every option."""
+def model_dict(raw: Mapping) -> dict:
+    """A stored model configuration with only the options its attention type takes (older
+    artifacts stored every option)."""
     raw = dict(raw)
-    attention = dict(raw.get("attention") or {})
-    kind = attention.get("type", "none")
-    raw["attention"] = {
-        k: v for k, v in attention.items() if k == "type" or k in attention_options(kind)
-    }
-    return parse(ModelConfig, raw, where)
+    attention = raw.get("attention") or {}
+    if isinstance(attention, Mapping):
+        kind = attention.get("type", "none")
+        raw["attention"] = {
+            k: v for k, v in attention.items() if k == "type" or k in attention_options(kind)
+        }
+    return raw
+
+
+def model_from_dict(raw: Mapping, where: str) -> ModelConfig:
+    """A model configuration stored by a stage (artifact, registry metadata)."""
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where}: expected a mapping for the model, got {raw!r}")
+    return parse(ModelConfig, model_dict(raw), where)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """How one model is trained (used by evaluate, tune and register alike)."""
 
-    epochs: Positive = 60
-    batch_size: Positive = 16  # per replica; the global batch is batch_size × replicas
+    epochs: Epochs = 60
+    batch_size: BatchSize = 16  # per replica; the global batch is batch_size × replicas
     learning_rate: PositiveFloat = 0.001
-    patience: Positive = 12  # early stopping on validation UF1 (validation subjects only)
-    min_epochs: Positive = 20  # early stopping never stops before this (warm-up of tiny nets)
+    patience: Epochs = 12  # early stopping on validation UF1 (validation subjects only)
+    min_epochs: Epochs = 20  # early stopping never stops before this (warm-up of tiny nets)
     validation_fraction: Fraction = 0.2  # of the training subjects, by subject
     class_weighting: Literal["balanced", "none"] = "balanced"
     augment_flip: bool = True  # horizontal mirror (u changes sign)
     augment_shift_px: NonNegative = 2  # random translation up to this many pixels (0 = off)
-    devices: Positive = 1  # CPU: split into N logical devices (MirroredStrategy); GPUs: all visible
+    devices: Annotated[int, Range(ge=1, le=256)] = (
+        1  # CPU: split into N logical devices (MirroredStrategy); GPUs: all visible
+    )
     threads: NonNegative = 0  # TF intra-op threads per process (0 = TF default)
     deterministic: bool = True  # tf.config.experimental.enable_op_determinism
     #: train the folds of one unit of work as one stacked model (each fold's copy sees every
@@ -308,8 +308,18 @@ class TrackingConfig:
     """MLflow: the embedded default is SQLite; ``MLFLOW_TRACKING_URI`` overrides the URI."""
 
     uri: str = "sqlite:///mlflow.db"
-    artifact_location: str = "mlartifacts"
+    artifact_location: PathSetting = "mlartifacts"
     experiment: str = "mer-attention"
+
+    def __post_init__(self) -> None:
+        if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", self.uri):
+            hint = f"; did you mean sqlite:///{self.uri}?" if self.uri.endswith(".db") else ""
+            raise ConfigError(
+                f"tracking.uri: {self.uri!r} has no scheme (sqlite:///, postgresql://, "
+                f"http://, ...){hint}"
+            )
+        if not self.experiment.strip():
+            raise ConfigError("tracking.experiment: the name is empty")
 
 
 @dataclass(frozen=True)
@@ -318,8 +328,27 @@ class RegisterConfig:
 
     model_name: str = "mer-attention"  # the registered model in the MLflow registry
     alias: str = "champion"  # moves only to a version that beats it on the same protocol/data
-    epochs: Positive | None = None  # None = median best epoch of the evaluate folds
-    reports_dir: str = "reports/register"
+    epochs: Epochs | None = None  # None = median best epoch of the evaluate folds
+    reports_dir: PathSetting = "reports/register"
+
+    def __post_init__(self) -> None:
+        """MLflow's own rules for registered model and alias names, checked before training
+        (MLflow would refuse them only when the trained model is registered)."""
+        name, alias = self.model_name, self.alias
+        if not name.strip() or "/" in name or ":" in name or name != name.strip():
+            raise ConfigError(
+                f"register.model_name: {name!r} is not a registered-model name (non-empty, "
+                "no '/' or ':', no surrounding spaces)"
+            )
+        if not re.fullmatch(r"[\w\-]{1,255}", alias):
+            raise ConfigError(
+                f"register.alias: {alias!r} is not an alias (1-255 letters, digits, _ or -)"
+            )
+        if alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias):
+            raise ConfigError(
+                f"register.alias: {alias!r} is reserved by MLflow ('latest' and 'v<number>' "
+                "name versions); choose another, e.g. champion"
+            )
 
 
 @dataclass(frozen=True)
@@ -331,14 +360,21 @@ class EvaluateConfig:
     selection: Literal["given", "nested"] = "given"
     candidates: tuple[ModelConfig, ...] = ()  # for nested selection (in addition to `model`)
     inner_folds: Annotated[int, Range(ge=2)] = 3  # nested: grouped folds over training subjects
-    seeds: Positive = 1  # training seeds per variant (seed, seed+1, ...); reports pool them
-    bootstrap: Annotated[int, Range(ge=100)] = 2000  # subject-level bootstrap resamples for CIs
+    seeds: Annotated[int, Range(ge=1, le=1000)] = (
+        1  # training seeds per variant (seed, seed+1, ...)
+    )
+    bootstrap: Annotated[int, Range(ge=100, le=100_000)] = 2000  # subject-bootstrap resamples
     confidence: Fraction = 0.95
     attention_examples: NonNegative = 2  # samples per class drawn as attention-map overlays
-    folds_per_unit: Positive = 17  # folds trained together (stacked) in one unit of work
+    folds_per_unit: Annotated[int, Range(ge=1, le=1000)] = (
+        17  # folds trained together (stacked) in one unit of work
+    )
     max_failures: NonNegative = 2  # retries of a crashed unit
-    units_dir: str = ".mer/units"  # finished units (predictions, epochs), so a re-run resumes
-    reports_dir: str = "reports"
+    units_dir: PathSetting = ".mer/units"  # finished units (predictions, epochs): re-runs resume
+    reports_dir: PathSetting = "reports"
+
+    def __post_init__(self) -> None:
+        check_unique(self.candidates, "evaluate.candidates")
 
 
 @dataclass(frozen=True)
@@ -347,10 +383,11 @@ class CompareConfig:
 
     types: tuple[AttentionType, ...] = ("none", "se", "eca", "channel", "spatial", "cbam", "mhsa")
     baseline: AttentionType = "none"
-    seeds: Positive = 3
-    reports_dir: str = "reports/compare"
+    seeds: Annotated[int, Range(ge=1, le=1000)] = 3
+    reports_dir: PathSetting = "reports/compare"
 
     def __post_init__(self) -> None:
+        check_unique(self.types, "compare.types")
         if self.baseline not in self.types:
             raise ConfigError(
                 f"compare: baseline {self.baseline!r} is not among types {list(self.types)}"
@@ -372,8 +409,8 @@ class TuneSpaceConfig:
     kernel_size: tuple[Positive | None, ...] = (None,)
     placement: tuple[tuple[str, ...], ...] = (("fused",),)
     learning_rate: tuple[PositiveFloat, ...] = (0.001,)
-    batch_size: tuple[Positive, ...] = (16,)
-    epochs: tuple[Positive, ...] = (40,)
+    batch_size: tuple[BatchSize, ...] = (16,)
+    epochs: tuple[Epochs, ...] = (40,)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -381,6 +418,7 @@ class TuneSpaceConfig:
                 raise ConfigError(
                     f"tune.space.{f.name}: the list is empty; give at least one value"
                 )
+            check_unique(getattr(self, f.name), f"tune.space.{f.name}")
 
 
 @dataclass(frozen=True)
@@ -398,11 +436,12 @@ class TuneConfig:
     #: asha: asynchronous successive halving; halving: synchronous (every trial reaches a rung
     #: before any is cut, components/tuning/halving.py); fifo: every trial runs every epoch
     scheduler: Literal["asha", "halving", "fifo"] = "fifo"
-    grace_period: Positive = 15  # asha/halving: epochs every trial gets before it can be stopped
+    grace_period: Epochs = 15  # asha/halving: epochs every trial gets before it can be stopped
     reduction_factor: Annotated[int, Range(ge=2)] = 3
     brackets: Positive = 1  # ASHA brackets
-    metric: str = "val_uf1"
-    mode: Literal["max", "min"] = "max"
+    #: what ranks the trials: validation UF1 or UAR (higher is better) or loss (lower is)
+    metric: Literal["val_uf1", "val_uar", "val_loss"] = "val_uf1"
+    mode: Literal["max", "min"] = "max"  # must agree with the metric (checked)
     holdout_fraction: Annotated[float, Range(ge=0, lt=1)] = 0.2  # subjects the search never sees
     validation_fraction: Fraction = 0.25  # holdout objective: the validation subjects
     cpus_per_trial: PositiveFloat = 1.0
@@ -411,7 +450,17 @@ class TuneConfig:
     address: str | None = None  # Ray cluster to attach to (RAY_ADDRESS wins); None = local
     storage_path: str = ".ray_results"  # shared storage for a multi-node cluster
     max_failures: NonNegative = 2  # retries of a crashed trial, from its last checkpoint
-    reports_dir: str = "reports/tune"
+    reports_dir: PathSetting = "reports/tune"
+
+    def __post_init__(self) -> None:
+        wanted = "min" if self.metric == "val_loss" else "max"
+        if self.mode != wanted:
+            raise ConfigError(
+                f"tune.mode: {self.mode!r} would rank {self.metric} from the worst trial; "
+                f"{self.metric} needs mode {wanted!r}"
+            )
+        if "://" not in self.storage_path:
+            object.__setattr__(self, "storage_path", UserPath()(self.storage_path, "tune"))
 
 
 def _default_datasets() -> tuple[DatasetConfig, ...]:
@@ -422,7 +471,7 @@ def _default_datasets() -> tuple[DatasetConfig, ...]:
 class Params:
     """All of ``params.yaml``."""
 
-    seed: NonNegative = 42
+    seed: Seed = 42
     datasets: tuple[DatasetConfig, ...] = field(default_factory=_default_datasets)
     synthesize: SynthesizeConfig = field(default_factory=SynthesizeConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
@@ -437,102 +486,36 @@ class Params:
     def __post_init__(self) -> None:
         if not self.datasets:
             raise ConfigError("datasets: the list is empty; name at least one dataset to read")
+        roots = [(d.name, str(Path(d.root).resolve())) for d in self.datasets]
+        for index, entry in enumerate(roots):
+            if entry in roots[:index]:
+                raise ConfigError(
+                    f"datasets[{index}]: {entry[0]} at {self.datasets[index].root} is listed "
+                    f"twice (also datasets[{roots.index(entry)}]); its samples would be read twice"
+                )
+        last = self.seed + max(self.evaluate.seeds, self.compare.seeds) - 1
+        if last > 2**31 - 1:
+            raise ConfigError(
+                f"seed: {self.seed} + seeds - 1 = {last} is above 2**31 - 1, the largest seed"
+            )
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Read and validate ``params.yaml``; raise :class:`ConfigError` naming any bad key."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: file not found") from exc
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder; --params takes a YAML file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start}: {exc.object[exc.start : exc.start + 1]!r}); "
+            "save it as UTF-8"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     return parse(Params, raw, where=str(path))
-
-
-def parse(cls: type, raw: Any, where: str) -> Any:
-    """Build dataclass ``cls`` from plain YAML data, strictly."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping for {cls.__name__}, got {raw!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key {unknown[0]!r}"
-            + (f" (and {unknown[1:]})" if len(unknown) > 1 else "")
-            + f"; valid keys are: {', '.join(sorted(fields))}"
-        )
-    hints = typing.get_type_hints(cls, include_extras=True)
-    values = {name: _coerce(hints[name], value, f"{where}:{name}") for name, value in raw.items()}
-    missing = [
-        f.name
-        for f in fields.values()
-        if f.name not in values
-        and f.default is dataclasses.MISSING
-        and f.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        raise ConfigError(f"{where}: missing required key(s) {', '.join(missing)}")
-    check_keys = getattr(cls, "check_keys", None)
-    if check_keys is not None:
-        check_keys(raw, where)
-    try:
-        return cls(**values)
-    except ConfigError as exc:
-        message = str(exc)
-        raise ConfigError(message if message.startswith(where) else f"{where}: {message}") from None
-
-
-def _coerce(hint: Any, value: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin is Annotated:
-        result = _coerce(args[0], value, where)
-        for check in args[1:]:
-            if result is not None:
-                check.check(result, where)
-        return result
-    if dataclasses.is_dataclass(hint):
-        return parse(hint, value, where)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(arg, value, where)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(
-            errors[0] if len(errors) == 1 else f"{where}: {value!r} matches none of {args}"
-        )
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
-        return tuple(
-            _coerce(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True))
-        )
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return {k: _coerce(args[1], v, f"{where}.{k}") for k, v in value.items()}
-    if hint is Any:
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if hint in (int, str, bool):
-        if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-            raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
-        return value
-    raise ConfigError(f"{where}: unsupported type {hint!r}")  # pragma: no cover - programming error

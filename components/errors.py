@@ -7,6 +7,8 @@ traceback). Anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import re
+
 
 class MerError(Exception):
     """A user error; the message names the file, key or row and what is wrong."""
@@ -31,3 +33,55 @@ class OutputError(MerError):
 class Interrupted(BaseException):
     """The run was interrupted (Ctrl-C, SIGTERM) before it completed; nothing was published.
     Like ``KeyboardInterrupt`` it is not an ``Exception``: no retry loop swallows it."""
+
+
+class TrackingError(MerError):
+    """The MLflow store cannot be reached or used (checked before any training)."""
+
+
+_USERINFO = re.compile(
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<secret>[^@/\s]+)@"
+)
+_SECRET_QUERY = re.compile(
+    r"(?P<key>(?:password|passwd|pwd|token|secret|api_key|apikey)=)[^&\s]+", re.I
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with the credentials of every URI in it replaced by ``***``
+    (``postgresql://user:***@host/db``, ``...?password=***``)."""
+    text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", text)
+    return _SECRET_QUERY.sub(lambda m: f"{m['key']}***", text)
+
+
+def user_message(exc: BaseException) -> str | None:
+    """The one line to show for an error the user can fix, or None for a bug (which keeps its
+    traceback). Looks through the cause chain and through Ray's task errors, so a user error
+    raised inside a Ray worker or a Beam transform is shown as itself."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        message = _own_message(current)
+        if message is not None:
+            return redact(message)
+        inner = getattr(current, "cause", None)  # ray.exceptions.RayTaskError
+        current = (
+            inner
+            if isinstance(inner, BaseException)
+            else (current.__cause__ or current.__context__)
+        )
+    return None
+
+
+def _own_message(exc: BaseException) -> str | None:
+    if isinstance(exc, MerError):
+        return str(exc)
+    if isinstance(exc, UnicodeDecodeError):
+        return f"a file is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
+    if isinstance(exc, OSError) and exc.filename is not None:
+        target = exc.filename if exc.filename2 is None else f"{exc.filename} -> {exc.filename2}"
+        return f"{target}: {exc.strerror or exc}"
+    if type(exc).__name__ == "MlflowException" and type(exc).__module__.startswith("mlflow"):
+        return f"MLflow: {getattr(exc, 'message', str(exc))}"
+    return None

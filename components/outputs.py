@@ -11,11 +11,13 @@ killed or failed run leaves the previous outputs as they were.
 
 from __future__ import annotations
 
+import fcntl
 import fnmatch
 import json
 import math
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -97,11 +99,76 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _clean_stale(parent: Path, name: str) -> None:
-    """Staging/retired folders a killed earlier run of this stage left behind (ours by name)."""
+    """Staging/retired folders a killed earlier run of this stage left behind (ours by name,
+    and only those whose process has ended: a live run's staging is never touched)."""
     for pattern in (STAGING, RETIRED):
         for stale in parent.glob(pattern.format(name=name, pid="*")):
+            pid = stale.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and int(pid) != os.getpid() and pid_alive(int(pid)):
+                continue
             _remove(stale)
+
+
+_HELD: dict[Path, int] = {}  # lock files this process holds → descriptor
+
+
+@contextmanager
+def output_lock(folder: str | Path, setting: str) -> Iterator[None]:
+    """Hold the write lock of output ``folder`` (a lock file beside it, removed when released)
+    for the duration: a second run writing the same outputs stops at once, in one line,
+    instead of training for an hour and then replacing (or deleting the staging of) the first
+    one's. Re-entrant within a process; released when the process ends, however it ends."""
+    target = Path(folder).resolve()
+    lock = target.parent / f".{target.name}.lock"
+    if lock in _HELD:
+        yield
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = _acquire(lock, setting, folder)
+    _HELD[lock] = descriptor
+    try:
+        yield
+    finally:
+        del _HELD[lock]
+        lock.unlink(missing_ok=True)  # while still held: the next run creates a new one
+        fcntl.flock(descriptor, fcntl.LOCK_UN)
+        os.close(descriptor)
+
+
+def _acquire(lock: Path, setting: str, folder: str | Path) -> int:
+    """An exclusive lock on the file ``lock`` (created if needed); the file holds our pid."""
+    while True:
+        descriptor = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(descriptor, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(descriptor)
+            raise OutputError(
+                f"{setting}: another mer run (pid {holder}) is writing {folder}; wait for it "
+                "to finish, or choose another folder"
+            ) from None
+        try:
+            same = os.stat(lock).st_ino == os.fstat(descriptor).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:  # not unlinked by a run releasing it between our open and our lock
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, f"{os.getpid()}\n".encode(), 0)
+            return descriptor
+        os.close(descriptor)
 
 
 @contextmanager
@@ -115,20 +182,21 @@ def staged_folder(
     hold only files matching ``owned``). On an exception the staging folder is removed and
     ``folder`` is untouched."""
     target = check_output_folder(folder, setting, protected, owned)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _clean_stale(target.parent, target.name)
-    staging = target.parent / STAGING.format(name=target.name, pid=os.getpid())
-    staging.mkdir()
-    try:
-        yield staging
-    except BaseException:
-        _remove(staging)
-        raise
-    retired = target.parent / RETIRED.format(name=target.name, pid=os.getpid())
-    if target.exists():
-        os.replace(target, retired)
-    os.replace(staging, target)
-    _remove(retired)
+    with output_lock(target, setting):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _clean_stale(target.parent, target.name)
+        staging = target.parent / STAGING.format(name=target.name, pid=os.getpid())
+        staging.mkdir()
+        try:
+            yield staging
+        except BaseException:
+            _remove(staging)
+            raise
+        retired = target.parent / RETIRED.format(name=target.name, pid=os.getpid())
+        if target.exists():
+            os.replace(target, retired)
+        os.replace(staging, target)
+        _remove(retired)
 
 
 @contextmanager
@@ -143,34 +211,68 @@ def staged_files(
     paths); on success each is moved into ``folder`` atomically, replacing its previous
     version. Everything else in ``folder`` is left alone. An output folder that already
     exists may hold only files matching ``owned_in_dirs``."""
+    target = check_files_folder(folder, setting, protected, outputs, owned_in_dirs)
+    with output_lock(target, setting):
+        target.mkdir(parents=True, exist_ok=True)
+        _clean_stale(target, "outputs")
+        staging = target / STAGING.format(name="outputs", pid=os.getpid())
+        staging.mkdir()
+        try:
+            yield staging
+            missing = [n for n in outputs if not (staging / n).exists()]
+            if missing:
+                raise RuntimeError(f"stage did not write its outputs {missing}")  # a bug
+        except BaseException:
+            _remove(staging)
+            raise
+        for name in outputs:
+            destination = target / name
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            if (staging / name).is_dir() and destination.exists():
+                retired = destination.parent / RETIRED.format(
+                    name=destination.name, pid=os.getpid()
+                )
+                os.replace(destination, retired)
+                os.replace(staging / name, destination)
+                _remove(retired)
+            else:
+                os.replace(staging / name, destination)
+        _remove(staging)
+
+
+def check_files_folder(
+    folder: str | Path,
+    setting: str,
+    protected: Protected,
+    outputs: Sequence[str],
+    owned_in_dirs: Sequence[str] = ("*",),
+) -> Path:
+    """The checks :func:`staged_files` makes, for a stage to make them before its work: the
+    folder is allowed and writable, and its output folders hold only files it writes."""
     target = check_output_folder(folder, setting, protected)
     for name in outputs:
         existing = target / name
         if existing.is_dir():
             check_output_folder(existing, f"{setting}/{name}", Protected(()), owned_in_dirs)
-    target.mkdir(parents=True, exist_ok=True)
-    _clean_stale(target, "outputs")
-    staging = target / STAGING.format(name="outputs", pid=os.getpid())
-    staging.mkdir()
-    try:
-        yield staging
-        missing = [n for n in outputs if not (staging / n).exists()]
-        if missing:
-            raise RuntimeError(f"stage did not write its outputs {missing}")  # a bug, not input
-    except BaseException:
-        _remove(staging)
-        raise
-    for name in outputs:
-        destination = target / name
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        if (staging / name).is_dir() and destination.exists():
-            retired = destination.parent / RETIRED.format(name=destination.name, pid=os.getpid())
-            os.replace(destination, retired)
-            os.replace(staging / name, destination)
-            _remove(retired)
-        else:
-            os.replace(staging / name, destination)
-    _remove(staging)
+    check_writable(target, setting)
+    return target
+
+
+def check_writable(path: str | Path, setting: str) -> None:
+    """Refuse ``path`` (a folder or a file to create) if it, or the nearest folder that exists
+    above it, cannot be written: checked before the work, not when publishing after it."""
+    path = Path(path).resolve()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if existing != path and not existing.is_dir():
+        raise OutputError(f"{setting}: {existing} is a file, so {path} cannot be written")
+    folder = existing if existing.is_dir() else existing.parent
+    try:  # a real write: permissions, read-only file systems and root alike
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise OutputError(
+            f"{setting}: {folder} is not writable ({exc.strerror}), so {path} cannot be written"
+        ) from None
 
 
 def strict_json(value: Any) -> Any:

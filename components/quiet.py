@@ -7,26 +7,59 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
+import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 
 @contextmanager
-def native_stderr_silenced() -> Iterator[None]:
-    """Send file descriptor 2 to /dev/null for the duration (C++ writes included)."""
+def _stderr_to(fd_target: int) -> Iterator[None]:
+    """File descriptor 2 (C and C++ writes included) sent to ``fd_target`` for the duration."""
     sys.stderr.flush()
     fd = 2  # the process's stderr, whatever object sys.stderr is now
     saved = os.dup(fd)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, fd)
+    os.dup2(fd_target, fd)
     try:
         yield
     finally:
         sys.stderr.flush()
         os.dup2(saved, fd)
         os.close(saved)
+
+
+@contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for the duration (C++ writes included)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        with _stderr_to(devnull):
+            yield
+    finally:
         os.close(devnull)
+
+
+_CAPTURE_LOCK = threading.Lock()
+_capture_file: list = []  # one temporary file per process, reused
+
+
+@contextmanager
+def native_stderr_captured() -> Iterator[Callable[[], str]]:
+    """Collect what native code writes to file descriptor 2 for the duration (e.g. libjpeg's
+    "Corrupt JPEG data" warnings, which no Python API reports); yields a function returning
+    it. One capture at a time per process (threads wait), so nothing else's output is taken."""
+    with _CAPTURE_LOCK:
+        if not _capture_file:
+            _capture_file.append(tempfile.TemporaryFile())  # noqa: SIM115 - kept for the process
+        capture = _capture_file[0]
+        capture.seek(0)
+        capture.truncate()
+        text: list[str] = []
+        with _stderr_to(capture.fileno()):
+            yield lambda: "".join(text)
+        capture.seek(0)
+        text.append(capture.read().decode("utf-8", "replace"))
 
 
 def quiet_tensorflow() -> None:

@@ -56,7 +56,7 @@ def _terminate(signum, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from components.errors import Interrupted, MerError
+    from components.errors import Interrupted, redact, user_message
 
     args = build_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
@@ -73,10 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         reason = str(exc) or "interrupted (Ctrl-C)"
         print(f"mer {args.command}: {reason}; nothing was published", file=sys.stderr)
         return 130
-    except MerError as exc:
-        if args.debug:
+    except Exception as exc:
+        message = user_message(exc)  # None for a bug: it keeps its traceback
+        if message is None or args.debug:
             raise
-        print(f"mer {args.command}: {exc}", file=sys.stderr)
+        print(f"mer {args.command}: {redact(message)}", file=sys.stderr)
         return 2
 
 

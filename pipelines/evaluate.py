@@ -7,11 +7,14 @@ from __future__ import annotations
 import argparse
 
 from components.config import load_params
+from pipelines.arguments import positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--folds", type=int, help="run only the first N folds (quick look; not a full report)"
+        "--folds",
+        type=positive_int,
+        help="run only the first N folds (quick look; not a full report)",
     )
     parser.add_argument(
         "--local", action="store_true", help="train the units in this process, not on Ray"
@@ -20,18 +23,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
+    from components.artifacts import Chosen
+    from components.evaluation.session import Session
+    from components.outputs import output_lock
+
+    chosen = Chosen.of(params)
+    session = Session.open(params, "evaluate", distributed=not args.local, limit=args.folds)
+    with output_lock(session.check_reports(), "evaluate.reports_dir"):
+        return _evaluate(params, session, chosen)
+
+
+def _evaluate(params, session, chosen) -> int:
     import mlflow
 
-    from components.artifacts import Chosen, Evaluation
+    from components.artifacts import Evaluation
     from components.evaluation.report import print_summary, selection_statement
-    from components.evaluation.session import Session
     from components.tracking import configure_tracking, flatten, provenance_tags, tracked_run
     from components.tracking.evaluation_runs import log_folds, log_summary
     from components.training.budget import folds_budget_warning
     from components.tuning.space import describe_model
 
-    cfg, chosen = params.evaluate, Chosen.of(params)
-    session = Session.open(params, "evaluate", distributed=not args.local, limit=args.folds)
+    cfg = params.evaluate
     candidates = [chosen.model]
     if cfg.selection == "nested":
         candidates += [c for c in cfg.candidates if c != chosen.model]

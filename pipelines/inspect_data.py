@@ -8,11 +8,15 @@ import argparse
 from collections import Counter
 
 from components.config import load_params
+from pipelines.arguments import non_negative_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--show", type=int, default=20, help="how many rejected rows to list (default 20)"
+        "--show",
+        type=non_negative_int,
+        default=20,
+        help="how many rejected rows to list (default 20)",
     )
 
 

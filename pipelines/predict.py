@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from components.config import load_params
+from pipelines.arguments import positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,39 +17,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", help="model URI (default: models:/<register.model_name>@<register.alias>)"
     )
-    parser.add_argument("--apex", type=int, help="apex frame index (default: spotted)")
+    parser.add_argument("--apex", type=positive_int, help="apex frame index (default: spotted)")
     parser.add_argument(
         "--output", help="attention-map PNG (default: <clip name>_attention.png here)"
     )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
-def run(args: argparse.Namespace) -> int:
-    params = load_params(args.params)
-    from components.errors import ArtifactError, DataError
-    from components.inference import read_clip
-    from components.preprocessing.extract import SampleError
-
-    frames, _ = read_clip(args.clip)  # before loading the model: bad input fails fast
-
+def load_model(uri: str, params):
+    """The model at ``uri`` (a registry or run URI, or a local model folder), loaded safely."""
     import mlflow
 
-    from components.evaluation import plots
-    from components.inference import load_registered_model, predict_clip
+    from components.errors import ArtifactError
+    from components.inference import load_registered_model
     from components.tracking import resolved_uri
+    from components.tracking.mlflow_runs import check_reachable
 
-    mlflow.set_tracking_uri(resolved_uri(params.tracking))
-    uri = args.model or f"models:/{params.register.model_name}@{params.register.alias}"
+    tracking = resolved_uri(params.tracking)
+    if uri.startswith(("models:", "runs:")):
+        check_reachable(tracking)
+    mlflow.set_tracking_uri(tracking)
     try:
-        loaded = load_registered_model(uri)
+        return load_registered_model(uri)
     except mlflow.exceptions.MlflowException as exc:
         raise ArtifactError(f"cannot load {uri}: {exc.message}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    params = load_params(args.params)
+    from components.errors import DataError
+    from components.inference import read_clip
+    from components.outputs import check_writable
+    from components.preprocessing.extract import SampleError
+
+    output = Path(args.output or f"{Path(args.clip).name}_attention.png")
+    check_writable(output, "--output")
+    frames, _ = read_clip(args.clip)  # before loading the model: bad input fails fast
+
+    from components.evaluation import plots
+    from components.inference import predict_clip
+
+    uri = args.model or f"models:/{params.register.model_name}@{params.register.alias}"
+    loaded = load_model(uri, params)
     try:
         prediction = predict_clip(loaded, frames, str(args.clip), args.apex)
     except (SampleError, ValueError) as exc:
         raise DataError(str(exc)) from None
 
-    output = Path(args.output or f"{Path(args.clip).name}_attention.png")
     top = prediction.probabilities[prediction.label]
     plots.attention_grid_png(
         [

@@ -13,10 +13,13 @@ import shutil
 import time
 
 from components.config import load_params
+from pipelines.arguments import non_negative_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=int, help="override preprocess.direct_num_workers")
+    parser.add_argument(
+        "--workers", type=non_negative_int, help="override preprocess.direct_num_workers"
+    )
     parser.add_argument(
         "--mode",
         choices=("in_memory", "multi_threading", "multi_processing"),

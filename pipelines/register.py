@@ -33,15 +33,27 @@ def final_epochs(configured: int | None, folds: list[dict], fallback: int) -> tu
 
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
-    from components.artifacts import Chosen, Evaluation, Records, Registration, TuneResult
+    from components.artifacts import Chosen, Evaluation, Registration
+    from components.outputs import Protected, check_files_folder, output_lock
+    from components.tracking import configure_tracking
+
+    chosen, evaluation = Chosen.of(params), Evaluation.read(params)
+    folder = Registration.folder(params)
+    check_files_folder(folder, "register.reports_dir", Protected.of(params), Registration.FILES)
+    configure_tracking(params.tracking)  # reachable, before the training
+    with output_lock(folder, "register.reports_dir"):
+        return _register(args, params, chosen, evaluation)
+
+
+def _register(args, params, chosen, evaluation) -> int:
+    from components.artifacts import Evaluation, Records, Registration, TuneResult
     from components.errors import ArtifactError
     from components.outputs import Protected, staged_files
     from components.provenance import provenance_tags
-    from components.tracking import configure_tracking
     from components.tracking.registration import register
     from components.training.final import train_final
 
-    cfg, chosen, evaluation = params.register, Chosen.of(params), Evaluation.read(params)
+    cfg = params.register
     if evaluation.model != chosen.model.as_dict() or evaluation.train != asdict(chosen.train):
         raise ArtifactError(
             f"{Evaluation.folder(params) / 'evaluation.json'} evaluated another configuration or "
@@ -65,7 +77,6 @@ def run(args: argparse.Namespace) -> int:
             records, chosen, train, params, evaluation, epochs_source, tags, synthetic, staging
         )
         print(f"register: trained in {time.perf_counter() - started:.0f} s", flush=True)
-        configure_tracking(params.tracking)
         reports = Evaluation.folder(params)
         files = [
             ("figures", reports / "figures"),

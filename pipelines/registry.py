@@ -41,10 +41,10 @@ def run(args: argparse.Namespace) -> int:
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from components.errors import ArtifactError
+    from components.errors import ArtifactError, redact
     from components.tracking import registry as reg
     from components.tracking import resolved_uri
-    from components.tracking.mlflow_runs import sqlite_path
+    from components.tracking.mlflow_runs import check_reachable, sqlite_path
 
     uri = resolved_uri(params.tracking)
     database = sqlite_path(uri)
@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         raise ArtifactError(
             f"no MLflow store at {database}: run `dvc repro` (or `mer register`) first"
         )
+    check_reachable(uri)
     mlflow.set_tracking_uri(uri)
     client = MlflowClient()
     name = args.name or params.register.model_name
@@ -65,8 +66,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"registry: {name} version {args.promote} now holds '{alias}'")
     rows = reg.list_versions(client, name)
     if not rows:
-        print(f"registry: no versions of '{name}' in {uri} (run `dvc repro` or `mer register`)")
+        print(
+            f"registry: no versions of '{name}' in {redact(uri)} (run `dvc repro` or "
+            "`mer register`)"
+        )
         return 1
-    print(f"registry: {name} in {uri}")
+    print(f"registry: {name} in {redact(uri)}")
     print(format_table(rows))
     return 0

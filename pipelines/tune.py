@@ -24,14 +24,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
+    from components.outputs import output_lock
+    from components.tuning.plan import SearchPlan
+
+    plan = SearchPlan.of(params)
+    with output_lock(plan.folder, "tune.reports_dir"):
+        return _tune(args, params, plan)
+
+
+def _tune(args, params, plan) -> int:
     import mlflow
 
     from components.tracking import configure_tracking, flatten, provenance_tags, tracked_run
     from components.tuning.cluster import describe_cluster, ray_session
-    from components.tuning.plan import SearchPlan
     from components.tuning.report import search_budget_warning
 
-    plan = SearchPlan.of(params)
     print(f"tune: {plan.describe()}", flush=True)
     configure_tracking(params.tracking)
     tags = provenance_tags(plan.records.folder, "tune")
@@ -41,15 +48,17 @@ def run(args: argparse.Namespace) -> int:
             flatten({"tune": params.tune, "train": params.train, "seed": params.seed})
         )
         crash = getattr(args, "crash_once_at_epoch", None)  # fault injection (tests)
-        results, name, path = plan.run(parent.info.run_id, args.fresh, crash)
-        result, table = plan.publish(results, name, path)
-        mlflow.log_metrics({"best_val_uf1": result.score, "trials": len(table)})
+        record, store = plan.run(parent.info.run_id, args.fresh, tags, crash)
+        result, table = plan.publish(record, store)
+        mlflow.log_metrics({f"best_{result.metric}": result.score, "trials": len(table)})
         mlflow.log_artifact(str(plan.folder / "best_config.json"))
         mlflow.log_artifact(str(plan.folder / "search.png"))
-    columns = ["label", "status", "epochs_run", "best_val_uf1", "best_val_loss"]
-    print(table[columns].to_string(index=False))
+    best = f"best_{result.metric}"
+    columns = ["label", "status", "epochs_run", "best_score"]
+    columns += [c for c in ("best_val_uf1", "best_val_loss") if c != best]
+    print(table[columns].rename(columns={"best_score": best}).to_string(index=False))
     print(
-        f"tune: best {result.label} with validation UF1 {result.score:.4f}; "
+        f"tune: best {result.label} with validation {result.metric} {result.score:.4f}; "
         f"written to {plan.folder / 'best_config.json'}"
     )
     if warning := search_budget_warning(table, params.train.patience):

@@ -123,9 +123,19 @@ def test_a_failed_rerun_keeps_the_previous_good_records(raw, tmp_path, monkeypat
     assert not list((tmp_path / "data").glob(".records.*"))  # no staging left behind
 
 
-@pytest.mark.parametrize("kind", ["truncated", "resized"])
+@pytest.mark.parametrize(
+    ("kind", "reason", "expected"),
+    [
+        ("truncated", "corrupt_frame", "has no end-of-image marker"),
+        ("resized", "corrupt_frame", "is 120x100, the clip's other frames 160x160"),
+        # 64 random bytes mid-file, end marker intact: OpenCV decoded it and libjpeg only
+        # printed a warning (flow 80 times the clean one, nothing quarantined at 595f2f7)
+        ("bitrot", "corrupt_frame", "Corrupt JPEG data"),
+        ("empty", "unreadable_frame", "is empty (0 bytes)"),
+    ],
+)
 def test_partially_corrupt_frames_are_quarantined_and_predict_refuses(
-    raw, tmp_path, monkeypatch, capsys, kind
+    raw, tmp_path, monkeypatch, capsys, kind, reason, expected
 ) -> None:
     params = project_with(raw, tmp_path)
     monkeypatch.chdir(tmp_path)
@@ -133,17 +143,22 @@ def test_partially_corrupt_frames_are_quarantined_and_predict_refuses(
         read_dataset(DatasetConfig("casme2", "data/raw/casme2")).samples, key=lambda s: s.uid
     )[0]
     apex = Path(sample.apex_path)
+    data = apex.read_bytes()
     if kind == "truncated":  # 40% of its bytes: OpenCV would still decode a half-grey image
-        apex.write_bytes(apex.read_bytes()[: int(0.4 * apex.stat().st_size)])
+        apex.write_bytes(data[: int(0.4 * len(data))])
         assert cv2.imread(str(apex)) is not None
-        expected = "has no end-of-image marker"
-    else:
+    elif kind == "resized":
         cv2.imwrite(str(apex), np.zeros((100, 120, 3), np.uint8))
-        expected = "is 120x100, the clip's other frames 160x160"
+    elif kind == "bitrot":
+        noise = np.random.default_rng(1).integers(0, 256, 64, dtype=np.uint8).tobytes()
+        middle = len(data) // 2
+        apex.write_bytes(data[:middle] + noise + data[middle + 64 :])
+        assert cv2.imread(str(apex)) is not None  # decodes "fine", garbage inside
+    else:
+        apex.write_bytes(b"")
     assert main(["--params", str(params), "preprocess"]) == 0
     quarantine = (tmp_path / "data/records/quarantine.csv").read_text()
-    assert True
-    assert "corrupt_frame" in quarantine and str(apex) in quarantine and expected in quarantine
+    assert reason in quarantine and str(apex) in quarantine and expected in quarantine
     manifest = tmp_path / "data/records/manifest.parquet"
     import pyarrow.parquet as pq
 
@@ -290,7 +305,7 @@ def test_an_interrupted_evaluation_leaves_its_mlflow_run_killed(tmp_path) -> Non
     )
     deadline = time.time() + 240
     while (
-        not list((tmp_path / "units").glob("*.pkl"))
+        not list((tmp_path / "units").glob("*.npz"))
         and time.time() < deadline
         and driver.poll() is None
     ):
@@ -338,3 +353,296 @@ def test_clip_models_on_released_flow_are_refused(tmp_path) -> None:
     with pytest.raises(ConfigError, match="hold no clips"):
         loaded.inputs("clip")
     assert PreprocessConfig  # the config type used above
+
+
+# --- user errors that ended in tracebacks, or failed only after the work (issue 22) --------
+
+
+def argparse_error(capsys, argv: list[str], expected: str) -> None:
+    """``mer ARGV`` refused by argparse: exit 2 and its one-line reason."""
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    assert stopped.value.code == 2
+    assert expected in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["evaluate", "--folds", "0"], "argument --folds: 0 is not ≥ 1"),
+        (["evaluate", "--folds", "-1"], "argument --folds: -1 is not ≥ 1"),
+        (["compare", "--seeds", "0"], "argument --seeds: 0 is not ≥ 1"),
+        (["inspect", "--show", "-2"], "argument --show: -2 is not ≥ 0"),
+    ],
+)
+def test_counts_on_the_command_line_are_checked(capsys, argv, expected) -> None:
+    argparse_error(capsys, argv, expected)
+
+
+def test_params_that_are_not_a_utf8_file_are_one_line(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "latin1.yaml").write_bytes("seed: 1 # café\n".encode("latin-1"))
+    one_line_error(capsys, main(["--params", "latin1.yaml", "inspect"]), "not UTF-8 text")
+    (tmp_path / "folder").mkdir()
+    one_line_error(capsys, main(["--params", "folder", "inspect"]), "is a folder")
+
+
+def write_params(folder: Path, **sections) -> Path:
+    params = small_project(folder, subjects=4, per_class=1)
+    raw = yaml.safe_load(params.read_text())
+    for section, values in sections.items():
+        raw[section] = {**raw.get(section, {}), **values} if isinstance(values, dict) else values
+    params.write_text(yaml.safe_dump(raw))
+    return params
+
+
+@pytest.mark.parametrize(
+    ("sections", "expected"),
+    [
+        ({"preprocess": {"runner": "DaskRunner"}}, "preprocess:runner: 'DaskRunner' is not one of"),
+        ({"tracking": {"uri": "mlflow.db"}}, "did you mean sqlite:///mlflow.db?"),
+        ({"register": {"alias": "latest"}}, "register.alias: 'latest' is reserved by MLflow"),
+        ({"register": {"alias": "v3"}}, "register.alias: 'v3' is reserved"),
+        ({"register": {"model_name": ""}}, "register.model_name: '' is not a registered-model"),
+        ({"evaluate": {"bootstrap": 100_000_000}}, "bootstrap: 100000000 is out of range"),
+        ({"seed": 2**32}, "seed: 4294967296 is out of range"),
+        ({"tune": {"space": {"attention": ["se", "cbam", "se"]}}}, "'se' is listed twice"),
+        ({"tune": {"space": {"epochs": [10, 10]}}}, "tune.space.epochs: 10 is listed twice"),
+        ({"compare": {"types": ["none", "se", "none"]}}, "'none' is listed twice"),
+        ({"preprocess": {"num_shards": 100_000}}, "num_shards: 100000 is out of range"),
+        ({"tune": {"metric": "val_loss"}}, "val_loss needs mode 'min'"),
+    ],
+)
+def test_settings_that_failed_late_are_refused_up_front(
+    tmp_path, monkeypatch, capsys, sections, expected
+) -> None:
+    """Each of these was accepted by 595f2f7 and failed after hours of work (an alias MLflow
+    reserves, a bootstrap that exhausts memory, a seed TensorFlow refuses), or ran the same
+    trial twice (duplicates in a search space). Now: one line, exit 2, before anything runs."""
+    params = write_params(tmp_path, **sections)
+    monkeypatch.chdir(tmp_path)
+    refused(capsys, tmp_path, ["--params", str(params), "evaluate", "--local"], expected)
+
+
+def test_a_dataset_listed_twice_is_refused(tmp_path, monkeypatch, capsys) -> None:
+    datasets = [
+        {"name": "casme2", "root": "data/raw/x"},
+        {"name": "casme2", "root": "./data/raw/x"},
+    ]
+    params = write_params(tmp_path, datasets=datasets)
+    monkeypatch.chdir(tmp_path)
+    refused(capsys, tmp_path, ["--params", str(params), "inspect"], "is listed twice")
+
+
+def test_a_repeated_sheet_row_is_quarantined_not_counted_twice(raw, tmp_path) -> None:
+    """A sheet row listed twice gave two records with one uid, and evaluate crashed with a
+    numpy shape error after training; now the repeat is quarantined naming both rows."""
+    import openpyxl
+
+    root = tmp_path / "casme2"
+    shutil.copytree(raw, root)
+    (sheet,) = root.glob("*.xlsx")
+    book = openpyxl.load_workbook(sheet)
+    rows = list(book.active.iter_rows(values_only=True))
+    book.active.append(rows[1])
+    book.save(sheet)
+    from components.datasets import read_datasets
+
+    result = read_datasets((DatasetConfig("casme2", str(root)),))
+    assert len({s.uid for s in result.samples}) == len(result.samples) == len(rows) - 1
+    (repeat,) = [r for r in result.rejections if r.code == "duplicate_row"]
+    assert repeat.row == len(rows) + 1 and f"{sheet.name}:2" in repeat.reason
+
+
+def test_an_offset_typo_is_quarantined_without_building_every_path(raw, tmp_path) -> None:
+    """OffsetFrame 3,000,000 (a typo) took 40 s and 1.6 GB to quarantine one row."""
+    import openpyxl
+
+    root = tmp_path / "casme2"
+    shutil.copytree(raw, root)
+    (sheet,) = root.glob("*.xlsx")
+    book = openpyxl.load_workbook(sheet)
+    header = [c.value for c in book.active[1]]
+    book.active.cell(row=2, column=header.index("OffsetFrame") + 1, value=3_000_000)
+    book.save(sheet)
+    started = time.perf_counter()
+    result = read_dataset(DatasetConfig("casme2", str(root)))
+    assert time.perf_counter() - started < 5
+    (typo,) = [r for r in result.rejections if r.row == 2]
+    assert "spans 2999" in typo.reason and "check the onset and offset" in typo.reason
+
+
+def test_a_home_folder_path_is_expanded_not_created_as_a_tilde(tmp_path, monkeypatch) -> None:
+    from components.config import load_params
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "params.yaml").write_text(
+        yaml.safe_dump(
+            {"preprocess": {"records_dir": "~/records"}, "evaluate": {"units_dir": "~/u"}}
+        )
+    )
+    params = load_params(tmp_path / "params.yaml")
+    assert params.preprocess.records_dir == str(tmp_path / "home/records")
+    assert params.evaluate.units_dir == str(tmp_path / "home/u")
+
+
+@pytest.mark.parametrize(
+    ("sections", "expected"),
+    [
+        ({"evaluate": {"units_dir": "data/raw/casme2/units"}}, "evaluate.units_dir"),
+        ({"tune": {"storage_path": "data/raw/casme2/ray"}}, "tune.storage_path"),
+    ],
+)
+def test_stores_inside_a_dataset_root_are_refused(
+    raw, tmp_path, monkeypatch, capsys, sections, expected
+) -> None:
+    params = write_params(tmp_path, **sections)
+    shutil.copytree(raw, tmp_path / "data/raw/casme2")
+    raw_params = yaml.safe_load(params.read_text())
+    raw_params["datasets"] = [{"name": "casme2", "root": "data/raw/casme2"}]
+    params.write_text(yaml.safe_dump(raw_params))
+    monkeypatch.chdir(tmp_path)
+    stage = "tune" if "tune" in sections else "evaluate"
+    argv = ["--params", str(params), stage, *(["--local"] if stage == "evaluate" else [])]
+    line = one_line_error(capsys, main(argv), expected)
+    assert "dataset root" in line
+
+
+def test_unwritable_outputs_are_refused_before_the_work(raw, tmp_path, monkeypatch, capsys) -> None:
+    """A reports folder that cannot be written failed at publish, after training; an
+    unwritable `--output` after the prediction. Both are now checked first."""
+    (tmp_path / "notes.txt").write_text("a file where a folder should be")
+    params = write_params(tmp_path, evaluate={"reports_dir": "notes.txt/reports"})
+    monkeypatch.chdir(tmp_path)
+    refused(capsys, tmp_path, ["--params", str(params), "evaluate", "--local"], "is a file")
+    assert not list((tmp_path / "units").glob("*"))
+    clip = sorted(raw.glob("CASME2_RAW_selected/*/*"))[0]
+    argv = ["--params", str(params), "predict", str(clip), "--output", "notes.txt/map.png"]
+    one_line_error(capsys, main(argv), "--output: ")
+
+
+def test_foreign_files_in_the_reports_are_refused_before_training(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    params = write_params(tmp_path)
+    (tmp_path / "reports/figures").mkdir(parents=True)
+    (tmp_path / "reports/figures/my_plot.pdf").write_text("mine")
+    monkeypatch.chdir(tmp_path)
+    argv = ["--params", str(params), "evaluate", "--local"]
+    refused(capsys, tmp_path, argv, "holds files this stage did not write (my_plot.pdf)")
+    assert not list((tmp_path / "units").glob("*"))
+
+
+def test_a_second_run_on_the_same_outputs_stops_at_once(tmp_path, monkeypatch, capsys) -> None:
+    """Two `mer evaluate` on the same folders: the second removed the first's live staging
+    folder. Now the second stops in one line while the first holds the outputs, and a live
+    run's staging is never cleaned up by another."""
+    from components.outputs import STAGING, output_lock
+
+    params = write_params(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        live = tmp_path / "reports" / STAGING.format(name="outputs", pid=sleeper.pid)
+        live.mkdir(parents=True)
+        holder = multiprocessing.get_context("spawn").Process(
+            target=_hold_lock, args=(str(tmp_path / "reports"), 30)
+        )
+        holder.start()
+        deadline = time.time() + 30
+        while not (tmp_path / ".reports.lock").exists() and time.time() < deadline:
+            time.sleep(0.1)
+        argv = ["--params", str(params), "evaluate", "--local"]
+        one_line_error(capsys, main(argv), "another mer run (pid")
+        holder.terminate()
+        holder.join()
+        assert not list((tmp_path / "units").glob("*"))
+        with output_lock(tmp_path / "reports", "x"):  # free again: the holder ended
+            pass
+        assert main(argv) == 0
+        assert live.is_dir()  # the live process's staging survived a full run
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def _hold_lock(folder: str, seconds: float) -> None:
+    from components.outputs import output_lock
+
+    with output_lock(folder, "evaluate.reports_dir"):
+        time.sleep(seconds)
+
+
+def test_a_quick_look_never_replaces_the_full_report(tmp_path, monkeypatch) -> None:
+    params = write_params(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main(["--params", str(params), "evaluate", "--local"]) == 0
+    full = (tmp_path / "reports/metrics.json").read_text()
+    assert main(["--params", str(params), "evaluate", "--local", "--folds", "1"]) == 0
+    assert (tmp_path / "reports/metrics.json").read_text() == full
+    quick = json.loads((tmp_path / "reports/quick-look/metrics.json").read_text())
+    assert quick["folds_run"] == 1
+
+
+def test_an_interrupted_first_mlflow_store_is_not_left_half_built(tmp_path, monkeypatch) -> None:
+    """Ctrl-C while a fresh mlflow.db was created left a half schema that failed for ever
+    after ("table spans already exists"). The schema is built in a temporary file now."""
+    import mlflow.store.db.utils as db_utils
+
+    from components.config import TrackingConfig
+    from components.tracking import configure_tracking
+
+    upgrade = db_utils._upgrade_db
+
+    def interrupted(engine):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(db_utils, "_upgrade_db", interrupted)
+    cfg = TrackingConfig(
+        uri=f"sqlite:///{tmp_path}/mlflow.db", artifact_location=str(tmp_path / "a")
+    )
+    with pytest.raises(KeyboardInterrupt):
+        configure_tracking(cfg)
+    monkeypatch.setattr(db_utils, "_upgrade_db", upgrade)
+    configure_tracking(cfg)
+    import mlflow
+
+    with mlflow.start_run():
+        mlflow.log_metric("x", 1.0)
+    assert len(mlflow.search_runs(experiment_names=[cfg.experiment], output_format="list")) == 1
+    assert not list(tmp_path.glob(".mlflow.db.creating-*"))
+
+
+def test_a_half_built_store_without_runs_is_set_aside(tmp_path) -> None:
+    import sqlite3
+
+    from components.tracking.mlflow_runs import ensure_sqlite_store
+
+    path = tmp_path / "mlflow.db"
+    with sqlite3.connect(path) as db:  # what an interrupted older creation left
+        db.execute("create table experiments (experiment_id integer)")
+        db.execute("create table runs (run_uuid text)")
+    ensure_sqlite_store(path)
+    (aside,) = tmp_path.glob("mlflow.db.half-built-*")
+    with sqlite3.connect(path) as db:
+        (version,) = db.execute("select version_num from alembic_version").fetchone()
+    assert version and aside.stat().st_size > 0
+
+
+def test_a_released_csv_that_is_not_utf8_or_a_bad_pattern_is_one_line(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    from tests.builders import flow_images_release
+
+    root = tmp_path / "release"
+    flow_images_release(root, subjects=3, per_class=1)
+    csv_path = root / "composite_labels.csv"
+    csv_path.write_bytes(csv_path.read_text().replace("x", "réf").encode("latin-1"))
+    params = write_params(tmp_path, datasets=[{"name": "flow_images", "root": str(root)}])
+    monkeypatch.chdir(tmp_path)
+    refused(capsys, tmp_path, ["--params", str(params), "inspect"], "not UTF-8 text")
+    raw_params = yaml.safe_load(params.read_text())
+    raw_params["datasets"][0]["pattern"] = "{subject}_{filename_o}.png"
+    params.write_text(yaml.safe_dump(raw_params))
+    expected = "unknown placeholder {subject}"
+    refused(capsys, tmp_path, ["--params", str(params), "inspect"], expected)

@@ -191,14 +191,23 @@ def test_mlflow_has_a_child_run_per_trial(search) -> None:
     assert parent.data.metrics["best_val_uf1"] >= 0 and parent.info.status == "FINISHED"
 
 
-def finished(result: Path) -> bool:
-    """A trial is finished when its last reported row is its last epoch."""
-    lines = result.read_text().strip().splitlines()
-    return bool(lines) and json.loads(lines[-1]).get("training_iteration") == EPOCHS
+def finished(state: Path) -> bool:
+    """A trial is finished when its stored state is after its last epoch."""
+    from components import datafiles
+
+    try:
+        return datafiles.load(state)["next_epoch"] == EPOCHS
+    except Exception:  # being replaced at this moment
+        return False
+
+
+def trial_states(storage: Path) -> list[Path]:
+    """The trials' stored states (the search store: components/tuning/store.py)."""
+    return sorted(storage.glob("tune-*/trials/*.npz"))
 
 
 def completed_trials(storage: Path) -> int:
-    return sum(finished(p) for p in storage.glob("tune-*/*/result.json"))
+    return sum(finished(p) for p in trial_states(storage))
 
 
 def start_tune(cluster, records: Path, folder: Path, **tune_overrides):
@@ -237,9 +246,7 @@ def test_an_interrupted_search_fails_and_resumes(
     assert driver.returncode == 130, err[-2000:]
     assert "Run `mer tune` again to resume it" in err
     assert not (tmp_path / "reports/tune/best_config.json").exists()
-    finished_before = {
-        p.parent.name: p.read_bytes() for p in storage.glob("tune-*/*/result.json") if finished(p)
-    }
+    finished_before = {p.name: p.read_bytes() for p in trial_states(storage) if finished(p)}
     assert 1 <= len(finished_before) < 4
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     experiment = mlflow.get_experiment_by_name("test")
@@ -258,7 +265,9 @@ def test_an_interrupted_search_fails_and_resumes(
     table = pd.read_parquet(tmp_path / "reports/tune/trials.parquet")
     assert len(table) == 4 and (table.status == "TERMINATED").all()
     for name, content in finished_before.items():  # finished trials were not run again
-        assert next(storage.glob(f"tune-*/{name}/result.json")).read_bytes() == content
+        assert next(storage.glob(f"tune-*/trials/{name}")).read_bytes() == content
+    restored = table[table.restored_from_epoch >= 0]  # the interrupted trial went on from
+    assert len(restored) <= 1  # its last stored epoch (none if the signal fell between trials)
     best = json.loads((tmp_path / "reports/tune/best_config.json").read_text())  # strict JSON
     assert best["score"] == table.best_val_uf1.max()
 
@@ -308,8 +317,8 @@ def test_an_interrupted_halving_search_starts_over(cluster, embedded: Path, tmp_
     )
     storage = tmp_path / "ray_results"
     deadline = time.time() + 240
-    while time.time() < deadline and driver.poll() is None:  # until a trial reported an epoch
-        if any(p.stat().st_size for p in storage.glob("tune-*/*/result.json")):
+    while time.time() < deadline and driver.poll() is None:  # until a trial stored an epoch
+        if trial_states(storage):
             break
         time.sleep(0.2)
     driver.send_signal(signal.SIGINT)
@@ -357,14 +366,15 @@ def test_paused_trials_go_on_as_uninterrupted_ones(cluster, tmp_path: Path, caps
     halved, grid = histories["halving"], histories["fifo"]
 
     first = pd.read_parquet(tmp_path / "halving/reports/tune/trials.parquet")
-    trial_folders = sorted((tmp_path / "halving/ray_results").glob("tune-*/train_trial_*"))
+    trial_folders = sorted((tmp_path / "halving/ray_results").glob("tune-*/ray/t???-p???"))
     capsys.readouterr()
     tune_in(tmp_path / "halving")  # the finished search (cut trials left paused by Ray): read
     assert "reading the finished search" in capsys.readouterr().out
     again = pd.read_parquet(tmp_path / "halving/reports/tune/trials.parquet")
     columns = ["label", "epochs_run", "best_val_uf1", "best_val_loss"]
     pd.testing.assert_frame_equal(first[columns], again[columns])
-    assert sorted((tmp_path / "halving/ray_results").glob("tune-*/train_trial_*")) == trial_folders
+    assert sorted((tmp_path / "halving/ray_results").glob("tune-*/ray/t???-p???")) == trial_folders
+    assert len(trial_folders) == 4
     # rungs at epochs 1 and 2: 4 trials train 1 epoch, 2 go on to 2, 1 to 3 (paused at each rung)
     assert sorted(len(h) for h in halved.values()) == [1, 1, 2, EPOCHS]
     assert all(len(h) == EPOCHS for h in grid.values())
@@ -401,19 +411,28 @@ def test_search_algorithms_and_schedulers(search: str, scheduler: str) -> None:
 
     from components.config import Params, TuneConfig
     from components.tuning.halving import SynchronousHalving
-    from components.tuning.search import search_setup
+    from components.tuning.search import search_setup, trial_slots
 
-    params = Params(tune=TuneConfig(search=search, scheduler=scheduler, grace_period=4))
-    space, algorithm, chosen = search_setup(params, 5)
+    params = Params(
+        tune=TuneConfig(search=search, scheduler=scheduler, grace_period=4, num_samples=3)
+    )
+    slots = trial_slots(params, 5)
+    space, algorithm, chosen = search_setup(params, slots, 5)
     kinds = {"asha": ASHAScheduler, "fifo": FIFOScheduler, "halving": SynchronousHalving}
     assert type(chosen) is kinds[scheduler]
+    if scheduler != "fifo":
+        assert chosen._time_attr == "epochs_done"  # counts epochs across restarts
     if search == "optuna":
-        assert isinstance(algorithm, OptunaSearch)
+        assert slots is None and isinstance(algorithm, OptunaSearch)
         assert space["index"].categories == [0, 1, 2, 3, 4]
-    elif search == "grid":
-        assert algorithm is None and space["index"] == {"grid_search": [0, 1, 2, 3, 4]}
-    else:
-        assert algorithm is None and (space["index"].lower, space["index"].upper) == (0, 5)
+        return
+    assert algorithm is None and space["slot"] == {"grid_search": list(range(len(slots)))}
+    if search == "grid":  # the grid, num_samples times
+        assert [s.index for s in slots] == [0, 1, 2, 3, 4] * 3
+    else:  # num_samples points drawn from the seed: the same trials every run
+        assert len(slots) == 3 and slots == trial_slots(params, 5)
+        assert len({s.index for s in slots}) == 3  # without replacement while they last
+    assert len({s.key for s in slots}) == len(slots)  # every trial's state file its own
 
 
 def test_kfold_objective_folds_never_touch_the_holdout() -> None:

@@ -2,7 +2,6 @@
 dies, identical whether trained in one process or on Ray, spread over a cluster's nodes."""
 
 import os
-import pickle
 import signal
 import subprocess
 import time
@@ -11,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from components.evaluation.units import UnitStore
 from tests.builders import mer, small_project, start_mer, wait_until
 
 pytestmark = pytest.mark.slow
@@ -18,11 +18,11 @@ pytestmark = pytest.mark.slow
 
 def stored(folder: Path) -> dict[str, float]:
     """Finished unit files and their modification times."""
-    return {p.name: p.stat().st_mtime for p in (folder / "units").glob("*.pkl")}
+    return {p.name: p.stat().st_mtime for p in (folder / "units").glob("*.npz")}
 
 
 def results(folder: Path) -> list:
-    return [pickle.loads(p.read_bytes()) for p in sorted((folder / "units").glob("*.pkl"))]
+    return UnitStore(folder / "units").stored()
 
 
 def metrics(folder: Path) -> str:

@@ -16,10 +16,31 @@ def read_dataset(cfg: DatasetConfig) -> ReadResult:
 
 
 def read_datasets(configs: tuple[DatasetConfig, ...]) -> ReadResult:
-    """Read every configured dataset into one result (samples, quarantine, exclusions)."""
+    """Read every configured dataset into one result (samples, quarantine, exclusions). A
+    sample whose uid an earlier row already gave (a sheet row listed twice) is quarantined as
+    ``duplicate_row``, naming both rows: it would otherwise count twice in every fold."""
     result = ReadResult()
     for cfg in configs:
         result.extend(read_dataset(cfg))
+    first: dict[str, Sample] = {}
+    unique = []
+    for sample in result.samples:
+        if sample.uid in first:
+            file, _, row = sample.source.rpartition(":")
+            result.rejections.append(
+                Rejection(
+                    sample.dataset,
+                    file or sample.source,
+                    int(row) if row.isdigit() else None,
+                    sample.clip,
+                    f"{sample.uid} repeats {first[sample.uid].source}",
+                    code="duplicate_row",
+                )
+            )
+        else:
+            first[sample.uid] = sample
+            unique.append(sample)
+    result.samples = unique
     return result
 
 

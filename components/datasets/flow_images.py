@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from components.config import DatasetConfig
+from components.config import PATTERN_FIELDS, DatasetConfig
 from components.datasets.labels import COMPOSITE_CLASSES
 from components.datasets.sample import (
     DatasetError,
@@ -54,6 +54,18 @@ def read_flow_images(cfg: DatasetConfig) -> ReadResult:
     faces = root / cfg.faces_dir if cfg.faces_dir else None
     result = ReadResult()
     seen: dict[tuple[str, str, str], int] = {}
+    try:
+        _read_rows(table, images, faces, cfg, seen, result)
+    except UnicodeDecodeError as exc:
+        raise DatasetError(
+            f"{table}: not UTF-8 text (byte {exc.start}); save the CSV as UTF-8"
+        ) from None
+    return result
+
+
+def _read_rows(
+    table: Path, images: Path, faces: Path | None, cfg: DatasetConfig, seen: dict, result
+) -> None:
     with open(table, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         header = [h.strip() for h in reader.fieldnames or []]
@@ -76,7 +88,6 @@ def read_flow_images(cfg: DatasetConfig) -> ReadResult:
                 )
                 continue
             result.samples.append(sample)
-    return result
 
 
 def _sample(
@@ -104,7 +115,7 @@ def _sample(
     if key in seen:
         raise RowError("duplicate_row", f"{dataset}/{subject}/{clip} repeats row {seen[key]}")
     seen[key] = number
-    name = cfg.pattern.format(sub=subject, filename_o=clip, dataset=dataset)
+    name = cfg.pattern.format(**dict(zip(PATTERN_FIELDS, (subject, clip, dataset), strict=True)))
     image = safe_join(images, name)
     if not image.is_file():
         raise RowError("missing_image", f"flow image {image} not found")

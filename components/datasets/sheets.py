@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -136,6 +137,16 @@ def make_sample(
         apex = (onset + offset) // 2
     if not onset <= apex <= offset:
         raise RowError(f"apex frame {apex} is outside onset..offset ({onset}..{offset})")
+    span = offset - onset + 1
+    folder = frame_path(onset).parent
+    if not folder.is_dir():
+        raise RowError(f"{span} of {span} frames missing: the folder {folder} does not exist")
+    available = sum(1 for _ in os.scandir(folder))  # before building a path per frame
+    if span > available and not frame_path(offset).is_file():
+        raise RowError(
+            f"onset..offset ({onset}..{offset}) spans {span} frames but {folder} holds "
+            f"{available} files: check the onset and offset frame numbers"
+        )
     numbers = tuple(range(onset, offset + 1))
     paths = [frame_path(n) for n in numbers]
     missing = [p for p in paths if not p.is_file()]

@@ -14,8 +14,11 @@ from components.evaluation.examples import pick_examples
 from components.evaluation.protocol import Execution
 from components.evaluation.splits import Fold, protocol_folds
 from components.evaluation.units import UnitContext, UnitResult
+from components.outputs import Protected, check_output_folder, check_writable
 from components.provenance import code_version
 from components.tuning.cluster import cluster_address
+
+QUICK_LOOK = "quick-look"  # reports of `mer evaluate --folds N`, beside the full report
 
 
 def seed_list(first: int, count: int) -> list[int]:
@@ -72,6 +75,8 @@ class Session:
         )
         complete = limit is None or limit >= len(folds)
         folds = folds if complete else folds[:limit]
+        units = check_output_folder(cfg.units_dir, "evaluate.units_dir", Protected.of(params))
+        check_writable(units, "evaluate.units_dir")
         uids = pick_examples(records.manifest, cfg.attention_examples, params.seed)
         subject_of = dict(zip(records.manifest.uid, records.manifest.subject_id, strict=True))
         examples: dict[str, set[str]] = {}
@@ -83,7 +88,7 @@ class Session:
             input_sizes=p.input_sizes(),
             data_version=artifact.data_version(),
             code=code_version(),
-            units_dir=str(Path(cfg.units_dir).resolve()),
+            units_dir=str(units),
         )
         execution = Execution(
             context,
@@ -153,14 +158,37 @@ class Session:
             ),
         )
 
-    def publish(self, evaluation, predictions, overlays: list[dict], title: str) -> Path:
-        """Write the evaluation's outputs to a staging folder and move them into
-        ``evaluate.reports_dir`` together; returns the reports folder."""
+    @property
+    def reports(self) -> Path:
+        """Where this run's reports go: ``evaluate.reports_dir``, or its ``quick-look``
+        subfolder for a run of only the first folds (``--folds``), so a quick look never
+        replaces the full report that ``dvc`` tracks."""
         from components.artifacts import Evaluation
-        from components.evaluation.report import write_figures
-        from components.outputs import Protected, staged_files
 
         folder = Evaluation.folder(self.params)
+        return folder if self.complete else folder / QUICK_LOOK
+
+    def check_reports(self) -> Path:
+        """The checks publishing makes, made before any training; returns the folder."""
+        from components.artifacts import Evaluation
+        from components.outputs import check_files_folder
+
+        return check_files_folder(
+            self.reports,
+            "evaluate.reports_dir",
+            Protected.of(self.params),
+            Evaluation.OUTPUTS,
+            owned_in_dirs=("*.png",),
+        )
+
+    def publish(self, evaluation, predictions, overlays: list[dict], title: str) -> Path:
+        """Write the evaluation's outputs to a staging folder and move them into
+        :attr:`reports` together; returns the reports folder."""
+        from components.artifacts import Evaluation
+        from components.evaluation.report import write_figures
+        from components.outputs import staged_files
+
+        folder = self.reports
         with staged_files(
             folder,
             "evaluate.reports_dir",

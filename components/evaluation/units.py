@@ -3,7 +3,7 @@
 A unit trains one model configuration with one seed for a block of folds (stacked in one model
 when the backbone allows it, see :mod:`components.training.fit`). Its result — every fold's
 chosen epoch, validation history, test predictions, timings and the attention-map examples of
-its test subjects — is written to ``evaluate.units_dir`` under a key that hashes everything it
+its test subjects — is written to ``evaluate.units_dir`` (JSON and arrays, never a pickle) under a key that hashes everything it
 depends on (variant, training values, seed, folds, data version, code version). A re-run finds
 the finished units and trains only the rest, so an interrupted evaluation resumes where it
 stopped. Units run on Ray (a local Ray over every core by default; ``RAY_ADDRESS`` or
@@ -15,18 +15,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
-import pickle
 import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from components import datafiles
 from components.config import ModelConfig, TrainConfig
 from components.datasets.labels import NUM_CLASSES
+from components.errors import ArtifactError, ConfigError, MerError
 from components.evaluation.splits import Fold
+from components.parsing import Range, parse
 
 
 def fold_seed(seed: int, fold: str) -> int:
@@ -45,7 +48,7 @@ class UnitSpec:
     seed: int
     folds: tuple[Fold, ...]
     examples: tuple[str, ...] = ()
-    phase: str = "outer"  # "outer" (the protocol) or "inner" (nested selection)
+    phase: Literal["outer", "inner"] = "outer"  # the protocol, or nested selection
 
     def key(self, data_version: str, code: str) -> str:
         payload = json.dumps(
@@ -78,12 +81,12 @@ class FoldResult:
     """One fold of a finished unit."""
 
     fold: Fold
-    best_epoch: int
-    epochs_run: int
-    history: list[dict[str, float]]
+    best_epoch: Annotated[int, Range(ge=-1)]
+    epochs_run: Annotated[int, Range(ge=0)]
+    history: list[dict[str, Any]]  # per epoch: epoch, val_uf1, val_uar, val_loss
     predictions: list[dict[str, Any]]  # uid, true, predicted, p_0..p_{K-1}
-    train_samples: int
-    validation_samples: int
+    train_samples: Annotated[int, Range(ge=0)]
+    validation_samples: Annotated[int, Range(ge=0)]
 
 
 @dataclass
@@ -93,7 +96,7 @@ class UnitResult:
     key: str
     spec: UnitSpec
     folds: list[FoldResult]
-    seconds: float
+    seconds: Annotated[float, Range(ge=0)]
     node_id: str
     pid: int
     stacked: bool
@@ -114,30 +117,67 @@ class UnitContext:
 
 
 class UnitStore:
-    """Finished units under ``folder``: one pickle per key, written atomically."""
+    """Finished units under ``folder``: one data file (:mod:`components.datafiles`: JSON and
+    arrays, never a pickle) per key, written atomically. What is read back is parsed through
+    the typed schema and checked against the unit it should be; anything else is reported and
+    the unit trained again (a shared ``units_dir`` cannot make ``mer evaluate`` run code)."""
 
-    def __init__(self, folder: str | Path):
+    SUFFIX = ".npz"
+
+    def __init__(self, folder: str | Path, num_classes: int = NUM_CLASSES):
         self.folder = Path(folder)
+        self.num_classes = num_classes
 
     def path(self, key: str) -> Path:
-        return self.folder / f"{key}.pkl"
+        return self.folder / f"{key}{self.SUFFIX}"
 
-    def load(self, key: str) -> UnitResult | None:
+    def load(self, spec: UnitSpec, key: str) -> UnitResult | None:
+        """The stored result of ``spec`` (whose key is ``key``), or None when there is none or
+        the stored one is not valid (said on stdout: the unit is then trained again)."""
         path = self.path(key)
         if not path.is_file():
             return None
         try:
-            with open(path, "rb") as handle:
-                return pickle.load(handle)
-        except Exception:  # an unreadable cache entry is simply recomputed
+            return self.read(path, spec, key)
+        except MerError as exc:
+            print(f"units: {exc}; training the unit again", flush=True)
             return None
 
+    def read(self, path: Path, spec: UnitSpec, key: str) -> UnitResult:
+        """Parse and check a stored unit; :class:`~components.errors.ArtifactError` if it is
+        damaged, crafted, or another unit's."""
+        try:
+            result = parse(UnitResult, datafiles.load(path), str(path))
+        except ConfigError as exc:
+            raise ArtifactError(str(exc)) from None
+        if result.key != key or result.spec != spec:
+            raise ArtifactError(f"{path} holds another unit than {spec.label}")
+        expected = {"uid", "true", "predicted", *(f"p_{k}" for k in range(self.num_classes))}
+        for fold in result.folds:
+            for row in fold.predictions:
+                if set(row) != expected or not _valid_prediction(row, self.num_classes):
+                    raise ArtifactError(f"{path}: fold {fold.fold.name}: bad prediction {row}")
+        return result
+
     def save(self, result: UnitResult) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        temporary = self.folder / f".{result.key}.{os.getpid()}.tmp"
-        with open(temporary, "wb") as handle:
-            pickle.dump(result, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(temporary, self.path(result.key))
+        datafiles.save(self.path(result.key), result)
+
+    def stored(self) -> list[UnitResult]:
+        """Every stored unit, parsed (in file-name order), e.g. for benchmarks and audits."""
+        return [
+            parse(UnitResult, datafiles.load(p), str(p))
+            for p in sorted(self.folder.glob(f"*{self.SUFFIX}"))
+        ]
+
+
+def _valid_prediction(row: dict[str, Any], num_classes: int) -> bool:
+    numbers = [row["true"], row["predicted"], *(row[f"p_{k}"] for k in range(num_classes))]
+    if not isinstance(row["uid"], str) or any(
+        isinstance(n, bool) or not isinstance(n, int | float) for n in numbers
+    ):
+        return False
+    classes_ok = all(isinstance(c, int) and 0 <= c < num_classes for c in numbers[:2])
+    return classes_ok and all(math.isfinite(p) and 0 <= p <= 1 for p in numbers[2:])
 
 
 def run_unit(spec: UnitSpec, context: UnitContext, node_id: str = "local") -> UnitResult:
@@ -216,7 +256,7 @@ def run_unit(spec: UnitSpec, context: UnitContext, node_id: str = "local") -> Un
         stacked=stacks(spec.variant, train_cfg, strategy),
         overlays=overlays,
     )
-    UnitStore(context.units_dir).save(result)
+    UnitStore(context.units_dir, context.num_classes).save(result)
     return result
 
 
@@ -250,11 +290,11 @@ def run_units(
     (on Ray when ``distributed``, else here), each stored as soon as it finishes. Given each
     unit's expected cost, the costliest start first (so no long unit is left for the end while
     the other workers idle)."""
-    store = UnitStore(context.units_dir)
+    store = UnitStore(context.units_dir, context.num_classes)
     keys = [s.key(context.data_version, context.code) for s in specs]
     results: dict[int, UnitResult] = {}
     for index, key in enumerate(keys):
-        if (found := store.load(key)) is not None:
+        if (found := store.load(specs[index], key)) is not None:
             results[index] = found
     pending = [i for i in range(len(specs)) if i not in results]
     if costs is not None:

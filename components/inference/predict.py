@@ -5,17 +5,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 
 from components.config import ModelConfig, PreprocessConfig, model_from_dict, parse
-from components.errors import ArtifactError
+from components.errors import ArtifactError, ConfigError
 from components.features import sample_indices
 from components.preprocessing.extract import ClipFeatures, clip_features, detect, grey
 from components.records.schema import model_input
 
 #: Key of the registered model's MLmodel metadata that holds what inference needs.
 METADATA_KEY = "mer_attention"
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """What the register stage writes into the model's MLmodel metadata (read back typed)."""
+
+    model: dict[str, Any]
+    preprocess: dict[str, Any]
+    input_kind: Literal["flow", "clip"]
+    classes: list[str]
+    data_version: str = ""
 
 
 @dataclass(frozen=True)
@@ -46,19 +58,25 @@ def load_registered_model(uri: str) -> LoadedModel:
     import mlflow
     from mlflow.models import Model
 
-    from components.tracking.keras_flavor import register_custom_layers
+    from components.tracking.keras_flavor import keras_file, load_keras_model
 
-    register_custom_layers()
     local = mlflow.artifacts.download_artifacts(artifact_uri=uri)
+    keras_file(local)  # refused before anything is read from it
     meta = (Model.load(str(Path(local) / "MLmodel")).metadata or {}).get(METADATA_KEY)
-    if meta is None:
+    if not isinstance(meta, dict):
         raise ArtifactError(f"{uri} is not a mer-attention model (no '{METADATA_KEY}' metadata)")
+    try:
+        facts = parse(ModelMetadata, meta, f"{uri} MLmodel metadata {METADATA_KEY}")
+        model_cfg = model_from_dict(facts.model, f"{uri} metadata model")
+        preprocess = parse(PreprocessConfig, facts.preprocess, f"{uri} metadata preprocess")
+    except ConfigError as exc:
+        raise ArtifactError(str(exc)) from None
     return LoadedModel(
-        model=mlflow.keras.load_model(local),
-        model_cfg=model_from_dict(meta["model"], f"{uri} metadata"),
-        preprocess=parse(PreprocessConfig, meta["preprocess"], where=f"{uri} metadata"),
-        input_kind=meta["input_kind"],
-        classes=tuple(meta["classes"]),
+        model=load_keras_model(local),
+        model_cfg=model_cfg,
+        preprocess=preprocess,
+        input_kind=facts.input_kind,
+        classes=tuple(facts.classes),
         uri=uri,
     )
 

@@ -14,7 +14,7 @@ from components.datasets.labels import COMPOSITE_CLASSES, composite_label, nativ
 from components.datasets.sample import Sample
 from components.faces import Face, NoFaceError, alignment_matrix, crop, detect_face
 from components.features import flow_stack, flow_statistics, optical_flow, sample_indices
-from components.preprocessing.frames import FrameError, read_image, read_image_bytes
+from components.preprocessing.frames import FrameError, decode_image, read_image, read_image_bytes
 from components.records.schema import MerRecord
 
 #: Reasons a sample is quarantined (counters and the quarantine report use these codes).
@@ -182,12 +182,9 @@ def read_flow_image(path: str, channels: str) -> np.ndarray:
     """A released flow image as float32 (H, W, 3) u, v, strain in [0, 1]: 8-bit RGB ÷ 255,
     the channels reordered from ``channels`` (what R, G, B hold, e.g. ``uvs``)."""
     try:
-        data = read_image_bytes(path)
+        image = decode_image(read_image_bytes(path), path, cv2.IMREAD_UNCHANGED)
     except FrameError as exc:
-        raise SampleError(exc.reason, str(exc)) from exc
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise SampleError("unreadable_frame", f"flow image {path} cannot be decoded")
+        raise SampleError(exc.reason, f"flow image: {exc}") from exc
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         depth = image.shape[2] if image.ndim == 3 else 1
         raise SampleError(

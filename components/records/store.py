@@ -14,13 +14,15 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
 
 from components.errors import ConfigError, DataError
+from components.parsing import Range, parse
 from components.records.files import MANIFEST, read_table, shard_paths
 from components.records.schema import SCHEMA_VERSION, decode
 from components.records.tfrecord import read_records
@@ -35,6 +37,21 @@ def file_md5(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ShardEntry:
+    records: Annotated[int, Range(ge=0)]
+    md5: str
+
+
+@dataclass(frozen=True)
+class RecordsIndex:
+    """``records.json``, read back through the typed schema."""
+
+    schema_version: int
+    samples: Annotated[int, Range(ge=0)]
+    shards: dict[str, ShardEntry]
 
 
 def write_index(folder: str | Path) -> dict:
@@ -66,17 +83,24 @@ def check_records(folder: str | Path) -> tuple[dict, pd.DataFrame]:
                 f"written by an older version): {FIX}"
             )
     try:
-        index = json.loads((folder / INDEX).read_text())
+        raw = json.loads((folder / INDEX).read_text(encoding="utf-8"))
         manifest = read_table(folder / MANIFEST).to_pandas()
     except Exception as exc:  # a damaged parquet/json: say which and how to fix it
         raise DataError(
             f"cannot read {folder / INDEX} or {folder / MANIFEST} ({exc}): {FIX}"
         ) from None
-    if index.get("schema_version") != SCHEMA_VERSION:
+    if isinstance(raw, dict) and raw.get("schema_version") != SCHEMA_VERSION:
         raise DataError(
-            f"{folder / INDEX}: schema version {index.get('schema_version')}, this code reads "
+            f"{folder / INDEX}: schema version {raw.get('schema_version')}, this code reads "
             f"{SCHEMA_VERSION}: {FIX}"
         )
+    try:
+        index = asdict(parse(RecordsIndex, raw, str(folder / INDEX)))
+    except ConfigError as exc:
+        raise DataError(f"{exc}: {FIX}") from None
+    if len(manifest) and manifest.uid.duplicated().any():
+        twice = manifest.uid[manifest.uid.duplicated()].iloc[0]
+        raise DataError(f"{folder / MANIFEST} lists {twice} more than once: {FIX}")
     on_disk = {Path(p).name for p in shard_paths(folder)}
     expected = set(index["shards"])
     if missing := sorted(expected - on_disk):

@@ -48,12 +48,49 @@ def register_custom_layers() -> None:
     register_all()
 
 
-def _load_pyfunc(path: str):
-    """The pyfunc loader (``mlflow models serve``, ``mlflow.pyfunc.load_model``)."""
-    from mlflow.keras.load import _load_pyfunc as keras_pyfunc
+def keras_file(folder: str | Path) -> Path:
+    """The ``.keras`` file of a downloaded model folder in the format this project writes (the
+    Keras 3 flavour's native file); :class:`~components.errors.ArtifactError` in one line for
+    anything else (no MLmodel, no keras flavour, an exported SavedModel, whose graph ops would
+    run on load, a data path that leaves the folder)."""
+    from components.errors import ArtifactError
 
+    folder = Path(folder)
+    meta = folder / "MLmodel"
+    if not meta.is_file():
+        raise ArtifactError(f"{folder} is not an MLflow model folder (no MLmodel)")
+    flavor = (Model.load(str(meta)).flavors or {}).get("keras")
+    if not isinstance(flavor, dict):
+        raise ArtifactError(f"{meta} has no keras flavour: not a model this project wrote")
+    if flavor.get("save_exported_model"):
+        raise ArtifactError(
+            f"{meta} holds an exported SavedModel (save_exported_model: true), which this "
+            "project never writes and does not load (loading runs its graph)"
+        )
+    path = (folder / str(flavor.get("data", "data")) / "model.keras").resolve()
+    if not path.is_relative_to(folder.resolve()) or not path.is_file():
+        raise ArtifactError(f"{meta}: its keras flavour names no model.keras inside {folder}")
+    return path
+
+
+def load_keras_model(folder: str | Path):
+    """The Keras model of a downloaded model folder, loaded with Keras' safe mode (no lambda
+    or other code from the file runs); only the project's registered layers are known."""
+    import keras
+
+    path = keras_file(folder)
     register_custom_layers()
-    return keras_pyfunc(path)
+    return keras.saving.load_model(path, safe_mode=True)
+
+
+def _load_pyfunc(path: str):
+    """The pyfunc loader (``mlflow models serve``, ``mlflow.pyfunc.load_model``): the same safe
+    loading as ``mer predict``, wrapped as MLflow's Keras pyfunc."""
+    from mlflow.keras.load import KerasModelWrapper
+
+    folder = Path(path) if (Path(path) / "MLmodel").is_file() else Path(path).parent
+    signature = Model.load(str(folder / "MLmodel")).signature
+    return KerasModelWrapper(load_keras_model(folder), signature, save_exported_model=False)
 
 
 def log_model(model, *, name: str, **kwargs: Any):

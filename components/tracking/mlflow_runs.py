@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import Any
 import mlflow
 
 from components.config import TrackingConfig
+from components.outputs import pid_alive
 
 #: The user's override, read once at start: ``mlflow.set_tracking_uri`` itself writes
 #: MLFLOW_TRACKING_URI, so reading it later would mistake our own earlier setting for the user's.
@@ -36,8 +39,12 @@ def configure_tracking(cfg: TrackingConfig) -> str:
     ``cfg.artifact_location`` is a URI (s3://..., gs://...) that its clients can all reach.
     Returns the experiment id."""
     uri = resolved_uri(cfg)
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # may hold secrets
+    check_reachable(uri)
     mlflow.set_tracking_uri(uri)
     with store_lock(uri):  # the first use creates the schema: one process at a time
+        if (database := sqlite_path(uri)) is not None:
+            ensure_sqlite_store(database)
         experiment = mlflow.get_experiment_by_name(cfg.experiment)
         if experiment is None:
             location = cfg.artifact_location
@@ -55,6 +62,96 @@ def sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` URI (None for other stores)."""
     prefix = "sqlite:///"
     return Path(uri[len(prefix) :]) if uri.startswith(prefix) else None
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Refuse, in one line and within ``timeout`` seconds, a tracking store that cannot be
+    reached (MLflow itself retries for minutes, silently, then fails with a traceback)."""
+    from components.errors import TrackingError, redact
+
+    if uri.startswith(("http://", "https://")):
+        import requests
+
+        try:
+            requests.get(uri.rstrip("/") + "/health", timeout=timeout).raise_for_status()
+        except requests.RequestException as exc:
+            raise TrackingError(
+                f"the MLflow server {redact(uri)} does not answer ({type(exc).__name__}): start "
+                "it, or set tracking.uri / MLFLOW_TRACKING_URI"
+            ) from None
+    elif (database := sqlite_path(uri)) is not None:
+        folder = database.parent if database.parent != Path("") else Path(".")
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+        if not os.access(existing, os.W_OK) or (
+            database.exists() and not os.access(database, os.W_OK)
+        ):
+            raise TrackingError(f"the MLflow store {database} cannot be written (permissions)")
+    elif "://" in uri and not uri.startswith(("file:", "databricks")):
+        import sqlalchemy
+
+        arguments = (
+            {"connect_timeout": int(timeout)} if uri.startswith(("postgres", "mysql")) else {}
+        )
+        try:
+            engine = sqlalchemy.create_engine(uri, connect_args=arguments)
+            with engine.connect():
+                pass
+            engine.dispose()
+        except Exception as exc:  # the driver's own error types
+            reason = redact(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
+            raise TrackingError(
+                f"the MLflow store {redact(uri)} cannot be reached ({reason}): start it, or set "
+                "tracking.uri / MLFLOW_TRACKING_URI"
+            ) from None
+
+
+def ensure_sqlite_store(path: Path) -> None:
+    """A local SQLite store whose schema is complete. A new store is created atomically: its
+    schema is built in a temporary file that replaces ``path`` only when complete, so Ctrl-C
+    during the first run can no longer leave a half schema ("table spans already exists" for
+    ever after). A half-built store left by an older version, holding no run, is set aside
+    (renamed, not deleted) and created anew."""
+    import sqlalchemy
+    from mlflow.store.db.utils import _initialize_tables
+
+    if path.is_file() and path.stat().st_size:
+        if not _half_built(path):
+            return
+        aside = path.with_name(f"{path.name}.half-built-{int(time.time())}")
+        os.replace(path, aside)
+        print(f"tracking: {path} held a half-built MLflow schema and no run; set aside as {aside}")
+    for stale in path.parent.glob(f".{path.name}.creating-*"):
+        if not pid_alive(int(stale.name.rsplit("-", 1)[1])):
+            stale.unlink()
+    temporary = path.with_name(f".{path.name}.creating-{os.getpid()}")
+    engine = sqlalchemy.create_engine(f"sqlite:///{temporary}")
+    try:
+        _initialize_tables(engine)  # MLflow's own schema creation and migrations
+    finally:
+        engine.dispose()
+    os.replace(temporary, path)
+
+
+def _half_built(path: Path) -> bool:
+    """A store whose schema is not at MLflow's head revision and that holds no run and no
+    registered model (an interrupted first creation): safe to set aside."""
+    import sqlite3
+
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        tables = {row[0] for row in db.execute("select name from sqlite_master where type='table'")}
+        version = (
+            db.execute("select version_num from alembic_version").fetchone()
+            if "alembic_version" in tables
+            else None
+        )
+        if version is not None and version[0] == _get_latest_schema_revision():
+            return False
+        for table in ("runs", "registered_models"):
+            if table in tables and db.execute(f"select count(*) from {table}").fetchone()[0]:
+                return False
+    return True
 
 
 @contextmanager

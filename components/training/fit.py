@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from components.config import ModelConfig, TrainConfig
+from components.errors import ArtifactError
 from components.metrics import confusion_matrix, uar, uf1
 from components.training.data import StreamOptions, fold_steps, fold_stream, training_stream
 from components.training.patch_stats import patch_stats_table
@@ -426,12 +427,13 @@ class FoldRun:
     def load(self, state: dict[str, Any]) -> int:
         """Resume from :meth:`state`; returns the next epoch to train."""
         model = self.trainer.model
-        for variable, value in zip(model.variables, state["variables"], strict=True):
-            variable.assign(value)
+        missing = {"next_epoch", "variables", "optimizer", "selection", "losses"} - set(state)
+        if missing:
+            raise ArtifactError(f"a stored training state lacks {', '.join(sorted(missing))}")
+        _assign_all(model.variables, state["variables"], "model")
         with self.strategy.scope():
             model.optimizer.build(model.trainable_variables)
-        for variable, value in zip(model.optimizer.variables, state["optimizer"], strict=True):
-            variable.assign(value)
+        _assign_all(model.optimizer.variables, state["optimizer"], "optimizer")
         self.selection.load_state(state["selection"])
         self.losses = list(state["losses"])
         return int(state["next_epoch"])
@@ -460,6 +462,25 @@ class FoldRun:
                 )
             )
         return fits
+
+
+def _assign_all(variables: Sequence, values: Sequence, what: str) -> None:
+    """Assign stored ``values`` to ``variables``, after checking they are arrays of the same
+    number, shapes and kinds (a stored state of another model is refused, not half-loaded)."""
+    if len(values) != len(variables):
+        raise ArtifactError(
+            f"a stored training state has {len(values)} {what} variables, this model "
+            f"{len(variables)}: it belongs to another configuration"
+        )
+    for variable, value in zip(variables, values, strict=True):
+        value = np.asarray(value)
+        if tuple(value.shape) != tuple(variable.shape) or value.dtype.kind not in "fiub":
+            raise ArtifactError(
+                f"a stored training state gives {what} variable {variable.path} shape "
+                f"{value.shape} ({value.dtype}), the model {tuple(variable.shape)}"
+            )
+    for variable, value in zip(variables, values, strict=True):
+        variable.assign(value)
 
 
 def fold_runs(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 
 def cluster_address(configured: str | None) -> str | None:
@@ -33,13 +34,43 @@ def ray_session(configured_address: str | None) -> Iterator:
         if address:
             ray.init(address=address, log_to_driver=False)
         else:
-            # a new local instance even when another cluster runs on this machine
-            ray.init(address="local", num_cpus=os.cpu_count(), log_to_driver=False)
+            start_local_ray(ray)
     try:
         yield ray
     finally:
         if owned:
             ray.shutdown()
+
+
+def start_local_ray(ray) -> None:
+    """A new local Ray over every core (even when another cluster runs on this machine) that
+    listens on the loopback interface only, and whose authentication token only its owner can
+    read. Ray turns a node address of 127.0.0.1 into the machine's external address
+    (``services.resolve_ip_for_localhost``), so its servers would listen on every interface:
+    for a single-machine cluster that resolution is switched off while it starts."""
+    import ray._private.services as services
+
+    resolve = services.resolve_ip_for_localhost
+    services.resolve_ip_for_localhost = lambda host: host
+    try:
+        ray.init(
+            address="local",
+            num_cpus=os.cpu_count(),
+            log_to_driver=False,
+            include_dashboard=False,
+            _node_ip_address="127.0.0.1",
+        )
+    finally:
+        services.resolve_ip_for_localhost = resolve
+    private_token()
+
+
+def private_token(path: Path | None = None) -> None:
+    """Ray writes its token (``~/.ray/auth_token``) readable by every user: make it the
+    owner's alone (a token lets whoever holds it run code on the cluster)."""
+    path = path or Path.home() / ".ray" / "auth_token"
+    if path.is_file() and path.stat().st_uid == os.getuid() and path.stat().st_mode & 0o077:
+        path.chmod(0o600)
 
 
 def describe_cluster(ray) -> str:

@@ -22,6 +22,10 @@ from typing import Any
 from ray.tune.schedulers import HyperBandScheduler
 from ray.tune.schedulers.hyperband import _Bracket
 
+#: the metric a trial reports with every epoch, counting its epochs across restarts: the
+#: schedulers' time axis (Ray's own ``training_iteration`` restarts with a resumed trial)
+EPOCHS_DONE = "epochs_done"
+
 
 def rungs(grace_period: int, reduction_factor: int, max_t: int) -> list[int]:
     """The epochs at which trials are compared: grace, grace·rf, ... below ``max_t``."""
@@ -87,12 +91,10 @@ class _BestSoFarBracket(_Bracket):
 
 class SynchronousHalving(HyperBandScheduler):
     """One synchronous successive-halving bracket over ``trials`` trials (see the module
-    docstring). ``time_attr`` counts epochs (``training_iteration``)."""
+    docstring). ``time_attr`` counts epochs (the trials' ``epochs_done``)."""
 
     def __init__(self, *, max_t: int, grace_period: int, reduction_factor: int, trials: int):
-        super().__init__(
-            time_attr="training_iteration", max_t=max_t, reduction_factor=reduction_factor
-        )
+        super().__init__(time_attr=EPOCHS_DONE, max_t=max_t, reduction_factor=reduction_factor)
         self._s_max_1 = 1  # one bracket per band: a band is the whole search
         self._trials = trials
         self._grace = min(grace_period, max_t)

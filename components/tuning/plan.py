@@ -8,9 +8,17 @@ from pathlib import Path
 from components.artifacts import Records, TuneResult
 from components.config import Params
 from components.evaluation.splits import Fold
-from components.outputs import Protected, check_output_folder, staged_files, write_json
+from components.outputs import (
+    Protected,
+    check_files_folder,
+    check_output_folder,
+    check_writable,
+    staged_files,
+    write_json,
+)
 from components.tuning import search
-from components.tuning.space import trials
+from components.tuning.space import describe, trials
+from components.tuning.store import RECORD, SearchRecord, SearchStore, TrialRecord, check_record
 
 
 @dataclass
@@ -30,7 +38,12 @@ class SearchPlan:
         subjects = records.read().subjects  # validated before any trial starts
         holdout, search_subjects = search.subject_split(subjects, params)
         folds = search.objective_folds(search_subjects, params)
-        check_output_folder(TuneResult.folder(params), "tune.reports_dir", Protected.of(params))
+        protected = Protected.of(params)
+        files = (*TuneResult.FILES, "metrics.json")
+        check_files_folder(TuneResult.folder(params), "tune.reports_dir", protected, files)
+        if "://" not in params.tune.storage_path:
+            storage = check_output_folder(params.tune.storage_path, "tune.storage_path", protected)
+            check_writable(storage, "tune.storage_path")
         return cls(
             params,
             records,
@@ -48,49 +61,128 @@ class SearchPlan:
             f"of {len(self.search_subjects)} subjects; {len(self.holdout)} held out"
         )
 
-    def run(self, parent_run_id: str, fresh: bool, crash_once_at_epoch: int | None = None):
-        """The trials on the connected Ray cluster; raises unless the search completed.
-        Returns (results, experiment name, experiment path)."""
+    def storage(self) -> str:
+        """Where searches live: ``tune.storage_path`` as an absolute path or a URI."""
+        path = self.params.tune.storage_path
+        return path if "://" in path else str(Path(path).resolve())
+
+    def run(
+        self, parent_run_id: str, fresh: bool, tags: dict[str, str], crash_once_at_epoch=None
+    ) -> tuple[SearchRecord, SearchStore]:
+        """The finished search: read back if this search (same points, training values, data
+        and code) already ran to its end, else its trials on the connected Ray cluster (an
+        interrupted search's trials go on from their stored states). Raises unless the search
+        completed."""
         from ray import tune
 
         from components.tracking import resolved_uri
+        from components.tracking.trial_runs import close_trial_runs
         from components.tuning.trainable import TrialContext, train_trial
 
         params, cfg = self.params, self.params.tune
+        data_version = self.records.data_version()
+        store = SearchStore(
+            self.storage(), search.experiment_name(self.points, params, data_version)
+        )
+        slots = search.trial_slots(params, len(self.points))
+        if not fresh and (record := store.read_record(slots, self.points)) is not None:
+            print(f"tune: reading the finished search at {store.path}", flush=True)
+            return record, store
+        self._prepare(store, fresh, slots)
+        uri = resolved_uri(params.tracking)
         context = TrialContext(
             points=self.points,
             preprocess=replace(params.preprocess, records_dir=str(self.records.folder.resolve())),
-            data_version=self.records.data_version(),
+            data_version=data_version,
             train=params.train,
-            tracking=replace(params.tracking, uri=resolved_uri(params.tracking)),
+            tracking=replace(params.tracking, uri=uri),
             folds=tuple(self.folds),
             seed=params.seed,
             cpus=cfg.cpus_per_trial,
             devices=cfg.devices_per_trial,
             parent_run_id=parent_run_id,
+            storage=store.storage,
+            search=store.name,
+            slots=tuple(slots) if slots is not None else None,
+            tags={k: v for k, v in tags.items() if k != "stage"},
             crash_once_at_epoch=crash_once_at_epoch,
         )
         trainable = tune.with_resources(
             tune.with_parameters(train_trial, context=context),
             {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial},
         )
-        name = search.experiment_name(self.points, params, context.data_version)
-        tuner, path = search.build_tuner(trainable, params, name, len(self.points), fresh)
-        with search.interruptible() as interruption:
-            results = tuner.fit()
+        labels = [describe(p) for p in self.points]
+        tuner = search.build_tuner(trainable, params, store, slots, labels)
+        statuses: dict[str, tuple[int, str]] = {}
+        try:
+            with search.interruptible() as interruption:
+                results = tuner.fit()
+            statuses = search.trial_statuses(results, slots)
+        finally:
+            close_trial_runs(uri, parent_run_id, self._outcomes(store, statuses, interruption))
         search.check_complete(
-            results, interruption, search.expected_trials(params, len(self.points))
+            statuses, interruption, search.expected_trials(params, len(self.points))
         )
-        search.mark_finished(path)
-        return results, name, path
+        record = self._record(store, statuses)
+        check_record(record, slots, self.points, store.where(RECORD))
+        store.write_record(record)
+        return record, store
 
-    def publish(self, results, name: str, path: str) -> tuple[TuneResult, object]:
+    def _outcomes(self, store: SearchStore, statuses, interruption) -> dict[str, str]:
+        """How each trial ended, for its MLflow run: Ray's status, except that a search
+        interrupted by a signal ended only the trials whose stored state is complete (Ray marks
+        the trials it stopped TERMINATED, like finished ones)."""
+        if not interruption.signal:
+            return {key: status for key, (_, status) in statuses.items()}
+        outcomes = {}
+        for key, (index, status) in statuses.items():
+            state = store.load_trial(key) if status == "TERMINATED" else None
+            done = state is not None and state.get("next_epoch", 0) >= self.points[index]["epochs"]
+            outcomes[key] = "TERMINATED" if done else ("ERROR" if status == "ERROR" else "KILLED")
+        return outcomes
+
+    def _prepare(self, store: SearchStore, fresh: bool, slots) -> None:
+        """Resume an interrupted search from its trials' states, or start it over: with
+        ``--fresh``, and for searches whose decisions cannot be resumed (synchronous halving's
+        rungs, Optuna's sampler)."""
+        if not store.has_trials():
+            return
+        reason = (
+            "--fresh"
+            if fresh
+            else "it used synchronous halving, whose rungs cannot be restored"
+            if self.params.tune.scheduler == "halving"
+            else "its trials were chosen by Optuna, whose sampler cannot be restored"
+            if slots is None
+            else None
+        )
+        if reason is None:
+            store.check_trials()
+            print(
+                f"tune: resuming the interrupted search at {store.path}: each trial goes on "
+                "from its last epoch",
+                flush=True,
+            )
+            return
+        print(f"tune: the interrupted search at {store.path}: {reason}; starting it over")
+        store.clear_trials()
+
+    def _record(self, store: SearchStore, statuses: dict[str, tuple[int, str]]) -> SearchRecord:
+        """The finished search from its trials' stored metrics."""
+        trials = []
+        for key, (index, status) in sorted(statuses.items()):
+            state = store.trial_state(key)
+            trials.append(TrialRecord(key, index, status, list(state.history) if state else []))
+        cfg = self.params.tune
+        return SearchRecord(store.name, cfg.metric, cfg.mode, trials)
+
+    def publish(self, record: SearchRecord, store: SearchStore) -> tuple[TuneResult, object]:
         """The best point as :class:`TuneResult`, the trial table and the figure, written
         together into ``tune.reports_dir``; returns (result, table)."""
         from components.tuning.report import plot_search, trial_table
 
         cfg = self.params.tune
-        table = trial_table(results, self.points, cfg.metric)
+        table = trial_table(record, self.points, cfg.metric, cfg.mode)
         best = table.iloc[0]
         point = self.points[int(best["index"])]
         result = TuneResult(
@@ -99,10 +191,11 @@ class SearchPlan:
             batch_size=point["batch_size"],
             epochs=point["epochs"],
             best_epoch=int(best["best_epoch"]),
-            score=float(best["best_val_uf1"]),
+            metric=cfg.metric,
+            score=float(best["best_score"]),
             objective=cfg.objective,
             label=str(best["label"]),
-            search={"name": name, "path": path, "trials": len(table)},
+            search={"name": store.name, "storage": cfg.storage_path, "trials": len(table)},
             holdout_subjects=self.holdout,
             search_subjects=self.search_subjects,
         )
@@ -111,9 +204,9 @@ class SearchPlan:
         with staged_files(folder, "tune.reports_dir", Protected.of(self.params), files) as staging:
             result.write(staging)
             table.to_parquet(staging / "trials.parquet", index=False)
-            plot_search(table, results, self.points, staging / "search.png", cfg.metric)
+            plot_search(table, record, self.points, staging / "search.png", cfg.metric)
             write_json(
-                staging / "metrics.json", {"best_val_uf1": result.score, "trials": len(table)}
+                staging / "metrics.json", {f"best_{cfg.metric}": result.score, "trials": len(table)}
             )
         return result, table
 

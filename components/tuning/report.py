@@ -14,29 +14,33 @@ def _last(history: pd.DataFrame, column: str, default):
     return history[column].iloc[-1] if column in history and len(history) else default
 
 
-def trial_table(results, points: list, metric: str) -> pd.DataFrame:
-    """One row per trial: its point, status, best epoch (objective, then loss), timing."""
-    statuses = {t.trial_id: t.status for t in results._experiment_analysis.trials}
-    rows = []
-    for result in results:
-        index = result.config["index"]
-        point = points[index]
-        history = (
-            result.metrics_dataframe if result.metrics_dataframe is not None else pd.DataFrame()
-        )
-        best = None
-        if len(history) and metric in history:
-            ranked = history.assign(_neg_loss=-history.get("val_loss", 0)).sort_values(
-                [metric, "_neg_loss"], ascending=False
-            )
-            best = ranked.iloc[0]
+def best_epoch(history: pd.DataFrame, metric: str, mode: str) -> pd.Series | None:
+    """The epoch that ranks first: the best ``metric`` (highest, or lowest with mode min),
+    then the lower validation loss."""
+    if not len(history) or metric not in history:
+        return None
+    sign = 1.0 if mode == "max" else -1.0
+    key = history[metric] * sign
+    ranked = history.assign(_key=key, _neg_loss=-history["val_loss"]).sort_values(
+        ["_key", "_neg_loss"], ascending=False, kind="stable"
+    )
+    return ranked.iloc[0]
+
+
+def trial_table(record, points: list, metric: str, mode: str = "max") -> pd.DataFrame:
+    """One row per trial of a finished search (:class:`~components.tuning.store.SearchRecord`):
+    its point, status, best epoch (``metric`` in ``mode``, then loss), timing; ranked best
+    first (``best_score`` is the metric at the best epoch)."""
+    rows, sign = [], 1.0 if mode == "max" else -1.0
+    for trial in record.trials:
+        point = points[trial.index]
+        history = pd.DataFrame(trial.history)
+        best = best_epoch(history, metric, mode)
         attention = point["model"]["attention"]
-        trial_id = Path(result.path).name.split("_")[1] if "_" in Path(result.path).name else ""
-        trial_id = (result.metrics or {}).get("trial_id", trial_id)
         rows.append(
             {
-                "trial_id": trial_id,
-                "index": index,
+                "trial_id": trial.key,
+                "index": trial.index,
                 "label": describe(point),
                 "backbone": point["model"]["backbone"],
                 "attention": attention["type"],
@@ -45,13 +49,16 @@ def trial_table(results, points: list, metric: str) -> pd.DataFrame:
                 "learning_rate": point["learning_rate"],
                 "batch_size": point["batch_size"],
                 "epochs": point["epochs"],
-                "status": "ERROR" if result.error else statuses.get(trial_id, "TERMINATED"),
+                "status": trial.status,
                 "epochs_run": len(history),
                 "best_epoch": int(best["epoch"]) if best is not None else -1,
-                "first_best_epoch": int(history["epoch"].iloc[first_best(history[metric].tolist())])
+                "first_best_epoch": int(
+                    history["epoch"].iloc[first_best((sign * history[metric]).tolist())]
+                )
                 if best is not None
                 else -1,
-                "best_val_uf1": float(best[metric]) if best is not None else None,
+                "best_score": float(best[metric]) if best is not None else None,
+                "best_val_uf1": float(best["val_uf1"]) if best is not None else None,
                 "best_val_loss": float(best["val_loss"]) if best is not None else None,
                 "seconds": float(_last(history, "time_total_s", 0.0)),
                 "node_id": str(_last(history, "node_id", "")),
@@ -62,14 +69,17 @@ def trial_table(results, points: list, metric: str) -> pd.DataFrame:
                 else -1,
             }
         )
-    return (
-        pd.DataFrame(rows)
-        .sort_values(["best_val_uf1", "best_val_loss"], ascending=[False, True], na_position="last")
-        .reset_index(drop=True)
-    )
+    table = pd.DataFrame(rows)
+    return table.sort_values(
+        ["best_score", "best_val_loss", "trial_id"],
+        ascending=[mode == "min", True, True],
+        na_position="last",
+        kind="stable",
+    ).reset_index(drop=True)
 
 
-def plot_search(table: pd.DataFrame, results, points: list, path: Path, metric: str) -> None:
+def plot_search(table: pd.DataFrame, record, points: list, path: Path, metric: str) -> None:
+    """Each trial's best score (bars) and its curve per epoch (its tuning curve)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -78,18 +88,19 @@ def plot_search(table: pd.DataFrame, results, points: list, path: Path, metric: 
     fig, (left, right) = plt.subplots(
         1, 2, figsize=(11, max(3.0, 0.32 * len(table) + 1.2)), dpi=110
     )
-    ordered = table.sort_values("best_val_uf1")
+    ordered = table.sort_values("best_score", ascending=metric != "val_loss")
     colours = {kind: f"C{k}" for k, kind in enumerate(sorted(table.attention.unique()))}
     left.barh(
-        ordered.label, ordered.best_val_uf1.fillna(0), color=[colours[a] for a in ordered.attention]
+        ordered.label, ordered.best_score.fillna(0), color=[colours[a] for a in ordered.attention]
     )
-    left.set_xlim(0, 1)
+    if metric != "val_loss":
+        left.set_xlim(0, 1)
     left.set_xlabel(f"best {metric} (validation subjects)")
     left.tick_params(axis="y", labelsize=7)
-    for result in results:
-        history = result.metrics_dataframe
-        if history is not None and metric in history:
-            point = points[result.config["index"]]
+    for trial in record.trials:
+        history = pd.DataFrame(trial.history)
+        if metric in history:
+            point = points[trial.index]
             right.plot(
                 history["epoch"] + 1,
                 history[metric],
@@ -99,8 +110,12 @@ def plot_search(table: pd.DataFrame, results, points: list, path: Path, metric: 
             )
     right.set_xlabel("epoch")
     right.set_ylabel(metric)
-    right.set_ylim(0, 1.02)
-    right.set_title("tuning curves (ASHA stops the weak early)", fontsize=9)
+    if metric != "val_loss":
+        right.set_ylim(0, 1.02)
+    stopped = (table.epochs_run < table.epochs).any()
+    right.set_title(
+        "tuning curves (cut trials end early)" if stopped else "tuning curves", fontsize=9
+    )
     handles = [plt.Line2D([], [], color=c, label=k) for k, c in colours.items()]
     right.legend(handles=handles, fontsize=7, title="attention")
     fig.tight_layout()

@@ -1,5 +1,5 @@
-"""The search: which subjects it may use, the objective's folds, the Ray Tune set-up, and
-whether a finished ``Tuner.fit`` really completed."""
+"""The search: which subjects it may use, the objective's folds, its trials, the Ray Tune set-up,
+and whether a finished ``Tuner.fit`` really completed."""
 
 from __future__ import annotations
 
@@ -10,11 +10,14 @@ import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from pathlib import Path
+
+import numpy as np
 
 from components.config import Params
 from components.errors import ConfigError
 from components.evaluation.splits import Fold, grouped_kfold, validation_split
+from components.tuning.halving import EPOCHS_DONE
+from components.tuning.store import TrialSlot
 
 
 def subject_split(subjects: list[str], params: Params) -> tuple[list[str], list[str]]:
@@ -72,21 +75,37 @@ def experiment_name(points: list, params: Params, data_version: str) -> str:
     return "tune-" + hashlib.sha1(key.encode()).hexdigest()[:10]
 
 
-def search_setup(params: Params, n_points: int):
+def trial_slots(params: Params, n_points: int) -> list[TrialSlot] | None:
+    """The trials a search runs, each with a key that names its state file: the grid
+    (``num_samples`` times), or ``num_samples`` points drawn from the seed (``random``); None
+    for ``optuna``, which chooses each trial from the results so far."""
+    cfg = params.tune
+    if cfg.search == "grid":
+        indices = [i for _ in range(cfg.num_samples) for i in range(n_points)]
+    elif cfg.search == "random":
+        rng = np.random.default_rng([params.seed, n_points])
+        replace = cfg.num_samples > n_points
+        indices = rng.choice(n_points, size=cfg.num_samples, replace=replace).tolist()
+    else:
+        return None
+    return [TrialSlot(f"t{slot:03d}-p{index:03d}", index) for slot, index in enumerate(indices)]
+
+
+def search_setup(params: Params, slots: list[TrialSlot] | None, n_points: int):
     """(param_space, search_alg, scheduler) from ``tune``.
 
-    ASHA's and synchronous halving's rungs are in epochs (``time_attr``: the trial's epoch
-    count): a trial gets ``grace_period`` epochs, then at each rung only the top
+    ``grid`` and ``random`` run a fixed list of trials (``slots``: a grid over slot numbers);
+    ``optuna`` picks a point index per trial. ASHA's and synchronous halving's rungs are in
+    epochs (``time_attr`` ``epochs_done``, which a trial resumed in a new run reports as
+    well): a trial gets ``grace_period`` epochs, then at each rung only the top
     1/``reduction_factor`` go on (ASHA decides as each trial arrives; halving once all have).
     """
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     cfg = params.tune
-    if cfg.search == "grid":
-        space, algorithm = {"index": tune.grid_search(list(range(n_points)))}, None
-    elif cfg.search == "random":
-        space, algorithm = {"index": tune.randint(0, n_points)}, None
+    if slots is not None:
+        space, algorithm = {"slot": tune.grid_search(list(range(len(slots))))}, None
     else:
         from ray.tune.search.optuna import OptunaSearch
 
@@ -100,7 +119,7 @@ def search_setup(params: Params, n_points: int):
         )
     if cfg.scheduler == "asha":
         scheduler = ASHAScheduler(
-            time_attr="training_iteration",
+            time_attr=EPOCHS_DONE,
             max_t=max_epochs,
             grace_period=cfg.grace_period,
             reduction_factor=cfg.reduction_factor,
@@ -120,11 +139,21 @@ def search_setup(params: Params, n_points: int):
     return space, algorithm, scheduler
 
 
-def incomplete_trials(results) -> list[str]:
-    """Trials of a ``ResultGrid`` that did not end TERMINATED (finished or stopped by the
-    scheduler): pending, running, paused or failed (ERROR)."""
-    trials = results._experiment_analysis.trials
-    return [f"{t.trial_id} ({t.status})" for t in trials if t.status != "TERMINATED"]
+def trial_statuses(results, slots: list[TrialSlot] | None) -> dict[str, tuple[int, str]]:
+    """Every trial Ray ran, by key: (point index, Ray status)."""
+    out = {}
+    for trial in results._experiment_analysis.trials:
+        key, index = trial_identity(trial.config, slots, trial.trial_id)
+        out[key] = (index, trial.status)
+    return out
+
+
+def trial_identity(config: dict, slots, trial_id: str) -> tuple[str, int]:
+    """A trial's key and point index from its Ray config."""
+    if slots is not None:
+        slot = slots[config["slot"]]
+        return slot.key, slot.index
+    return f"optuna-{trial_id}", int(config["index"])
 
 
 def expected_trials(params: Params, n_points: int) -> int:
@@ -163,34 +192,22 @@ def interruptible() -> Iterator[Interruption]:
             signal.signal(s, handler)
 
 
-def build_tuner(trainable, params: Params, name: str, n_points: int, fresh: bool):
-    """A new ``Tuner`` for the search, or the interrupted one restored (unless ``fresh``)."""
+def build_tuner(trainable, params: Params, store, slots, labels: list[str]):
+    """A new ``Tuner`` for the search, its Ray experiment inside the search's folder. An
+    interrupted search is never restored from Ray's experiment state (pickles): its trials
+    resume from their own states in the search store (:mod:`components.tuning.store`)."""
     from ray import tune
 
     cfg = params.tune
-    space, algorithm, scheduler = search_setup(params, n_points)
-    storage = (
-        cfg.storage_path if "://" in cfg.storage_path else str(Path(cfg.storage_path).resolve())
-    )
-    path = f"{storage}/{name}"
-    if tune.Tuner.can_restore(path) and not fresh:
-        if finished(path):  # read back as it ended: no trial of it runs again
-            print(f"tune: reading the finished search at {path}", flush=True)
-            return tune.Tuner.restore(
-                path, trainable, resume_unfinished=False, resume_errored=False, param_space=space
-            ), path
-        if cfg.scheduler != "halving":
-            print(f"tune: resuming the interrupted search at {path}", flush=True)
-            return tune.Tuner.restore(
-                path, trainable, resume_unfinished=True, restart_errored=True, param_space=space
-            ), path
-        # a restored halving search gets a new scheduler that knows neither its rungs nor its
-        # paused trials, which would then wait forever
-        print(
-            f"tune: the interrupted search at {path} used synchronous halving, whose rungs "
-            "cannot be restored; starting it over",
-            flush=True,
-        )
+    space, algorithm, scheduler = search_setup(params, slots, len(labels))
+
+    def trial_name(trial) -> str:
+        key, index = trial_identity(trial.config, slots, trial.trial_id)
+        return f"{key} {labels[index]}"
+
+    def trial_folder(trial) -> str:
+        return trial_identity(trial.config, slots, trial.trial_id)[0]
+
     return tune.Tuner(
         trainable,
         param_space=space,
@@ -199,65 +216,44 @@ def build_tuner(trainable, params: Params, name: str, n_points: int, fresh: bool
             mode=cfg.mode,
             search_alg=algorithm,
             scheduler=scheduler,
-            num_samples=cfg.num_samples,
+            num_samples=1 if slots is not None else cfg.num_samples,
             # synchronous halving pauses trials at a rung until every trial is there; a paused
             # trial still counts against max_concurrent_trials, so the later trials would never
             # start: there, resources (tune.cpus_per_trial) alone bound the concurrency
             max_concurrent_trials=None if cfg.scheduler == "halving" else cfg.max_concurrent_trials,
+            trial_name_creator=trial_name,
+            trial_dirname_creator=trial_folder,
         ),
         run_config=tune.RunConfig(
-            name=name,
-            storage_path=storage,
+            name="ray",
+            storage_path=store.path,
             failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             verbose=1,
         ),
-    ), path
+    )
 
 
-FINISHED = "mer-search-finished"  # written into a search's folder once it has ended
-
-
-def _filesystem(path: str):
-    from pyarrow import fs
-
-    return fs.FileSystem.from_uri(path if "://" in path else Path(path).resolve().as_uri())
-
-
-def finished(path: str) -> bool:
-    """Whether the search at ``path`` ran to its end (:func:`mark_finished`)."""
-    from pyarrow import fs
-
-    filesystem, folder = _filesystem(path)
-    return filesystem.get_file_info(f"{folder}/{FINISHED}").type == fs.FileType.File
-
-
-def mark_finished(path: str) -> None:
-    """Record that the search at ``path`` ended: a later `mer tune` reads it back as it is."""
-    filesystem, folder = _filesystem(path)
-    with filesystem.open_output_stream(f"{folder}/{FINISHED}") as out:
-        out.write(b"finished\n")
-
-
-def check_complete(results, interruption: Interruption, expected: int) -> None:
+def check_complete(
+    statuses: dict[str, tuple[int, str]], interruption: Interruption, expected: int
+) -> None:
     """Raise unless the search ran to its end: not interrupted, every expected trial present
-    and finished or stopped by the scheduler."""
+    and finished or stopped by the scheduler (TERMINATED)."""
     from components.errors import Interrupted, MerError
 
-    missing = incomplete_trials(results)
-    failed = [m for m in missing if m.endswith("(ERROR)")]
-    if interruption.signal or len(missing) > len(failed) or len(results) < expected:
+    failed = [k for k, (_, status) in statuses.items() if status == "ERROR"]
+    unfinished = [k for k, (_, status) in statuses.items() if status not in ("TERMINATED", "ERROR")]
+    if interruption.signal or unfinished or len(statuses) < expected:
         raise Interrupted(
             f"the search was interrupted ({interruption.signal or 'trials unfinished'}) with "
-            f"{len(results)} of {expected} trials started; no best configuration was written. "
+            f"{len(statuses)} of {expected} trials started; no best configuration was written. "
             "Run `mer tune` again to resume it (`mer tune --fresh` starts over)"
         )
-    if not failed:
-        return
-    raise MerError(
-        f"{len(failed)} trial(s) failed after their retries ({', '.join(failed[:4])}); see the "
-        "trial errors above. `mer tune` resumes and retries them"
-    )
+    if failed:
+        raise MerError(
+            f"{len(failed)} trial(s) failed after their retries ({', '.join(failed[:4])}); see "
+            "the trial errors above. `mer tune` resumes and retries them"
+        )
 
 
 def point_model(point: dict):

@@ -5,16 +5,15 @@ three times the epoch's training on the embedded search), a model per fold epoch
 
 Every epoch it reports the objective — validation UF1 pooled over the trial's folds (one for
 ``holdout``, ``tune.kfold`` for ``kfold``; stacked in one model when the backbone allows) —
-with a checkpoint (weights, optimizer state, selection state, the next epoch), so a crashed
-trial restarts from its last epoch and ASHA can stop it early. Inside the trial, TensorFlow is
+with a checkpoint (weights, optimizer state, selection state, the next epoch; stored as data in
+the search store and given to Ray as its checkpoint), so a crashed, paused or interrupted
+trial goes on from its last epoch exactly, and ASHA can stop it early. Inside the trial, TensorFlow is
 capped to the trial's CPUs and trains under MirroredStrategy over the GPUs Ray gave it (or over
 ``devices_per_trial`` logical CPU devices).
 """
 
 from __future__ import annotations
 
-import functools
-import pickle
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -23,8 +22,14 @@ from typing import Any
 
 import numpy as np
 
+from components import datafiles
 from components.config import PreprocessConfig, TrackingConfig, TrainConfig, model_from_dict
+from components.errors import ArtifactError, ConfigError, redact
 from components.evaluation.splits import Fold
+from components.parsing import parse
+from components.tracking.mlflow_runs import flatten
+from components.tracking.trial_runs import log_epoch, trial_run
+from components.tuning.store import SearchStore, TrialSlot, TrialState
 
 
 @dataclass(frozen=True)
@@ -41,60 +46,30 @@ class TrialContext:
     cpus: float
     devices: int
     parent_run_id: str | None
+    storage: str  # the search store (components.tuning.store): storage folder or URI, and name
+    search: str
+    slots: tuple[TrialSlot, ...] | None  # grid/random: the trials; optuna: None
+    tags: dict[str, str]  # provenance (commit, data version) for the trial's MLflow run
     crash_once_at_epoch: int | None = None  # fault injection for tests: crash once, then resume
 
 
-def _mlflow_child(ctx: TrialContext, trial_id: str, label: str, point: dict) -> str | None:
-    """The trial's MLflow run under the search's parent run (found again after a restart)."""
-    if ctx.parent_run_id is None:
-        return None
-    import mlflow
-
-    from components.tracking import flatten
-
-    mlflow.set_tracking_uri(ctx.tracking.uri)  # resolved by the driver
-    client = mlflow.tracking.MlflowClient()
-    parent = client.get_run(ctx.parent_run_id)
-    found = client.search_runs(
-        [parent.info.experiment_id],
-        f"tags.trial_id = '{trial_id}' and tags.`mlflow.parentRunId` = '{ctx.parent_run_id}'",
-    )
-    if found:
-        return found[0].info.run_id
-    run = client.create_run(
-        parent.info.experiment_id,
-        run_name=f"trial-{trial_id}",
-        tags={
-            "mlflow.parentRunId": ctx.parent_run_id,
-            "trial_id": trial_id,
-            "label": label,
-            "stage": "tune",
-        },
-    )
-    for key, value in flatten({"point": point}).items():
-        client.log_param(run.info.run_id, key, value)
-    return run.info.run_id
+STATE = "state.npz"
 
 
-def _log_epoch(run_id: str, metrics: dict[str, Any], epoch: int) -> None:
-    from mlflow.tracking import MlflowClient
+def saved_state(store: SearchStore, key: str) -> TrialState | None:
+    """The trial's latest state: from Ray's checkpoint when Ray restarts or unpauses it within
+    a run, else from the search store (a search interrupted and run again); checked by type."""
+    from ray import tune
 
-    client = MlflowClient()
-    for key, value in metrics.items():
-        if isinstance(value, int | float):
-            client.log_metric(run_id, key, float(value), step=epoch)
-
-
-def _with_retries(action, attempts: int = 5) -> None:
-    """SQLite may be locked for a moment by another trial: retry before giving up."""
-    for attempt in range(attempts):
-        try:
-            action()
-            return
-        except Exception:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.2 * 2**attempt)
+    checkpoint = tune.get_checkpoint()
+    if not checkpoint:
+        return store.trial_state(key)
+    with checkpoint.as_directory() as folder:
+        raw = datafiles.load(Path(folder) / STATE)
+    try:
+        return parse(TrialState, raw, f"the checkpoint of trial {key}")
+    except ConfigError as exc:
+        raise ArtifactError(str(exc)) from None
 
 
 def pooled_validation(runs) -> dict[str, float]:
@@ -111,11 +86,17 @@ def pooled_validation(runs) -> dict[str, float]:
 
 
 def train_trial(config: dict[str, Any], context: TrialContext) -> None:
-    """Train ``context.points[config['index']]``; report every epoch (pure function of config)."""
+    """Train one trial of the search (a pure function of its point, the seed and the data);
+    report every epoch, and store its state, so it resumes exactly wherever it stopped."""
     entered = time.perf_counter()
     from ray import tune
 
-    point = context.points[config["index"]]
+    from components.tuning.halving import EPOCHS_DONE
+    from components.tuning.search import trial_identity
+
+    trial_id = tune.get_context().get_trial_id()
+    key, index = trial_identity(config, context.slots, trial_id)
+    point = context.points[index]
     train_cfg = replace(
         context.train,
         learning_rate=point["learning_rate"],
@@ -136,10 +117,13 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
     from components.training.fit import FoldData, fold_runs
     from components.tuning.space import describe
 
+    store = SearchStore(context.storage, context.search)
+    saved = saved_state(store, key)
+    if saved is not None and saved.next_epoch >= train_cfg.epochs:
+        return  # finished in an earlier run of the search: its results are in the store
     model_cfg = model_from_dict(point["model"], "tune point")
     records = cached_records(context.preprocess.records_dir, context.data_version)
     kind = BACKBONES[model_cfg.backbone].input_kind
-    p = context.preprocess
     folds = [
         FoldData(
             f.name,
@@ -159,45 +143,62 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
         train_cfg,
         strategy=strategy,
         kind=kind,
-        input_sizes=p.input_sizes(),
+        input_sizes=context.preprocess.input_sizes(),
         num_classes=NUM_CLASSES,
         seed=context.seed,
         early_stopping=False,  # the scheduler stops trials
     )
-    trial_id = tune.get_context().get_trial_id()
-    checkpoint = tune.get_checkpoint()
-    start_epoch = 0
-    if checkpoint:
-        with checkpoint.as_directory() as folder:
-            states = pickle.loads((Path(folder) / "state.pkl").read_bytes())
-        start_epoch = next(run.load(state) for run, state in zip(runs, states, strict=True))
+    start_epoch, history = 0, []
+    if saved is not None:
+        if len(saved.runs) != len(runs):
+            raise ArtifactError(f"the stored state of trial {key} is another trial's")
+        for run, state in zip(runs, saved.runs, strict=True):
+            start_epoch = run.load(state)
+        history = list(saved.history)
     run_id = None
-    try:
-        run_id = _mlflow_child(context, trial_id, describe(point), point)
-    except Exception as exc:
-        print(f"trial {trial_id}: MLflow unavailable ({exc}); training goes on")
+    if context.parent_run_id is not None:
+        try:
+            run_id = trial_run(
+                context.tracking.uri,
+                context.parent_run_id,
+                key,
+                {**context.tags, "label": describe(point), "stage": "tune", "trial_id": trial_id},
+                flatten({"point": point}),
+            )
+        except Exception as exc:
+            print(f"trial {key}: MLflow unavailable ({redact(str(exc))}); training goes on")
 
     node = ray.get_runtime_context().get_node_id()
     setup_s = time.perf_counter() - entered  # imports, data, model: the trial's start-up cost
+    earlier_s = history[-1]["time_total_s"] if history else 0.0
 
     def report(epoch: int, *_) -> None:
-        """The objective over every fold at ``epoch``, with a checkpoint, to Ray Tune."""
+        """The objective over every fold at ``epoch``, stored and reported to Ray Tune with
+        a checkpoint."""
         metrics = {
             "epoch": epoch,
+            EPOCHS_DONE: epoch + 1,
             **pooled_validation(runs),
             "replicas": strategy.num_replicas_in_sync,
             "stacked_folds": len(runs[0].folds),
             "node_id": node,
-            "restored_from_epoch": start_epoch - 1 if checkpoint else -1,
+            "restored_from_epoch": start_epoch - 1 if saved is not None else -1,
             "setup_s": setup_s,
+            "time_total_s": earlier_s + time.perf_counter() - entered,
         }
-        if context.crash_once_at_epoch == epoch and not checkpoint:
-            raise RuntimeError(f"injected crash in trial {trial_id} at epoch {epoch}")
+        if context.crash_once_at_epoch == epoch and saved is None:
+            raise RuntimeError(f"injected crash in trial {key} at epoch {epoch}")
+        history.append(metrics)
         if run_id:
-            _with_retries(functools.partial(_log_epoch, run_id, metrics, epoch))
+            log_epoch(context.tracking.uri, run_id, metrics, epoch)
+        state = {
+            "next_epoch": epoch + 1,
+            "runs": [run.state(epoch + 1) for run in runs],
+            "history": history,
+        }
+        store.save_trial(key, state)
         with tempfile.TemporaryDirectory() as folder:
-            states = [run.state(epoch + 1) for run in runs]
-            (Path(folder) / "state.pkl").write_bytes(pickle.dumps(states))
+            datafiles.save(Path(folder) / STATE, state)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
     runs[-1].on_epoch = report  # when the last run ends an epoch, every run has trained it
