@@ -585,25 +585,29 @@ def test_a_quick_look_never_replaces_the_full_report(tmp_path, monkeypatch) -> N
 
 
 def test_an_interrupted_first_mlflow_store_is_not_left_half_built(tmp_path, monkeypatch) -> None:
-    """Ctrl-C while a fresh mlflow.db was created left a half schema that failed for ever
+    """Ctrl-C while a fresh mlflow.db was created (here: right after a migration created the
+    ``spans`` table, before its revision was recorded) left a half schema that failed for ever
     after ("table spans already exists"). The schema is built in a temporary file now."""
-    import mlflow.store.db.utils as db_utils
+    from alembic.operations import Operations
 
     from components.config import TrackingConfig
     from components.tracking import configure_tracking
 
-    upgrade = db_utils._upgrade_db
+    create_table = Operations.create_table
 
-    def interrupted(engine):
-        raise KeyboardInterrupt
+    def interrupted(self, name, *args, **kwargs):
+        made = create_table(self, name, *args, **kwargs)
+        if name == "spans":
+            raise KeyboardInterrupt
+        return made
 
-    monkeypatch.setattr(db_utils, "_upgrade_db", interrupted)
+    monkeypatch.setattr(Operations, "create_table", interrupted)
     cfg = TrackingConfig(
         uri=f"sqlite:///{tmp_path}/mlflow.db", artifact_location=str(tmp_path / "a")
     )
     with pytest.raises(KeyboardInterrupt):
         configure_tracking(cfg)
-    monkeypatch.setattr(db_utils, "_upgrade_db", upgrade)
+    monkeypatch.setattr(Operations, "create_table", create_table)
     configure_tracking(cfg)
     import mlflow
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from components.tuning.halving import SynchronousHalving, replay, rungs
+from components.tuning.halving import EPOCHS_DONE, SynchronousHalving, replay, rungs
 
 
 def test_rungs_and_the_epochs_a_search_runs() -> None:
@@ -72,7 +72,12 @@ def test_only_the_best_trial_at_the_rung_goes_on_whatever_the_arrival_order(clus
             with tempfile.TemporaryDirectory() as folder:
                 (Path(folder) / "state.json").write_text(json.dumps({"epoch": epoch + 1}))
                 tune.report(
-                    {"val_uf1": score, "val_loss": 1 - score, "epoch": epoch},
+                    {
+                        "val_uf1": score,
+                        "val_loss": 1 - score,
+                        "epoch": epoch,
+                        EPOCHS_DONE: epoch + 1,
+                    },
                     checkpoint=tune.Checkpoint.from_directory(folder),
                 )
 

@@ -124,11 +124,15 @@ def ensure_sqlite_store(path: Path) -> None:
         if not pid_alive(int(stale.name.rsplit("-", 1)[1])):
             stale.unlink()
     temporary = path.with_name(f".{path.name}.creating-{os.getpid()}")
+    temporary.unlink(missing_ok=True)
     engine = sqlalchemy.create_engine(f"sqlite:///{temporary}")
     try:
         _initialize_tables(engine)  # MLflow's own schema creation and migrations
-    finally:
+    except BaseException:
         engine.dispose()
+        temporary.unlink(missing_ok=True)  # Ctrl-C or an error: nothing half-built is left
+        raise
+    engine.dispose()
     os.replace(temporary, path)
 
 
