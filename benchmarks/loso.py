@@ -89,14 +89,15 @@ if mode.startswith("stacked"):
     model = ststnet(cfg, folds, sizes, 3); model.initialise(list(range(folds)))
     if mode == "stacked-per-fold":  # each fold its own batch of `batch`, rows with their
         # patch statistics (the training path)
-        from components.training.patch_stats import patch_stats_table
+        from components.models.patch_stats import patch_stats_table
         n //= 2
         order = np.stack([rng.permutation(n) for _ in range(folds)], 1)
         stats = patch_stats_table(x[:n], "flow", False, 0)[:, 0]
         data = tf.data.Dataset.from_tensor_slices(((x[order], np.ones(order.shape, "float32"), stats[order]), y[order]))
     else:  # one shared batch for every fold
         data = tf.data.Dataset.from_tensor_slices(((x, np.ones((n, folds), "float32")), y))
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), steps_per_execution=n // batch)
+    from components.training.fold_models import FoldAdam
+    model.compile(optimizer=FoldAdam(folds, learning_rate=1e-3), steps_per_execution=n // batch)
 else:
     model = build_model(cfg, **sizes)
     data = tf.data.Dataset.from_tensor_slices((x, y))

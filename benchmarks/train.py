@@ -37,22 +37,25 @@ def main() -> None:
     from benchmarks.results import write_section
     from components.artifacts import Records
     from components.models import build_model
+    from components.models.patch_stats import patch_stats_table
     from components.models.registry import BACKBONES
     from components.models.stacked import ststnet
     from components.training.data import StreamOptions, fold_stream, training_stream
-    from components.training.patch_stats import patch_stats_table
+    from components.training.fold_models import FoldAdam
 
     records = Records.of(params).read()
     model_cfg = params.model
     kind = BACKBONES[model_cfg.backbone].input_kind
     x, y = records.inputs(kind), records.labels
     n, batch = len(y), train_cfg.batch_size
-    options = StreamOptions.training(train_cfg, kind, batch, params.seed)
-    stream = training_stream(x, y, options, range(EPOCHS))
+    options = StreamOptions.training(train_cfg, kind, batch)
+    everyone = np.arange(n)
+    stream = training_stream(x, y, everyone, params.seed, options, range(EPOCHS))
     rng = np.random.default_rng(params.seed)
     folds_train = [np.sort(rng.choice(n, int(0.8 * n), replace=False)) for _ in range(10)]
+    keys = list(range(10))
     table = patch_stats_table(x, kind, train_cfg.augment_flip, train_cfg.augment_shift_px)
-    per_fold = fold_stream(x, y, folds_train, options, range(EPOCHS), patch_stats=table)
+    per_fold = fold_stream(x, y, folds_train, keys, options, range(EPOCHS), patch_stats=table)
 
     def drain(data: tf.data.Dataset) -> float:
         data.reduce(0, lambda c, _: c + 1)  # warm-up
@@ -63,11 +66,9 @@ def main() -> None:
     input_rate = EPOCHS * n / drain(stream)
     fold_input_rate = EPOCHS * sum(len(t) for t in folds_train) / drain(per_fold)
 
-    plain = StreamOptions(kind, batch, seed=1)
+    plain = StreamOptions(kind, batch)
     batches = [
-        (bx.numpy(), by.numpy())
-        for bx, by in training_stream(x, y, plain, range(1))
-        if len(by) == batch
+        (bx.numpy(), by.numpy()) for bx, by in training_stream(x, y, everyone, 1, plain, range(1))
     ]
     xs, ys = np.concatenate([b[0] for b in batches]), np.concatenate([b[1] for b in batches])
     sizes = params.preprocess.input_sizes()
@@ -90,7 +91,7 @@ def main() -> None:
             data = tf.data.Dataset.from_tensor_slices(
                 ((xs[order], np.ones(order.shape, "float32"), stats[order]), ys[order])
             )  # each fold its own batches with their patch statistics, as fold_stream gives
-            model.compile(optimizer=keras.optimizers.Adam(1e-3), steps_per_execution=steps)
+            model.compile(optimizer=FoldAdam(folds, learning_rate=1e-3), steps_per_execution=steps)
         data = data.batch(batch).cache()
         model.fit(data, epochs=1, verbose=0, shuffle=False)
         start = time.perf_counter()

@@ -251,6 +251,11 @@ class ModelConfig:
     placement: tuple[str, ...] = ("fused",)
     dropout: Annotated[float, Range(ge=0, lt=1)] = 0.5
 
+    @property
+    def label(self) -> str:
+        """``ststnet/mhsa@fused h=2``."""
+        return model_label(self.as_dict())
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "backbone": self.backbone,
@@ -258,6 +263,14 @@ class ModelConfig:
             "placement": list(self.placement),
             "dropout": self.dropout,
         }
+
+
+def model_label(model: Mapping[str, Any]) -> str:
+    """Short label of a model configuration (as a dict): ``ststnet/mhsa@fused h=2``."""
+    attention = model["attention"]
+    extra = f" h={attention['heads']}" if attention["type"] in ("mhsa", "temporal_mhsa") else ""
+    where = "+".join(model["placement"]) or "-"
+    return f"{model['backbone']}/{attention['type']}@{where}{extra}"
 
 
 def model_dict(raw: Mapping) -> dict:

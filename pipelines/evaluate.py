@@ -41,7 +41,6 @@ def _evaluate(params, session, chosen) -> int:
     from components.tracking import configure_tracking, flatten, provenance_tags, tracked_run
     from components.tracking.evaluation_runs import log_folds, log_summary
     from components.training.budget import folds_budget_warning
-    from components.tuning.space import describe_model
 
     cfg = params.evaluate
     candidates = [chosen.model]
@@ -50,7 +49,7 @@ def _evaluate(params, session, chosen) -> int:
     statement = selection_statement(
         cfg.selection, len(candidates), cfg.inner_folds, bool(chosen.tune)
     )
-    label = describe_model(chosen.model.as_dict())
+    label = chosen.model.label
     print(
         f"evaluate: {cfg.protocol} over {len(session.records.subjects)} subjects, "
         f"{len(session.folds)} folds × {cfg.seeds} seed(s); {label} from {chosen.describe(params)}; "
@@ -71,6 +70,11 @@ def _evaluate(params, session, chosen) -> int:
         log_folds(parent.info.run_id, result.units, tags)
         log_summary(evaluation.summary, folder, Evaluation.OUTPUTS)
     print_summary("evaluate", evaluation.summary, session.complete, len(session.folds))
+    if not evaluation.units["stacked"]:
+        print(
+            "evaluate: WARNING: the folds trained one by one, not stacked "
+            f"({evaluation.units['not_stacked_because']}): correct, but many times slower"
+        )
     if warning := folds_budget_warning(
         evaluation.folds, chosen.train.epochs, chosen.train.patience
     ):

@@ -50,8 +50,8 @@ def _register(args, params, chosen, evaluation) -> int:
     from components.errors import ArtifactError
     from components.outputs import Protected, staged_files
     from components.provenance import provenance_tags
+    from components.tracking.final_model import train_final
     from components.tracking.registration import register
-    from components.training.final import train_final
 
     cfg = params.register
     if evaluation.model != chosen.model.as_dict() or evaluation.train != asdict(chosen.train):
@@ -61,7 +61,7 @@ def _register(args, params, chosen, evaluation) -> int:
         )
     epochs, epochs_source = final_epochs(cfg.epochs, evaluation.folds, chosen.train.epochs)
     train = replace(chosen.train, epochs=epochs)
-    records = Records.of(params).read()
+    records = Records.of(params).read()  # validated before training
     print(
         f"register: training {chosen.model.backbone} / {chosen.model.attention.type} on all {len(records.subjects)} subjects ({len(records.manifest)} clips) for {epochs} epochs ({epochs_source})",
         flush=True,
@@ -74,7 +74,7 @@ def _register(args, params, chosen, evaluation) -> int:
         folder, "register.reports_dir", Protected.of(params), Registration.FILES
     ) as staging:
         final = train_final(
-            records, chosen, train, params, evaluation, epochs_source, tags, synthetic, staging
+            chosen, train, params, evaluation, epochs_source, tags, synthetic, staging
         )
         print(f"register: trained in {time.perf_counter() - started:.0f} s", flush=True)
         reports = Evaluation.folder(params)

@@ -35,8 +35,8 @@ def run(args: argparse.Namespace) -> int:
 def _tune(args, params, plan) -> int:
     import mlflow
 
+    from components.cluster import describe_cluster, ray_session
     from components.tracking import configure_tracking, flatten, provenance_tags, tracked_run
-    from components.tuning.cluster import describe_cluster, ray_session
     from components.tuning.report import search_budget_warning
 
     print(f"tune: {plan.describe()}", flush=True)

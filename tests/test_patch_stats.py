@@ -6,15 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.training import patch_stats
-from components.training.data import (
-    StreamOptions,
-    augmentation_count,
-    augmentation_index,
-    augmentation_of,
-    fold_stream,
-)
-from components.training.patch_stats import patch_statistics, patch_stats_table
+from components.features.augment import augmentation_count, augmentation_index, augmentation_of
+from components.models import patch_stats
+from components.models.patch_stats import patch_statistics, patch_stats_table
+from components.training.data import StreamOptions, fold_stream
 
 
 def numpy_statistics(image: np.ndarray) -> np.ndarray:
@@ -61,8 +56,8 @@ def test_the_stream_carries_each_rows_own_augmented_statistics() -> None:
     assert table.shape == (10, 50, 27 + 27 * 27)
     assert patch_stats_table(x, "flow", True, 2) is table  # kept for the same records
     folds = [np.arange(0, 7), np.arange(3, 10)]
-    options = StreamOptions("flow", batch=3, seed=5, flip=True, shift_px=2)
-    stream = fold_stream(x, y, folds, options, range(2), patch_stats=table)
+    options = StreamOptions("flow", batch=3, flip=True, shift_px=2)
+    stream = fold_stream(x, y, folds, [5, 6], options, range(2), patch_stats=table)
     variants_seen = set()
     for (xb, mask, stats), _ in stream:
         rows = xb.numpy().reshape(-1, 12, 12, 3)
@@ -74,8 +69,8 @@ def test_the_stream_carries_each_rows_own_augmented_statistics() -> None:
         }
     assert len(variants_seen) > 5  # many different augmentations were looked up
     with pytest.raises(ValueError, match="augmentations"):
-        unflipped = StreamOptions("flow", batch=3, seed=5, flip=False, shift_px=2)
-        fold_stream(x, y, folds, unflipped, range(1), patch_stats=table)
+        unflipped = StreamOptions("flow", batch=3, flip=False, shift_px=2)
+        fold_stream(x, y, folds, [5, 6], unflipped, range(1), patch_stats=table)
 
 
 def test_no_table_for_clips_or_beyond_the_memory_budget(monkeypatch) -> None:

@@ -2,6 +2,7 @@
 
 import itertools
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -61,12 +62,15 @@ def composite_manifest() -> pd.DataFrame:
 
 
 def real_rows(block: tuple, sizes: dict[str, int], batch: int = 16) -> tuple[int, int]:
-    """(real rows, computed rows) of one stacked unit's epoch: steps for its largest fold,
-    every fold padded to the unit's rows per step (as fold_batch_index lays it out)."""
-    mine = [sizes[f.name] for f in block]
-    steps = -(-max(mine) // batch)
-    rows = max(-(-n // steps) for n in mine)
-    return sum(mine), len(mine) * steps * rows
+    """(real rows, computed rows) of one stacked unit's epoch, laid out as
+    :func:`~components.training.schedule.unit_epoch` lays it out: each fold its own
+    ceil(n / batch) steps of even size, the unit as many steps as its longest fold and as many
+    rows as its widest step."""
+    from components.training.schedule import fold_epoch, unit_epoch
+
+    plans = [fold_epoch(np.arange(sizes[f.name]), batch, 0, 0, False, 0) for f in block]
+    stacked = unit_epoch(plans)
+    return int(stacked.mask.sum()), stacked.mask.size
 
 
 def test_units_group_folds_of_similar_training_size() -> None:

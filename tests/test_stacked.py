@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 
 from components.config import AttentionConfig, ModelConfig
+from components.models.patch_stats import patch_statistics
 from components.models.stacked import ststnet
-from components.training.patch_stats import patch_statistics
 
 SIZES = {"flow_size": 28, "clip_frames": 8, "clip_size": 64}
 CASES = [("none", ())] + [
@@ -58,17 +58,59 @@ def test_a_fold_starts_from_its_own_seed_whatever_the_other_folds() -> None:
     )
 
 
-def test_initial_weights_follow_keras_initialisers() -> None:
-    """Glorot-uniform kernels within their limit, zero biases, unit BatchNorm scale."""
-    cfg = ModelConfig("ststnet", AttentionConfig("none"), (), 0.5)
-    model = ststnet(cfg, 50, SIZES, 3)
-    model.initialise(list(range(50)))
-    kernel = np.asarray(model.streams.kernel)[..., :3]  # stream3: 3x3x3 -> 3
-    limit = np.sqrt(6 / (27 + 27))
-    assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.9 * limit
-    assert abs(kernel.mean()) < 0.02 and abs(kernel.std() - limit / np.sqrt(3)) < 0.02
-    np.testing.assert_array_equal(np.asarray(model.streams.gamma), 1.0)
-    np.testing.assert_array_equal(np.asarray(model.head.bias), 0.0)
+def test_a_fold_starts_as_the_ordinary_model_of_its_seed() -> None:
+    """Fold f's initial weights are exactly those of the ordinary model built from its seed
+    (Keras' own initialisers), so it starts as it would alone."""
+    from components.models import build_model
+    from components.training.runtime import seed_everything
+
+    cfg = ModelConfig("ststnet", AttentionConfig("mhsa"), ("fused",), 0.5)
+    model = ststnet(cfg, 3, SIZES, 3)
+    model.initialise([4, 8, 15])
+    seed_everything(8)
+    alone = build_model(cfg, num_classes=3, **SIZES)
+    for ours, theirs in zip(model.export_fold(1).get_weights(), alone.get_weights(), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def attention_types() -> list[str]:
+    from components.attention.factory import attention_class
+    from components.attention.registry import ATTENTION
+
+    return [name for name in ATTENTION if attention_class(name).input_rank == 4]
+
+
+@pytest.mark.parametrize("kind", attention_types())
+def test_every_attention_type_has_a_stacked_form_equal_to_its_layer(kind: str) -> None:
+    """Parametrised from the registry: every feature-map attention type stacks (its
+    hand-written form, or the one derived from the layer), and the stacked form computes, fold
+    by fold, what the ordinary layer computes with that fold's weights; a type added to the
+    registry is checked here without being listed."""
+    from components.attention.factory import make_attention, make_stacked_attention
+    from components.attention.stacked import FoldVectorized
+
+    rng = np.random.default_rng(5)
+    folds, shape = 3, (4, 6, 6, 16)
+    x = rng.normal(size=(shape[0], shape[1], shape[2], folds, shape[3])).astype("float32")
+    forms = [make_stacked_attention(kind, folds, "stacked")]
+    forms.append(FoldVectorized(folds, lambda: make_attention(kind, "inner"), name="derived"))
+    layers = []
+    for f in range(folds):
+        layer = make_attention(kind, f"fold{f}")
+        layer.build((None, *shape[1:]))
+        for v in layer.weights:
+            v.assign(rng.normal(0, 0.3, v.shape).astype("float32"))
+        layers.append(layer)
+    for form in forms:
+        form.build(x.shape)
+        for f, layer in enumerate(layers):
+            form.import_weights(f, layer.get_weights())
+        out, _ = form(x)
+        for f, layer in enumerate(layers):
+            expected = layer(x[..., f, :]).numpy()
+            np.testing.assert_allclose(out.numpy()[..., f, :], expected, atol=2e-5)
+            for ours, theirs in zip(form.export(f), layer.get_weights(), strict=True):
+                np.testing.assert_array_equal(ours, theirs)
 
 
 def test_the_batch_moments_are_the_masked_conv_output_moments() -> None:
@@ -157,15 +199,20 @@ def test_one_batch_per_fold_gives_what_the_shared_batch_gives() -> None:
 def test_fold_predictor_gives_each_fold_its_own_samples() -> None:
     """Folds with different (and no) validation samples: fold f's probabilities are the
     model's fold-f outputs on exactly its own positions, in their order."""
-    from components.training.fit import Trainer
+    from components.config import TrainConfig
+    from components.training.data import StreamOptions
+    from components.training.fold_models import FoldData, StackedFolds
 
-    model = ststnet(ModelConfig("ststnet", AttentionConfig("cbam"), ("fused",), 0.0), 3, SIZES, 3)
-    model.initialise([1, 2, 3])
-    trainer = Trainer(model, True, 3, 3)
     inputs = np.random.default_rng(3).uniform(size=(9, 28, 28, 3)).astype("float32")
+    labels = np.array([0, 1, 2] * 3)
+    everyone = np.arange(9)
+    folds = [FoldData(f"f{k}", everyone, everyone[:0], everyone[:0], k) for k in range(3)]
+    cfg = ModelConfig("ststnet", AttentionConfig("cbam"), ("fused",), 0.0)
+    models = StackedFolds(inputs, labels, folds, StreamOptions("flow", 4), 3, model_cfg=cfg,
+                          train_cfg=TrainConfig(), input_sizes=SIZES, run_seed=1)  # fmt: skip
     positions = [np.array([4, 0, 7]), np.array([], int), np.array([2, 8, 1, 5, 3])]
-    got = trainer.fold_predictor(inputs, positions, chunk=2)()
-    everything = trainer.predictor(inputs)()  # (9, F, K): every sample through every fold
+    got = models.fold_predictor(positions, chunk=2)()
+    everything = models.fold_predictor([everyone] * 3)()  # every sample through every fold
     assert [g.shape for g in got] == [(3, 3), (0, 3), (5, 3)]
     for f, (mine, probabilities) in enumerate(zip(positions, got, strict=True)):
-        np.testing.assert_allclose(probabilities, everything[mine, f], atol=1e-6)
+        np.testing.assert_allclose(probabilities, everything[f][mine], atol=1e-6)

@@ -1,8 +1,8 @@
 """The training loop: batches, class weights, per-fold epoch selection, resumption, masked
 stacking (no fold learns from its test subjects) and the multi-device path."""
 
+import copy
 import json
-import pickle
 import subprocess
 import sys
 from dataclasses import replace
@@ -12,15 +12,12 @@ import numpy as np
 import pytest
 
 from components.config import AttentionConfig, ModelConfig, TrainConfig
+from components.features.augment import apply_augmentation, draw_augmentation
 from components.training import runtime
-from components.training.data import (
-    StreamOptions,
-    augment,
-    fold_batch_index,
-    fold_stream,
-    training_stream,
-)
-from components.training.fit import FoldData, FoldRun, class_weights, fit_folds
+from components.training.data import StreamOptions, fold_stream, training_stream
+from components.training.fold_models import FoldData, class_weights
+from components.training.run import fold_runs
+from components.training.schedule import fold_epoch, unit_epoch
 
 ROOT = Path(__file__).parent.parent
 SIZES = {"flow_size": 28, "clip_frames": 4, "clip_size": 16}
@@ -53,80 +50,112 @@ def fold(name: str, subject: np.ndarray, test: int, validation: int, seed: int =
 
 
 MODEL = ModelConfig("ststnet", AttentionConfig("cbam"), ("fused",), 0.0)
+
+
+def runs(x, y, folds, model, train, seed: int = 1) -> list:
+    return fold_runs(
+        x, y, folds, model, train, kind="flow", input_sizes=SIZES, num_classes=3, seed=seed,
+        strategy=runtime.make_strategy(train),
+    )  # fmt: skip
+
+
+def fit(x, y, folds, model, train) -> list:
+    out = []
+    for run in runs(x, y, folds, model, train):
+        run.fit()
+        out += run.finish()
+    return out
+
+
 FAST = TrainConfig(
     epochs=25, patience=8, min_epochs=3, learning_rate=0.01, threads=1, augment_flip=False
 )
 
 
-def test_stream_is_a_function_of_seed_and_epoch_and_resumes_exactly() -> None:
-    x, y, _ = planted(subjects=2, per_class=2)
-
-    def batches(seed: int, start: int, stop: int) -> list[np.ndarray]:
-        options = StreamOptions("flow", batch=5, seed=seed, flip=True, shift_px=2)
-        return [b[0].numpy() for b in training_stream(x, y, options, range(start, stop))]
-
-    whole = batches(3, 0, 3)
-    steps = -(-len(y) // 5)
-    assert len(whole) == 3 * steps
-    resumed = batches(3, 1, 3)  # a run resumed at epoch 1 sees exactly the batches of 1 and 2
-    for a, b in zip(whole[steps:], resumed, strict=True):
-        np.testing.assert_array_equal(a, b)
-    other = batches(4, 0, 1)
-    assert not all(np.array_equal(a, b) for a, b in zip(whole[:steps], other, strict=True))
-    options = StreamOptions("flow", batch=5, seed=3, flip=True, shift_px=2)
-    labels = np.concatenate([b[1].numpy() for b in training_stream(x, y, options, range(1))])
-    assert sorted(labels.tolist()) == sorted(y.tolist())  # an epoch is a permutation
+def test_a_folds_epoch_is_a_function_of_its_key_and_the_epoch() -> None:
+    """Each sample once, in ceil(n / batch) steps whose sizes differ by at most one; the same
+    plan for the same (key, epoch), another for another epoch or key."""
+    train = np.arange(100, 137)  # 37 samples
+    plan = fold_epoch(train, batch=8, key=5, epoch=2, flip=True, shift_px=2)
+    sizes = plan.mask.sum(axis=1)
+    assert plan.steps == 5 and sizes.max() - sizes.min() <= 1 and sizes.sum() == 37
+    assert sorted(plan.index[plan.mask > 0].tolist()) == train.tolist()
+    again = fold_epoch(train, batch=8, key=5, epoch=2, flip=True, shift_px=2)
+    for name in ("index", "mask", "mirror", "offsets"):
+        np.testing.assert_array_equal(getattr(plan, name), getattr(again, name))
+    assert not np.array_equal(plan.index, fold_epoch(train, 8, 5, 3, True, 2).index)
+    assert not np.array_equal(plan.index, fold_epoch(train, 8, 6, 2, True, 2).index)
+    real = plan.mask > 0
+    assert 0 < plan.mirror[real].mean() < 1 and len(np.unique(plan.offsets[real])) == 5
 
 
-def test_fold_batches_give_each_fold_its_own_samples_once_an_epoch() -> None:
-    """Per-fold batches: every fold sees each of its training positions exactly once an epoch
-    (never another fold's), every step holds at least one real sample of every fold and at most
-    ``batch`` rows; the plan is a function of (seed, epoch)."""
-    folds = [np.arange(0, 37), np.arange(20, 50), np.array([3, 9, 40, 41, 42, 43, 44, 45, 46])]
-    index, mask = fold_batch_index(folds, batch=8, seed=5, epoch=2)
-    steps, rows, _ = index.shape
-    assert steps == 5 and rows <= 8  # ceil(37 / 8) steps
-    for f, train in enumerate(folds):
-        real = index[..., f][mask[..., f] > 0]
-        assert sorted(real.tolist()) == sorted(train.tolist())
-        assert (mask[..., f].sum(axis=1) >= 1).all()
-        assert np.isin(index[..., f], train).all()  # padding rows repeat the fold's own samples
-    again, _ = fold_batch_index(folds, batch=8, seed=5, epoch=2)
-    other, _ = fold_batch_index(folds, batch=8, seed=5, epoch=3)
-    np.testing.assert_array_equal(index, again)
-    assert not np.array_equal(index, other)
+def test_a_fold_has_the_same_batches_in_any_unit() -> None:
+    """A fold's plan inside a stack is its plan alone, whatever the other folds, their sizes
+    and its position; a shorter fold idles (masked) for the steps it does not have."""
+    a, b, c = np.arange(0, 37), np.arange(20, 90), np.arange(5, 14)
+    alone = fold_epoch(a, 8, key=11, epoch=1, flip=True, shift_px=1)
+    for others, position in (([b], 0), ([c, b], 2), ([], 0)):
+        members = [*others[:position], a, *others[position:]]
+        keys = [21, 31][: len(others)]
+        keys = [*keys[:position], 11, *keys[position:]]
+        plans = [fold_epoch(t, 8, k, 1, True, 1) for t, k in zip(members, keys, strict=True)]
+        stacked = unit_epoch(plans)
+        steps, rows = alone.index.shape
+        np.testing.assert_array_equal(stacked.index[:steps, :rows, position], alone.index)
+        np.testing.assert_array_equal(stacked.mirror[:steps, :rows, position], alone.mirror)
+        np.testing.assert_array_equal(stacked.offsets[:steps, :rows, position], alone.offsets)
+        assert stacked.mask[:, :, position].sum() == len(a)
+        assert not stacked.mask[steps:, :, position].any()  # idle after its own steps
 
 
-def test_fold_stream_batches_are_the_planned_samples_and_resume_exactly() -> None:
+def test_streams_give_the_planned_batches_and_resume_exactly() -> None:
     x, y, _ = planted(subjects=2, per_class=2)  # 12 samples
+    options = StreamOptions("flow", batch=5, flip=True, shift_px=2)
+    train = np.arange(1, 12)
+    whole = [
+        (b[0].numpy(), b[1].numpy()) for b in training_stream(x, y, train, 9, options, range(3))
+    ]
+    assert len(whole) == 3 * 3
+    plan = fold_epoch(train, 5, 9, 1, True, 2)
+    import tensorflow as tf
+
+    for step, (xb, yb) in enumerate(whole[3:6]):
+        real = plan.mask[step] > 0
+        rows = plan.index[step][real]
+        expected = apply_augmentation(
+            tf.constant(x[rows]), "flow", tf.constant(plan.mirror[step][real]),
+            tf.constant(plan.offsets[step][real]), True, 2,
+        ).numpy()  # fmt: skip
+        np.testing.assert_array_equal(xb, expected)
+        np.testing.assert_array_equal(yb, y[rows])
+    resumed = [b[0].numpy() for b in training_stream(x, y, train, 9, options, range(1, 3))]
+    for (a, _), b in zip(whole[3:], resumed, strict=True):
+        np.testing.assert_array_equal(a, b)
     folds = [np.arange(0, 8), np.arange(4, 12)]
-    options = StreamOptions("flow", batch=3, seed=4)
-    whole = list(fold_stream(x, y, folds, options, range(2)))
-    assert len(whole) == 2 * 3
-    index, mask = fold_batch_index(folds, batch=3, seed=4, epoch=1)
-    for step, ((xb, mb), yb) in enumerate(whole[3:]):
-        np.testing.assert_array_equal(xb.numpy(), x[index[step]])
-        np.testing.assert_array_equal(yb.numpy(), y[index[step]])
-        np.testing.assert_array_equal(mb.numpy(), mask[step])
-    resumed = list(fold_stream(x, y, folds, options, range(1, 2)))
-    for (a, _), (b, _) in zip(whole[3:], resumed, strict=True):
-        np.testing.assert_array_equal(a[0].numpy(), b[0].numpy())
+    stacked = list(fold_stream(x, y, folds, [9, 4], options, range(2)))
+    assert len(stacked) == 2 * 2
+    own = fold_epoch(folds[0], 5, 9, 1, True, 2)
+    (xb, mask), yb = stacked[2]
+    real = own.mask[0] > 0
+    np.testing.assert_array_equal(yb.numpy()[: real.sum(), 0], y[own.index[0][real]])
+    np.testing.assert_array_equal(mask.numpy()[: len(real), 0], own.mask[0])
 
 
 def test_flip_negates_u_and_keeps_v_and_strain() -> None:
-    x, y, _ = planted(subjects=1, per_class=4)
+    import tensorflow as tf
 
-    def epoch(flip: bool) -> np.ndarray:
-        options = StreamOptions("flow", batch=len(y), seed=7, flip=flip)
-        stream = training_stream(x, y, options, range(1))
-        return next(iter(stream))[0].numpy()
-
-    plain, flipped = epoch(False), epoch(True)
-    changed = [k for k in range(len(plain)) if not np.array_equal(plain[k], flipped[k])]
-    assert 0 < len(changed) < len(plain)  # about half are mirrored
-    for k in changed:
-        np.testing.assert_allclose(flipped[k][:, ::-1, 0], 1.0 - plain[k][..., 0], atol=1e-6)
-        np.testing.assert_array_equal(flipped[k][:, ::-1, 1:], plain[k][..., 1:])
+    x, _, _ = planted(subjects=1, per_class=4)
+    mirror, offsets = draw_augmentation(np.random.default_rng(2), len(x), True, 0)
+    assert 0 < mirror.sum() < len(x)
+    flipped = apply_augmentation(
+        tf.constant(x), "flow", tf.constant(mirror), tf.constant(offsets), True, 0
+    ).numpy()
+    for k in range(len(x)):
+        if mirror[k]:
+            np.testing.assert_allclose(flipped[k][:, ::-1, 0], 1.0 - x[k][..., 0], atol=1e-6)
+            np.testing.assert_array_equal(flipped[k][:, ::-1, 1:], x[k][..., 1:])
+        else:
+            np.testing.assert_array_equal(flipped[k], x[k])
 
 
 @pytest.mark.parametrize("shape", [(9, 28, 28, 3), (4, 3, 16, 16, 3)])
@@ -136,11 +165,9 @@ def test_augment_is_mirror_then_symmetric_padded_shift(shape) -> None:
     import tensorflow as tf
 
     x = np.random.default_rng(6).uniform(size=shape).astype("float32")
-    stream = tf.constant([11, 2], tf.int64)
-    got = augment(tf.constant(x), "flow", True, 2, stream).numpy()
-    mirror = tf.random.stateless_uniform([shape[0]], seed=stream).numpy() < 0.5
-    offsets = tf.random.stateless_uniform(
-        [shape[0], 2], seed=stream + 1, minval=0, maxval=5, dtype=tf.int32
+    mirror, offsets = draw_augmentation(np.random.default_rng(11), shape[0], True, 2)
+    got = apply_augmentation(
+        tf.constant(x), "flow", tf.constant(mirror), tf.constant(offsets), True, 2
     ).numpy()
     assert 0 < mirror.sum() < shape[0] and len(np.unique(offsets)) > 1
     for b in range(shape[0]):
@@ -153,7 +180,6 @@ def test_augment_is_mirror_then_symmetric_padded_shift(shape) -> None:
         dy, dx = offsets[b]
         expected = padded[..., dy : dy + shape[-3], dx : dx + shape[-2], :]
         np.testing.assert_allclose(got[b], expected, atol=1e-7)
-    np.testing.assert_array_equal(augment(tf.constant(x), "flow", False, 0, stream).numpy(), x)
 
 
 def test_balanced_class_weights() -> None:
@@ -169,10 +195,7 @@ def test_folds_learn_the_signal_and_keep_their_best_validation_epoch(stack: bool
     runtime.configure(FAST, 0)
     x, y, subject = planted()
     folds = [fold("a", subject, 0, 1), fold("b", subject, 2, 3)]
-    fits = fit_folds(
-        x, y, folds, MODEL, TrainConfig(**{**FAST.__dict__, "stack_folds": stack}),
-        kind="flow", input_sizes=SIZES, num_classes=3, seed=1, strategy=runtime.make_strategy(FAST),
-    )  # fmt: skip
+    fits = fit(x, y, folds, MODEL, replace(FAST, stack_folds=stack))
     for f, data in zip(fits, folds, strict=True):
         scores = [h["val_uf1"] for h in f.history]
         assert len(scores) == f.epochs_run <= FAST.epochs
@@ -193,12 +216,10 @@ def test_a_fold_learns_nothing_from_its_test_subject() -> None:
     folds = [fold("a", subject, 0, 1), fold("b", subject, 2, 3)]
 
     def run(inputs: np.ndarray):
-        (stacked,) = [
-            FoldRun(inputs, y, folds, MODEL, FAST, kind="flow", input_sizes=SIZES, num_classes=3, seed=1, strategy=runtime.make_strategy(FAST))
-        ]  # fmt: skip
+        (stacked,) = runs(inputs, y, folds, MODEL, FAST)
         stacked.fit(0, 4)
-        assert stacked.trainer.stacked
-        return [np.array(v) for v in stacked.trainer.model.fold_state()], stacked.selection.history
+        assert stacked.stacked
+        return [np.array(v) for v in stacked.models.model.fold_state()], stacked.selection.history
 
     before, history_before = run(x)
     after, history_after = run(shifted)
@@ -214,36 +235,33 @@ def test_a_resumed_run_ends_exactly_as_an_uninterrupted_one(stack: bool) -> None
     runtime.configure(FAST, 0)
     x, y, subject = planted()
     folds = [fold("a", subject, 0, 1), fold("b", subject, 2, 3)][: 2 if stack else 1]
-    options = dict(
-        kind="flow", input_sizes=SIZES, num_classes=3, seed=1, strategy=runtime.make_strategy(FAST)
-    )
     model, train = replace(MODEL, dropout=0.5), replace(FAST, stack_folds=stack)
-    straight = FoldRun(x, y, folds, model, train, **options)
+    (straight,) = runs(x, y, folds, model, train)
     straight.fit(0, 6)
-    first = FoldRun(x, y, folds, model, train, **options)
+    (first,) = runs(x, y, folds, model, train)
     first.fit(0, 3)
     state = first.state(3)
-    second = FoldRun(x, y, folds, model, train, **options)
+    (second,) = runs(x, y, folds, model, train)
     second.fit(second.load(state), 6)
     for a, b in zip(
-        straight.trainer.model.get_weights(), second.trainer.model.get_weights(), strict=True
+        straight.models.model.get_weights(), second.models.model.get_weights(), strict=True
     ):
         np.testing.assert_array_equal(a, b)
     assert straight.selection.history == second.selection.history
 
     # a checkpoint taken by an epoch-end hook inside one fit call (as a tune trial takes it)
-    hooked = FoldRun(x, y, folds, model, train, **options)
+    (hooked,) = runs(x, y, folds, model, train)
     taken = {}
     hooked.on_epoch = lambda epoch, *_: taken.setdefault(
-        epoch, pickle.loads(pickle.dumps(hooked.state(epoch + 1)))
+        epoch, copy.deepcopy(hooked.state(epoch + 1))
     )
     hooked.fit(0, 6)
     assert sorted(taken) == list(range(6))
     assert taken[2]["losses"] == straight.losses[:3]  # this epoch's loss is already in it
-    from_hook = FoldRun(x, y, folds, model, train, **options)
+    (from_hook,) = runs(x, y, folds, model, train)
     from_hook.fit(from_hook.load(taken[2]), 6)
     for a, b in zip(
-        straight.trainer.model.get_weights(), from_hook.trainer.model.get_weights(), strict=True
+        straight.models.model.get_weights(), from_hook.models.model.get_weights(), strict=True
     ):
         np.testing.assert_array_equal(a, b)
     assert straight.selection.history == from_hook.selection.history
@@ -272,3 +290,55 @@ def test_two_logical_devices_train_like_one() -> None:
     assert one["loss"][-1] < one["loss"][0]  # it did train
     np.testing.assert_allclose(two["predictions"], one["predictions"], atol=5e-4)
     assert np.argmax(two["predictions"], 1).tolist() == np.argmax(one["predictions"], 1).tolist()
+
+
+def fold_outcome(fits, name: str, x: np.ndarray):
+    """A fold's validation history and its exported model's outputs on every sample."""
+    (found,) = [f for f in fits if f.name == name]
+    return found.history, found.export()(x).numpy()
+
+
+def test_a_fold_trains_the_same_stacked_or_alone() -> None:
+    """The same fold gets the same batches (flip and shifts on) and the same loss whether it
+    trains in a stack of folds of other sizes or alone as an ordinary Keras model: the first
+    step's loss agrees to float rounding. Adam turns rounding-level gradients (a conv bias
+    before BatchNorm has a gradient of ~1e-6, noise) into full steps, so the curves then agree
+    within its amplified noise, and the final models predict the same classes (dropout off:
+    its masks are drawn differently)."""
+    import tensorflow as tf
+
+    from components.training.fold_models import fold_models
+
+    runtime.configure(FAST, 0)
+    x, y, subject = planted(subjects=8, per_class=2)
+    train = replace(FAST, epochs=8, patience=8, augment_flip=True, augment_shift_px=2)
+    a = fold("a", subject, 0, 1, seed=17)
+    small = fold("s", subject, 2, 3, seed=5)  # other sizes: more and fewer steps than a
+    small = replace(small, train=small.train[:9])
+    large = replace(fold("l", subject, 4, 5, seed=6), train=np.arange(len(y)))
+    options = dict(kind="flow", input_sizes=SIZES, num_classes=3, seed=1,
+                   strategy=runtime.make_strategy(train))  # fmt: skip
+    (ordinary,) = fold_models(x, y, [a], MODEL, replace(train, stack_folds=False), **options)
+    (stack,) = fold_models(x, y, [small, a, large], MODEL, train, **options)
+    (xo, yo) = next(iter(ordinary.stream(range(1))))
+    ((xs, mask, stats), ys) = next(iter(stack.stream(range(1))))
+    real = mask.numpy()[:, 1] > 0
+    np.testing.assert_array_equal(xs.numpy()[real, 1], xo.numpy())  # the same batch
+    weights = tf.constant(ordinary.class_weights[0][yo.numpy()])
+    loss_alone = ordinary.model.compute_loss(
+        x=xo, y=yo, y_pred=ordinary.model(xo, training=True), sample_weight=weights
+    )
+    per_fold = stack.model.fold_losses(
+        (xs, mask, stats), ys, stack.model((xs, mask, stats), training=True)
+    )
+    assert float(per_fold[1]) == pytest.approx(float(loss_alone), abs=1e-5)
+
+    alone = fit(x, y, [a], MODEL, replace(train, stack_folds=False))
+    history, outputs = fold_outcome(alone, "a", x)
+    for members in ([small, a, large], [a, small]):
+        other_history, other_outputs = fold_outcome(fit(x, y, members, MODEL, train), "a", x)
+        assert len(other_history) == len(history)
+        for mine, theirs in zip(history, other_history, strict=True):
+            assert mine["val_loss"] == pytest.approx(theirs["val_loss"], abs=5e-3)
+        np.testing.assert_allclose(other_outputs, outputs, atol=2e-2)
+        assert other_outputs.argmax(1).tolist() == outputs.argmax(1).tolist()

@@ -415,7 +415,7 @@ def test_an_interrupted_search_with_a_marker_or_crafted_states(tmp_path) -> None
 
 def mlmodel(folder: Path, keras_flavor: dict) -> None:
     from components.config import ModelConfig, PreprocessConfig
-    from components.inference.predict import METADATA_KEY
+    from components.tracking.keras_flavor import METADATA_KEY
 
     folder.mkdir(parents=True, exist_ok=True)
     from dataclasses import asdict
@@ -548,7 +548,7 @@ def test_an_unreachable_tracking_server_fails_fast_before_training(tmp_path) -> 
 def test_a_local_ray_listens_on_loopback_only_and_its_token_is_private(tmp_path) -> None:
     import psutil
 
-    from components.tuning.cluster import private_token, ray_session
+    from components.cluster import private_token, ray_session
 
     with ray_session(None) as ray:
         ray.get(ray.remote(lambda: 1).remote())

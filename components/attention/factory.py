@@ -21,19 +21,18 @@ def make_attention(name: str, layer_name: str | None = None, **options: Any):
     return cls(name=layer_name, **kwargs)
 
 
-def stacked_class(name: str) -> type | None:
-    """The fold-stacked form of attention ``name`` (None if it has none)."""
-    target = entry(name).stacked
-    return load_target(target) if target else None
-
-
 def make_stacked_attention(name: str, folds: int, layer_name: str | None = None, **options: Any):
-    """Instantiate the fold-stacked form of attention ``name`` with the options it takes."""
-    cls = stacked_class(name)
-    if cls is None:
-        raise ValueError(f"attention {name!r} has no fold-stacked form")
+    """The fold-stacked form of attention ``name`` with the options it takes: its hand-written
+    form if the registry names one, else the form derived from the ordinary layer."""
     kwargs = {k: v for k, v in options.items() if k in used_options(name) and v is not None}
-    return cls(folds, name=layer_name, **kwargs)
+    target = entry(name).stacked
+    if target:
+        return load_target(target)(folds, name=layer_name, **kwargs)
+    from components.attention.stacked import FoldVectorized
+
+    if attention_class(name).input_rank != 4:
+        raise ValueError(f"attention {name!r} works on sequences: it has no stacked form")
+    return FoldVectorized(folds, lambda: make_attention(name, "inner", **kwargs), name=layer_name)
 
 
 def register_all() -> None:

@@ -1,7 +1,9 @@
 """Attention registry: one name → one layer class (timm-style factory), and the options each
 type takes.
 
-Adding a module is one file plus one line here. The table is light (class paths, not classes),
+Adding a module is one file plus one line here; it trains stacked (several folds as one model)
+through the form derived from the layer itself, and a hand-written stacked form can follow if
+it measurably pays. The table is light (class paths, not classes),
 so the typed config can check names and options without importing Keras; the classes are
 imported by :mod:`components.attention.factory` when a model is built.
 """
@@ -19,7 +21,9 @@ class AttentionEntry:
 
     target: str
     options: tuple[str, ...] = ()
-    stacked: str | None = None  # "module:Class" of the fold-stacked form, if it has one
+    #: "module:Class" of a hand-written fold-stacked form, where one is measurably faster than
+    #: the form derived from the layer itself (components.attention.stacked.FoldVectorized)
+    stacked: str | None = None
 
 
 STACKED = "components.attention.stacked:"
@@ -50,9 +54,7 @@ ATTENTION: dict[str, AttentionEntry] = {
         "components.attention.spatial:CBAM", ("reduction", "kernel_size"), f"{STACKED}FoldCBAM"
     ),
     "mhsa": AttentionEntry(
-        "components.attention.self_attention:SpatialSelfAttention",
-        ("heads", "key_dim"),
-        f"{STACKED}FoldSpatialSelfAttention",
+        "components.attention.self_attention:SpatialSelfAttention", ("heads", "key_dim")
     ),
     "temporal_mhsa": AttentionEntry(
         "components.attention.self_attention:TemporalSelfAttention", ("heads", "key_dim")

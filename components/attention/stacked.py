@@ -1,40 +1,27 @@
 """Fold-stacked forms of the attention modules: F independent copies in one layer.
 
-A stacked model trains the folds of one unit of work together (see
-:mod:`components.models.stacked`): feature maps are ``(B, H, W, F, C)`` (fold ``f``'s copy in
-``[..., f, :]``) and every weight has the fold axis first. Each layer computes exactly what
-its standard layer computes, fold by fold, and :meth:`export` returns fold ``f``'s weights in
-the standard layer's ``get_weights()`` order, so a fold becomes an ordinary Keras model
-(``tests/test_stacked.py`` checks the two agree numerically). Initial weights follow the
-standard layers' Keras initialisers, drawn per fold from that fold's own seed.
+A stacked model trains several folds together (see :mod:`components.models.stacked`): feature
+maps are ``(B, H, W, F, C)`` (fold ``f``'s copy in ``[..., f, :]``) and every weight has the
+fold axis first, in the ordinary layer's ``get_weights()`` order, so a fold's weights move
+between the two forms as they are (:meth:`FoldLayer.import_weights`, :meth:`FoldLayer.export`).
+
+Every registered type has a stacked form: :class:`FoldVectorized` derives it from the ordinary
+layer itself (its stateless call vectorised over the folds with ``tf.vectorized_map``), so a new
+type needs nothing here. A few types have hand-written forms where they are measurably faster
+(``benchmarks/RESULTS.md``, "stacked attention"); ``tests/test_stacked.py`` checks every type's
+stacked form against its ordinary layer, fold by fold.
 """
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
 from components.attention.channel import eca_kernel_size, reduced_units
-
-
-def glorot(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Keras' ``glorot_uniform``: U(-l, l), l = sqrt(6 / (fan_in + fan_out)), fans as Keras
-    computes them (the last two axes, times the product of the others)."""
-    receptive = math.prod(shape[:-2]) if len(shape) > 2 else 1
-    fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
-    limit = math.sqrt(6.0 / (fan_in + fan_out))
-    return rng.uniform(-limit, limit, size=shape).astype(np.float32)
-
-
-def truncated_normal(rng: np.random.Generator, shape: tuple[int, ...], stddev: float) -> np.ndarray:
-    """Keras' ``TruncatedNormal``: normal draws beyond two standard deviations are redrawn."""
-    values = rng.normal(0, stddev, size=shape)
-    while (outside := np.abs(values) > 2 * stddev).any():
-        values[outside] = rng.normal(0, stddev, size=int(outside.sum()))
-    return values.astype(np.float32)
 
 
 class FoldLayer(keras.layers.Layer):
@@ -49,15 +36,15 @@ class FoldLayer(keras.layers.Layer):
             name=name, shape=(self.folds, *shape), initializer="zeros", trainable=trainable
         )
 
-    def initial_values(self, f: int, rng: np.random.Generator) -> list[np.ndarray]:
-        """Fold ``f``'s initial weights, in :meth:`export` order (drawn from ``rng``)."""
-        raise NotImplementedError
-
-    def initialise(self, rngs: list[np.random.Generator]) -> None:
-        """Draw every fold's initial weights from its own generator."""
-        per_fold = [self.initial_values(f, rng) for f, rng in enumerate(rngs)]
-        for index, variable in enumerate(self.fold_variables()):
-            variable.assign(np.stack([values[index] for values in per_fold]))
+    def import_weights(self, f: int, values: list[np.ndarray]) -> None:
+        """Set fold ``f``'s weights from the ordinary layer's ``get_weights()``."""
+        variables = self.fold_variables()
+        if len(values) != len(variables):
+            raise ValueError(f"{self.name}: {len(values)} weights for {len(variables)} variables")
+        for variable, value in zip(variables, values, strict=True):
+            current = ops.convert_to_numpy(variable)
+            current[f] = value
+            variable.assign(current)
 
     def fold_variables(self) -> list:
         """The weights in :meth:`export` order (each with the fold axis first)."""
@@ -72,9 +59,6 @@ class FoldNone(FoldLayer):
     """``none``: identity."""
 
     def fold_variables(self) -> list:
-        return []
-
-    def initial_values(self, f, rng):
         return []
 
     def call(self, inputs, training=None):
@@ -99,15 +83,6 @@ class _FoldMLP(FoldLayer):
 
     def fold_variables(self) -> list:
         return [self.w1, self.b1, self.w2, self.b2]
-
-    def initial_values(self, f, rng):
-        c, r = self.channels, self.hidden
-        return [
-            glorot(rng, (c, r)),
-            np.zeros(r, np.float32),
-            glorot(rng, (r, c)),
-            np.zeros(c, np.float32),
-        ]
 
     def mlp(self, pooled, final_activation=None):
         hidden = ops.relu(ops.einsum("bfc,fcr->bfr", pooled, self.w1) + self.b1)
@@ -148,9 +123,6 @@ class FoldEfficientChannelAttention(FoldLayer):
     def fold_variables(self) -> list:
         return [self.kernel]
 
-    def initial_values(self, f, rng):
-        return [glorot(rng, (self.size, 1, 1))]
-
     def call(self, inputs, training=None):
         pooled = ops.mean(inputs, axis=(1, 2))  # (B, F, C)
         before = (self.size - 1) // 2
@@ -179,10 +151,6 @@ class FoldSpatialAttention(FoldLayer):
 
     def fold_variables(self) -> list:
         return [self.kernel, self.bias]
-
-    def initial_values(self, f, rng):
-        k = self.kernel_size
-        return [glorot(rng, (k, k, 2, 1)), np.zeros(1, np.float32)]
 
     def call(self, inputs, training=None):
         _, height, width, folds, _ = inputs.shape
@@ -218,79 +186,67 @@ class FoldCBAM(FoldLayer):
     def fold_variables(self) -> list:
         return [*self.channel.fold_variables(), *self.spatial.fold_variables()]
 
-    def initial_values(self, f, rng):
-        return [*self.channel.initial_values(f, rng), *self.spatial.initial_values(f, rng)]
-
     def call(self, inputs, training=None):
         refined, _ = self.channel(inputs)
         return self.spatial(refined)
 
 
-class FoldSpatialSelfAttention(FoldLayer):
-    """``mhsa``, stacked: H·W tokens + position embedding → multi-head self-attention →
-    residual + LayerNorm, per fold (the math of ``keras.layers.MultiHeadAttention``)."""
+class FoldVectorized(FoldLayer):
+    """The stacked form of any attention layer, derived from the layer itself: F copies of its
+    weights (fold axis first, in its ``get_weights()`` order), and its stateless call
+    vectorised over the folds (``tf.vectorized_map``). Exact by construction; measured against
+    the hand-written forms in ``benchmarks/RESULTS.md`` ("stacked attention")."""
 
-    def __init__(self, folds: int, heads: int = 2, key_dim: int | None = None, **kwargs):
+    def __init__(self, folds: int, make: Callable[[], keras.layers.Layer], **kwargs):
         super().__init__(folds, **kwargs)
-        self.heads = heads
-        self.key_dim = key_dim
+        self.make = make
 
     def build(self, input_shape):
         _, height, width, _, channels = input_shape
-        tokens, c, h = int(height) * int(width), int(channels), self.heads
-        d = self.key_dim or max(1, c // h)
-        self.tokens, self.width, self.head_dim = tokens, c, d
-        self.position = self.fold_weight("position", (tokens, c))
-        self.projections = []
-        for name in ("query", "key", "value"):
-            self.projections.append(
-                (
-                    self.fold_weight(f"{name}_kernel", (c, h, d)),
-                    self.fold_weight(f"{name}_bias", (h, d)),
-                )
-            )
-        self.out_kernel = self.fold_weight("output_kernel", (h, d, c))
-        self.out_bias = self.fold_weight("output_bias", (c,))
-        self.gamma = self.fold_weight("gamma", (c,))
-        self.beta = self.fold_weight("beta", (c,))
+        inner = self.make()
+        inner.build((None, height, width, channels))
+        self.ordinary = _Untracked(inner)  # its own variables are not this layer's
+        self.stacked = [
+            self.fold_weight(_name(v), tuple(v.shape), trainable=v.trainable) for v in inner.weights
+        ]
 
     def fold_variables(self) -> list:
-        projections = [v for pair in self.projections for v in pair]
-        return [self.position, *projections, self.out_kernel, self.out_bias, self.gamma, self.beta]
-
-    def initial_values(self, f, rng):
-        c, h, d = self.width, self.heads, self.head_dim
-        values = [truncated_normal(rng, (self.tokens, c), 0.02)]
-        for _ in range(3):
-            values += [glorot(rng, (c, h, d)), np.zeros((h, d), np.float32)]
-        values += [glorot(rng, (h, d, c)), np.zeros(c, np.float32)]
-        return [*values, np.ones(c, np.float32), np.zeros(c, np.float32)]
+        return self.stacked
 
     def call(self, inputs, training=None):
-        _, height, width, folds, channels = inputs.shape
-        tokens = ops.transpose(
-            ops.reshape(inputs, (-1, height * width, folds, channels)), (0, 2, 1, 3)
-        )
-        embedded = tokens + self.position  # (B, F, N, C)
-        (wq, bq), (wk, bk), (wv, bv) = self.projections
-        query = (ops.einsum("bfnc,fchd->bfnhd", embedded, wq) + bq[:, None]) / math.sqrt(
-            self.head_dim
-        )
-        key = ops.einsum("bfnc,fchd->bfnhd", embedded, wk) + bk[:, None]
-        value = ops.einsum("bfnc,fchd->bfnhd", embedded, wv) + bv[:, None]
-        scores = ops.softmax(ops.einsum("bfnhd,bfmhd->bfhnm", query, key), axis=-1)
-        attended = ops.einsum("bfhnm,bfmhd->bfnhd", scores, value)
-        out = (
-            embedded
-            + ops.einsum("bfnhd,fhdc->bfnc", attended, self.out_kernel)
-            + self.out_bias[:, None]
-        )
-        mean = ops.mean(out, axis=-1, keepdims=True)
-        variance = ops.var(out, axis=-1, keepdims=True)
-        normed = (out - mean) * ops.rsqrt(variance + 1e-6) * self.gamma[:, None] + self.beta[
-            :, None
-        ]
-        back = ops.reshape(
-            ops.transpose(normed, (0, 2, 1, 3)), (-1, height, width, folds, channels)
-        )
-        return back, ops.mean(scores, axis=2)  # map: (B, F, N, N)
+        inner = self.ordinary.layer
+        trainable = [v.trainable for v in inner.weights]
+        per_fold = ops.transpose(inputs, (3, 0, 1, 2, 4))  # (F, B, H, W, C)
+
+        def one(args):
+            weights, x = args
+            (out, attention), _ = inner.stateless_call(
+                [w for w, t in zip(weights, trainable, strict=True) if t],
+                [w for w, t in zip(weights, trainable, strict=True) if not t],
+                x,
+                return_attention=True,
+            )
+            return out, attention
+
+        weights = [tf.convert_to_tensor(w) for w in self.stacked]
+        out, attention = tf.vectorized_map(one, (weights, per_fold))
+        return ops.transpose(out, (1, 2, 3, 0, 4)), _fold_second(attention)
+
+
+class _Untracked:
+    """Holds a layer without Keras tracking it (its variables stay out of the stacked model)."""
+
+    def __init__(self, layer: keras.layers.Layer):
+        self.layer = layer
+
+
+def _name(variable) -> str:
+    return variable.path.split("/", 1)[-1].replace("/", "_")
+
+
+def _fold_second(attention):
+    """A map with the fold axis first, ``(F, B, ...)``, as the stacked layers return maps:
+    spatial maps ``(B, H, W, F, 1)``, others ``(B, F, ...)``."""
+    if len(attention.shape) == 5:  # (F, B, H, W, 1)
+        return ops.transpose(attention, (1, 2, 3, 0, 4))
+    return ops.swapaxes(attention, 0, 1)

@@ -25,7 +25,6 @@ from components.statistics import (
     uf1_uar,
     verdict,
 )
-from components.tuning.space import describe_model
 
 
 def compare_variants(params: Params) -> list[tuple[str, ModelConfig]]:
@@ -64,7 +63,7 @@ def comparison_rows(
         }
         row = {
             "attention": label,
-            "model": describe_model(model.as_dict()),
+            "model": model.label,
             **{k: round(v, 4) for k, v in intervals["uf1"].as_dict("uf1").items()},
             **{k: round(v, 4) for k, v in intervals["uar"].as_dict("uar").items()},
             "uf1_per_seed": per_seed,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from components.artifacts import Records
+from components.cluster import cluster_address
 from components.config import Params
 from components.errors import ConfigError
 from components.evaluation.examples import pick_examples
@@ -16,7 +17,6 @@ from components.evaluation.splits import Fold, protocol_folds
 from components.evaluation.units import UnitContext, UnitResult
 from components.outputs import Protected, check_output_folder, check_writable
 from components.provenance import code_version
-from components.tuning.cluster import cluster_address
 
 QUICK_LOOK = "quick-look"  # reports of `mer evaluate --folds N`, beside the full report
 
@@ -41,10 +41,23 @@ class ProgressLine:
         left = elapsed / fresh * (total - done) if fresh else 0.0
         print(
             f"{self.stage}: unit {done}/{total} {result.spec.label}: {len(result.folds)} fold(s) "
-            f"in {result.seconds:.0f} s{' (stacked)' if result.stacked else ''} on node "
+            f"in {result.seconds:.0f} s"
+            f"{' (stacked)' if result.stacked else f' (one by one: {result.not_stacked_because})'} "
+            f"on node "
             f"{result.node_id[:8]}; {elapsed:.0f} s elapsed, ~{left:.0f} s left",
             flush=True,
         )
+
+
+def units_summary(units: list[UnitResult]) -> dict:
+    """How the units trained: their number, whether their folds trained stacked, and if not,
+    why (every reason given)."""
+    reasons = sorted({u.not_stacked_because for u in units if not u.stacked})
+    return {
+        "count": len(units),
+        "stacked": all(u.stacked for u in units),
+        "not_stacked_because": "; ".join(reasons),
+    }
 
 
 @dataclass
@@ -152,7 +165,7 @@ class Session:
             seeds=self.seeds,
             summary=self.summarise(result.predictions, untuned),
             folds=result.folds,
-            units={"count": len(result.units), "stacked": all(u.stacked for u in result.units)},
+            units=units_summary(result.units),
             folds_still_improving=still_improving(
                 fold_runs(result.folds, chosen.train.epochs), chosen.train.patience
             ),

@@ -1,7 +1,7 @@
 """Units of work: (variant, seed, folds), trained anywhere, stored as soon as they finish.
 
 A unit trains one model configuration with one seed for a block of folds (stacked in one model
-when the backbone allows it, see :mod:`components.training.fit`). Its result — every fold's
+when the backbone allows it, see :mod:`components.training.run`). Its result — every fold's
 chosen epoch, validation history, test predictions, timings and the attention-map examples of
 its test subjects — is written to ``evaluate.units_dir`` (JSON and arrays, never a pickle) under a key that hashes everything it
 depends on (variant, training values, seed, folds, data version, code version). A re-run finds
@@ -18,7 +18,6 @@ import json
 import math
 import os
 import time
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,12 +29,6 @@ from components.datasets.labels import NUM_CLASSES
 from components.errors import ArtifactError, ConfigError, MerError
 from components.evaluation.splits import Fold
 from components.parsing import Range, parse
-
-
-def fold_seed(seed: int, fold: str) -> int:
-    """The weight-initialisation seed of one fold: from the run's seed and the fold's name
-    only, so a fold starts the same whichever unit it is trained in."""
-    return zlib.crc32(f"{seed}/{fold}".encode()) & 0x7FFFFFFF
 
 
 @dataclass(frozen=True)
@@ -69,11 +62,9 @@ class UnitSpec:
 
     @property
     def label(self) -> str:
-        from components.tuning.space import describe_model
-
         names = [f.name for f in self.folds]
         span = names[0] if len(names) == 1 else f"{len(names)} folds ({', '.join(names[:2])}, …)"
-        return f"{describe_model(self.variant.as_dict())} seed {self.seed} {span}"
+        return f"{self.variant.label} seed {self.seed} {span}"
 
 
 @dataclass
@@ -101,6 +92,7 @@ class UnitResult:
     pid: int
     stacked: bool
     overlays: list[dict[str, Any]] = field(default_factory=list)
+    not_stacked_because: str = ""  # why the folds trained one by one ("" when stacked)
 
 
 @dataclass(frozen=True)
@@ -182,43 +174,22 @@ def _valid_prediction(row: dict[str, Any], num_classes: int) -> bool:
 
 def run_unit(spec: UnitSpec, context: UnitContext, node_id: str = "local") -> UnitResult:
     """Train ``spec`` (in this process), store its result and return it."""
-    from dataclasses import replace
-
-    from components.training import runtime
+    from components.training.job import TrainingJob
 
     started = time.perf_counter()
-    train_cfg = replace(spec.train, threads=context.threads)
-    runtime.configure(train_cfg, spec.seed)
-    from components.models.registry import BACKBONES
-    from components.records.store import cached_records
-    from components.training.fit import FoldData, fit_folds, stacks
-
-    records = cached_records(context.records_dir, context.data_version)
-    kind = BACKBONES[spec.variant.backbone].input_kind
-    inputs = records.inputs(kind)
-    folds = [
-        FoldData(
-            f.name,
-            records.positions(f.train),
-            records.positions(f.validation),
-            records.positions(f.test),
-            fold_seed(spec.seed, f.name),
-        )
-        for f in spec.folds
-    ]
-    strategy = runtime.make_strategy(train_cfg)
-    fits = fit_folds(
-        inputs,
-        records.labels,
-        folds,
+    job = TrainingJob.open(
+        context.records_dir,
+        context.data_version,
         spec.variant,
-        train_cfg,
-        kind=kind,
-        input_sizes=context.input_sizes,
-        num_classes=context.num_classes,
-        seed=spec.seed,
-        strategy=strategy,
+        spec.train,
+        spec.seed,
+        context.input_sizes,
+        context.num_classes,
+        threads=context.threads,
     )
+    records = job.records
+    folds = [job.fold_data(f.name, f.train, f.validation, f.test) for f in spec.folds]
+    fits = job.fit(folds)
     results, overlays = [], []
     wanted = set(spec.examples)
     for fold, data, fit in zip(spec.folds, folds, fits, strict=True):
@@ -245,7 +216,8 @@ def run_unit(spec: UnitSpec, context: UnitContext, node_id: str = "local") -> Un
         )
         mine = sorted(wanted & set(rows.uid))
         if mine:
-            overlays += _overlays(records, fit.export(), spec.variant, mine, kind)
+            overlays += _overlays(records, fit.export(), spec.variant, mine, job.kind)
+    stacked, reason = job.stacking
     result = UnitResult(
         key=spec.key(context.data_version, context.code),
         spec=spec,
@@ -253,8 +225,9 @@ def run_unit(spec: UnitSpec, context: UnitContext, node_id: str = "local") -> Un
         seconds=time.perf_counter() - started,
         node_id=node_id,
         pid=os.getpid(),
-        stacked=stacks(spec.variant, train_cfg, strategy),
+        stacked=stacked,
         overlays=overlays,
+        not_stacked_because=reason,
     )
     UnitStore(context.units_dir, context.num_classes).save(result)
     return result
@@ -328,7 +301,7 @@ def _run_here(spec: UnitSpec, context: UnitContext, max_failures: int) -> UnitRe
 
 
 def _run_on_ray(specs, pending, context, address, max_failures, finished) -> None:
-    from components.tuning.cluster import ray_session
+    from components.cluster import ray_session
 
     with ray_session(address) as ray:
         remote = ray.remote(num_cpus=1, max_retries=max_failures, retry_exceptions=True)(_ray_unit)

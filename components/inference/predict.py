@@ -15,9 +15,6 @@ from components.features import sample_indices
 from components.preprocessing.extract import ClipFeatures, clip_features, detect, grey
 from components.records.schema import model_input
 
-#: Key of the registered model's MLmodel metadata that holds what inference needs.
-METADATA_KEY = "mer_attention"
-
 
 @dataclass(frozen=True)
 class ModelMetadata:
@@ -58,7 +55,7 @@ def load_registered_model(uri: str) -> LoadedModel:
     import mlflow
     from mlflow.models import Model
 
-    from components.tracking.keras_flavor import keras_file, load_keras_model
+    from components.tracking.keras_flavor import METADATA_KEY, keras_file, load_keras_model
 
     local = mlflow.artifacts.download_artifacts(artifact_uri=uri)
     keras_file(local)  # refused before anything is read from it

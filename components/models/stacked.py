@@ -6,13 +6,15 @@ fold's copy gets **its own batch** of its own training samples (inputs ``(B, F, 
 one grouped convolution; a mask marks padding rows), so no fold computes on samples it may not
 learn from, and BatchNorm uses **per-fold masked moments**: no statistic of a fold ever
 includes its test or validation subjects. The moments come from the rows' input-patch
-statistics (:mod:`components.training.patch_stats`: the mean and mean outer product of the
+statistics (:mod:`components.models.patch_stats`: the mean and mean outer product of the
 3×3×cin patches give the conv outputs' moments without a pass over them, forward or backward),
 which the training stream looks up per sample and augmentation (else from the outputs). A
 shared batch ``(B, H, W, C)`` (every fold sees the same samples, masked per fold) is accepted
-too (its patch statistics computed in the step). Each fold's copy is initialised from its own
-seed, and fold ``f`` can be exported as the ordinary Keras model of its configuration
-(:meth:`StackedModel.export_fold`), which computes the same function (tested).
+too (its patch statistics computed in the step). Fold ``f``'s copy starts as the ordinary Keras
+model of its configuration built from its own seed (:meth:`StackedModel.initialise`), steps its
+optimizer only when it has rows in the batch (:meth:`StackedModel.train_step`), and can be
+exported back as that ordinary model (:meth:`StackedModel.export_fold`), which computes the same
+function (tested).
 
 Layout: feature maps ``(B, H, W, F, C)``, every weight with the fold axis first, outputs
 ``(B, F, classes)``.
@@ -31,11 +33,11 @@ import tensorflow as tf
 from keras import ops
 
 from components.attention.factory import make_stacked_attention
-from components.attention.stacked import FoldLayer, glorot
+from components.attention.stacked import FoldLayer
 from components.config import ModelConfig
+from components.models.patch_stats import patch_size, patch_statistics
 from components.models.placement import Placer
 from components.models.registry import BACKBONES
-from components.training.patch_stats import patch_size, patch_statistics
 
 STREAMS = (3, 5, 8)  # ststnet's stream widths (the authors' code)
 BN_MOMENTUM, BN_EPSILON = 0.99, 1e-3  # keras.layers.BatchNormalization defaults
@@ -86,16 +88,10 @@ class FoldStreams(FoldLayer):
             self.moving_variance,
         ]
 
-    def initial_values(self, f, rng):
-        width = sum(STREAMS)
-        kernel = np.concatenate([glorot(rng, (3, 3, self.cin, c)) for c in STREAMS], axis=-1)
-        zeros, ones = np.zeros(width, np.float32), np.ones(width, np.float32)
-        return [kernel, zeros, ones, zeros.copy(), zeros.copy(), ones.copy()]
-
     def patch_moments(self, x, fold_mask):
         """Per-fold mean and (biased) variance of the conv outputs for a **shared** batch
         ``x`` (B, H, W, cin), over each fold's masked samples and every position, from the input
-        patches (:func:`~components.training.patch_stats.patch_statistics`)."""
+        patches (:func:`~components.models.patch_stats.patch_statistics`)."""
         return self.stats_moments(patch_statistics(x), fold_mask)
 
     def stats_moments(self, stats, fold_mask):
@@ -192,6 +188,12 @@ class FoldStreams(FoldLayer):
             return tf.nn.conv2d(x, flat, 1, "SAME") + ops.reshape(bias, (-1,))
         return ops.conv(x, flat, strides=1, padding="same") + ops.reshape(bias, (-1,))
 
+    def import_layers(self, f: int, layers: dict[str, list[np.ndarray]]) -> None:
+        """Fold ``f`` from ststnet's ``stream{c}_conv`` / ``stream{c}_bn`` weights."""
+        parts = [layers[f"stream{c}_conv"] + layers[f"stream{c}_bn"] for c in STREAMS]
+        joined = [np.concatenate(values, axis=-1) for values in zip(*parts, strict=True)]
+        self.import_weights(f, joined)
+
     def export_layers(self, f: int) -> dict[str, list[np.ndarray]]:
         """Fold ``f`` as ststnet's ``stream{c}_conv`` / ``stream{c}_bn`` weights."""
         values = [ops.convert_to_numpy(v)[f] for v in self.fold_variables()]
@@ -219,9 +221,6 @@ class FoldDense(FoldLayer):
 
     def fold_variables(self) -> list:
         return [self.kernel, self.bias]
-
-    def initial_values(self, f, rng):
-        return [glorot(rng, (self.inputs_dim, self.units)), np.zeros(self.units, np.float32)]
 
     def call(self, x):
         return ops.softmax(ops.einsum("bfd,fdk->bfk", x, self.kernel) + self.bias, axis=-1)
@@ -266,11 +265,35 @@ class StackedModel(keras.Model):
         return [v for layer in self.owners() for v in layer.fold_variables()]
 
     def initialise(self, seeds: list[int]) -> None:
-        """Draw fold ``f``'s initial weights from ``seeds[f]`` (independent of the other folds)."""
-        for layer in self.owners():
-            layer.initialise([np.random.default_rng([seed, _stable(layer.name)]) for seed in seeds])
+        """Fold ``f`` starts as the ordinary model of its configuration built from
+        ``seeds[f]``: the very weights it would have trained alone."""
+        from components.models.builder import build_model
+
+        for f, seed in enumerate(seeds):
+            keras.utils.set_random_seed(seed)  # as the training runtime seeds an ordinary fold
+            model = build_model(self.model_cfg, num_classes=self.num_classes, **self.input_sizes)
+            self.import_layers(f, {layer.name: layer.get_weights() for layer in model.layers})
+
+    def train_step(self, data):
+        """Keras' step, except that each fold's optimizer step is its own: a fold with no
+        training rows in this step (it has fewer steps than the longest fold of the stack)
+        is left exactly as it is (:class:`~components.training.fold_models.FoldAdam`)."""
+        x, y = data
+        with tf.GradientTape() as tape:
+            y_pred = self(x, training=True)
+            loss = self.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
+        self._loss_tracker.update_state(loss)
+        variables = self.trainable_variables
+        gradients = tape.gradient(loss, variables)
+        active = ops.cast(ops.sum(x[1], axis=0) > 0, "float32")  # (F,)
+        self.optimizer.apply_fold_gradients(gradients, variables, active)
+        return {"loss": self._loss_tracker.result()}
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        return ops.sum(self.fold_losses(x, y, y_pred))
+
+    def fold_losses(self, x, y, y_pred):
+        """Each fold's loss ``(F,)``: the class-weighted cross-entropy over its rows."""
         fold_mask = x[1]
         labels = ops.cast(y, "int32")  # (B,) shared by the folds, or (B, F)
         if len(labels.shape) == 1:
@@ -279,10 +302,9 @@ class StackedModel(keras.Model):
         picked = ops.sum(chosen * y_pred, axis=-1)
         cross_entropy = -ops.log(ops.clip(picked, 1e-7, 1.0 - 1e-7))  # (B, F), as Keras' loss
         weights = ops.sum(chosen * self.class_weights, axis=-1)  # (B, F)
-        per_fold = ops.sum(fold_mask * weights * cross_entropy, axis=0) / ops.maximum(
+        return ops.sum(fold_mask * weights * cross_entropy, axis=0) / ops.maximum(
             ops.sum(fold_mask, axis=0), 1.0
         )
-        return ops.sum(per_fold)
 
     def export_fold(self, f: int) -> keras.Model:
         """Fold ``f`` as the ordinary Keras model of :attr:`model_cfg` (same function)."""
@@ -292,12 +314,6 @@ class StackedModel(keras.Model):
         for name, weights in self.export_layers(f).items():
             model.get_layer(name).set_weights(weights)
         return model
-
-
-def _stable(name: str) -> int:
-    import zlib
-
-    return zlib.crc32(name.encode())
 
 
 class StackedSTSTNet(StackedModel):
@@ -366,6 +382,12 @@ class StackedSTSTNet(StackedModel):
             h, _ = self.pre_head(h)
         features = ops.reshape(ops.transpose(h, (0, 3, 1, 2, 4)), (-1, folds, half * half * width))
         return self.head(self.dropout(features, training=training))
+
+    def import_layers(self, f: int, layers: dict[str, list[np.ndarray]]) -> None:
+        self.streams.import_layers(f, layers)
+        for layer in [*(self.stream_attention or []), self.fused, self.pre_head, self.head]:
+            if layer is not None:
+                layer.import_weights(f, layers[layer.name])
 
     def export_layers(self, f: int) -> dict[str, list[np.ndarray]]:
         layers = self.streams.export_layers(f)

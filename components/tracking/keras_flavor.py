@@ -21,6 +21,8 @@ from mlflow.models import Model
 import components
 
 CODE_DIR = "code"
+#: Key of the registered model's MLmodel metadata that holds what inference needs.
+METADATA_KEY = "mer_attention"
 
 
 def save_model(model, path: str, mlflow_model: Model | None = None, **kwargs: Any) -> None:

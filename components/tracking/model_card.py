@@ -73,6 +73,12 @@ def model_card(facts: CardFacts) -> str:
         evaluation.folds, evaluation.train["epochs"], evaluation.train["patience"]
     )
     budget_text = f"\n- **Training budget:** {budget}.\n" if budget else "\n"
+    units = evaluation.units or {}
+    if units.get("stacked") is False:
+        budget_text += (
+            f"- The evaluation trained its folds one by one, not stacked "
+            f"({units.get('not_stacked_because', '')}): the same results, many times slower.\n"
+        )
     synthetic_warning = (
         "\n> **Trained on the embedded synthetic dataset.** The clips are real public-domain "
         "faces with planted, class-dependent motion; the numbers below say that the pipeline "

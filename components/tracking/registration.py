@@ -54,9 +54,7 @@ def register(
     from mlflow.models import infer_signature
 
     from components.datasets.labels import COMPOSITE_CLASSES
-    from components.inference.predict import METADATA_KEY
-    from components.tracking.keras_flavor import log_model
-    from components.tuning.space import describe_model
+    from components.tracking.keras_flavor import METADATA_KEY, log_model
 
     cfg = params.register
     client = MlflowClient()
@@ -64,7 +62,7 @@ def register(
     version_tags = {
         **reg.evaluation_tags(evaluation, final.tags["data_version"]),
         "git_commit": final.tags["git_commit"],
-        "model": describe_model(final.model_cfg.as_dict()),
+        "model": final.model_cfg.label,
         "synthetic_data": str(final.synthetic).lower(),
     }
     output = np.asarray(final.model(final.input_example, training=False))

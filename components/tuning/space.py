@@ -6,7 +6,7 @@ import itertools
 from typing import Any
 
 from components.attention import used_options
-from components.config import AttentionConfig, ModelConfig, TuneSpaceConfig
+from components.config import AttentionConfig, ModelConfig, TuneSpaceConfig, model_label
 from components.errors import ConfigError
 from components.models.placement import PlacementError, Placer
 from components.models.registry import BACKBONES
@@ -63,14 +63,6 @@ def trials(space: TuneSpaceConfig, dropout: float) -> list[dict[str, Any]]:
     ]
 
 
-def describe_model(model: dict[str, Any]) -> str:
-    """Short label of a model configuration (as a dict): ``ststnet/mhsa@fused h=2``."""
-    attention = model["attention"]
-    extra = f" h={attention['heads']}" if attention["type"] in ("mhsa", "temporal_mhsa") else ""
-    where = "+".join(model["placement"]) or "-"
-    return f"{model['backbone']}/{attention['type']}@{where}{extra}"
-
-
 def describe(point: dict[str, Any]) -> str:
     """Short label of a point: ``ststnet/cbam@fused lr=0.001``."""
-    return f"{describe_model(point['model'])} lr={point['learning_rate']:g}"
+    return f"{model_label(point['model'])} lr={point['learning_rate']:g}"

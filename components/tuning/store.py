@@ -46,7 +46,7 @@ class TrialRecord:
 @dataclass(frozen=True)
 class TrialState:
     """A trial after an epoch, as stored (data only): the next epoch, each fold run's state
-    (:meth:`~components.training.fit.FoldRun.state`), the metrics reported so far."""
+    (:meth:`~components.training.run.FoldRun.state`), the metrics reported so far."""
 
     next_epoch: Annotated[int, Range(ge=1)]
     runs: list[dict[str, Any]]

@@ -1,5 +1,5 @@
 """The Ray Tune trainable: one trial trains one point of the space through the one training
-loop (:mod:`components.training.fit`): stacked folds in one ``fit`` call whose epoch-end hook
+loop (:mod:`components.training.run`): stacked folds in one ``fit`` call whose epoch-end hook
 reports (a call per epoch would rebuild and re-trace the input stream every epoch: ~0.17 s,
 three times the epoch's training on the embedded search), a model per fold epoch by epoch.
 
@@ -75,7 +75,7 @@ def saved_state(store: SearchStore, key: str) -> TrialState | None:
 def pooled_validation(runs) -> dict[str, float]:
     """The objective at the last epoch: validation UF1/UAR/loss of every fold of every run,
     pooled (one confusion matrix), as the protocol pools its folds."""
-    from components.training.fit import validation_metrics
+    from components.training.selection import validation_metrics
 
     truth, probabilities = [], []
     for run in runs:
@@ -105,49 +105,28 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
         devices=context.devices,
         threads=max(1, int(context.cpus)),
     )
-    from components.training import runtime
-
-    runtime.configure(train_cfg, context.seed)  # before any TensorFlow op in this process
     import ray
 
     from components.datasets.labels import NUM_CLASSES
-    from components.evaluation.units import fold_seed
-    from components.models.registry import BACKBONES
-    from components.records.store import cached_records
-    from components.training.fit import FoldData, fold_runs
+    from components.training.job import TrainingJob
     from components.tuning.space import describe
 
     store = SearchStore(context.storage, context.search)
     saved = saved_state(store, key)
     if saved is not None and saved.next_epoch >= train_cfg.epochs:
         return  # finished in an earlier run of the search: its results are in the store
-    model_cfg = model_from_dict(point["model"], "tune point")
-    records = cached_records(context.preprocess.records_dir, context.data_version)
-    kind = BACKBONES[model_cfg.backbone].input_kind
-    folds = [
-        FoldData(
-            f.name,
-            records.positions(f.train),
-            records.positions(f.validation),
-            np.zeros(0, int),
-            fold_seed(context.seed, f.name),
-        )
-        for f in context.folds
-    ]
-    strategy = runtime.make_strategy(train_cfg)
-    runs = fold_runs(
-        records.inputs(kind),
-        records.labels,
-        folds,
-        model_cfg,
+    job = TrainingJob.open(
+        context.preprocess.records_dir,
+        context.data_version,
+        model_from_dict(point["model"], "tune point"),
         train_cfg,
-        strategy=strategy,
-        kind=kind,
-        input_sizes=context.preprocess.input_sizes(),
-        num_classes=NUM_CLASSES,
-        seed=context.seed,
-        early_stopping=False,  # the scheduler stops trials
+        context.seed,
+        context.preprocess.input_sizes(),
+        NUM_CLASSES,
     )
+    folds = [job.fold_data(f.name, f.train, f.validation) for f in context.folds]
+    runs = job.runs(folds, early_stopping=False)  # the scheduler stops trials
+    strategy = job.strategy
     start_epoch, history = 0, []
     if saved is not None:
         if len(saved.runs) != len(runs):

@@ -21,7 +21,8 @@ def main(devices: int) -> None:
     import numpy as np
     import tensorflow as tf
 
-    from components.training.fit import FoldData, FoldRun
+    from components.training.fold_models import FoldData
+    from components.training.run import fold_runs
 
     strategy = runtime.make_strategy(cfg)
     rng = np.random.default_rng(0)
@@ -34,14 +35,14 @@ def main(devices: int) -> None:
         dropout=0.0,
     )
     everyone = np.arange(32)
-    run = FoldRun(
+    (run,) = fold_runs(
         x, y, [FoldData("all", everyone, everyone[:0], everyone[:0], 5)], model_cfg, cfg,
         kind="flow", input_sizes={"flow_size": 28, "clip_frames": 8, "clip_size": 64},
         num_classes=3, seed=5, strategy=strategy,
     )  # fmt: skip
     run.fit()
     probe = np.random.default_rng(1).uniform(size=(16, 28, 28, 3)).astype(np.float32)
-    predictions = run.trainer.model(probe, training=False).numpy()
+    predictions = run.models.model(probe, training=False).numpy()
     print(
         json.dumps(
             {

@@ -7,7 +7,7 @@ from the patches' mean ``μ`` and mean outer product ``Σ``: mean ``w·μ + b``,
 any batch of images are then a weighted sum of those (a few hundred numbers each) — no pass over
 the convolution's F-times-wider outputs in the forward step, and none in the backward step.
 
-Training images are augmented (mirror × shift, :mod:`components.training.data`), so the table
+Training images are augmented (mirror × shift, :mod:`components.features.augment`), so the table
 holds every augmentation of every sample: (samples, augmentations, P + P²) with P = 9C.
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from components.training.data import apply_augmentation, augmentation_count, augmentation_of
+from components.features.augment import apply_augmentation, augmentation_count, augmentation_of
 
 #: a larger table is not built (the caller computes the moments from the outputs instead)
 MAX_TABLE_BYTES = 512 * 2**20
@@ -57,7 +57,7 @@ def patch_stats_table(
     inputs: np.ndarray, kind: str, flip: bool, shift_px: int, chunk: int = 512
 ) -> np.ndarray | None:
     """The patch statistics of every augmentation (:func:`augmentation_count`, numbered as
-    :func:`~components.training.data.augmentation_index` numbers them) of every image in
+    :func:`~components.features.augment.augmentation_index` numbers them) of every image in
     ``inputs`` (N, H, W, C): ``(N, augmentations, P + P²)``; None for inputs that are not
     images or when the table would exceed :data:`MAX_TABLE_BYTES`. Kept for the process's
     last ``inputs`` (units of work in one worker share their records)."""

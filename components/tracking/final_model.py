@@ -1,17 +1,15 @@
-"""The final model of the register stage: the evaluated configuration trained on every
-subject for a fixed number of epochs, as an ordinary Keras model, with its figure and card."""
+"""The model ``register`` trains and logs: the evaluated configuration trained on every subject
+for a fixed number of epochs (no validation subjects), with its attention-map figure and its
+model card."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from components.config import Params, TrainConfig
 
 
 def train_final(
-    records,
     chosen,
     train: TrainConfig,
     params: Params,
@@ -21,41 +19,35 @@ def train_final(
     synthetic: bool,
     folder: Path,
 ):
-    """Train ``chosen.model`` on all of ``records`` (no validation subjects: ``train.epochs``
-    epochs); draw the example attention maps into ``folder/attention_maps.png``; return the
+    """Train ``chosen.model`` on every record for ``train.epochs`` epochs; draw the example
+    attention maps into ``folder/attention_maps.png``; return the
     :class:`~components.tracking.registration.FinalModel`."""
     from components.datasets.labels import NUM_CLASSES
     from components.evaluation import plots
     from components.evaluation.examples import overlays_for, pick_examples
-    from components.models.registry import BACKBONES
+    from components.provenance import data_version
     from components.tracking.model_card import CardFacts, model_card
     from components.tracking.registration import FinalModel
-    from components.training import runtime
-    from components.training.fit import FoldData, fit_folds
+    from components.training.job import TrainingJob
 
-    runtime.configure(train, params.seed)
-    kind = BACKBONES[chosen.model.backbone].input_kind
-    everyone = np.arange(len(records.manifest))
     p = params.preprocess
-    (fit,) = fit_folds(
-        records.inputs(kind),
-        records.labels,
-        [FoldData("all", everyone, everyone[:0], everyone[:0], params.seed)],
+    job = TrainingJob.open(
+        str(Path(p.records_dir).resolve()),
+        data_version(p.records_dir),
         chosen.model,
         train,
-        kind=kind,
-        input_sizes=p.input_sizes(),
-        num_classes=NUM_CLASSES,
-        seed=params.seed,
-        strategy=runtime.make_strategy(train),
+        params.seed,
+        p.input_sizes(),
+        NUM_CLASSES,
     )
-    model = fit.export()
+    (fit,) = job.fit([job.everyone()])
+    model, records = fit.export(), job.records
     examples = sorted(
         pick_examples(records.manifest, params.evaluate.attention_examples, params.seed)
     )
     title = f"{chosen.model.backbone} / {chosen.model.attention.type}: final model (all subjects)"
     plots.attention_grid_png(
-        overlays_for(records, examples, model, kind), folder / "attention_maps.png", title
+        overlays_for(records, examples, model, job.kind), folder / "attention_maps.png", title
     )
     card = model_card(
         CardFacts(
@@ -69,7 +61,7 @@ def train_final(
             epochs=train.epochs,
             epochs_source=epochs_source,
             parameters=int(model.count_params()),
-            input_kind=kind,
+            input_kind=job.kind,
             data_version=tags["data_version"],
             git_commit=tags["git_commit"],
             synthetic=synthetic,
@@ -79,8 +71,8 @@ def train_final(
         model=model,
         model_cfg=chosen.model,
         train=train,
-        kind=kind,
-        input_example=records.inputs(kind)[:1],
+        kind=job.kind,
+        input_example=records.inputs(job.kind)[:1],
         card=card,
         tags=tags,
         synthetic=synthetic,

@@ -1,0 +1,343 @@
+"""How the folds of a run are trained: one interface, two implementations.
+
+:class:`OrdinaryFolds` trains one fold as the ordinary Keras model of its configuration (under
+``MirroredStrategy`` when several devices are configured); :class:`StackedFolds` trains several
+folds as one fold-stacked model (:mod:`components.models.stacked`: every op F folds wide), which
+uses a CPU far better for MER's tiny networks. Both give a fold
+
+- the same initial weights: the ordinary model built from the fold's seed;
+- the same batches: the fold's own planned schedule (:mod:`components.training.schedule`);
+- the same loss: class-weighted cross-entropy over the fold's rows of the step;
+- the same optimizer arithmetic: Adam with the fold's own step count (:class:`FoldAdam`;
+  a stacked fold idle in a step is not updated at all),
+
+so what a fold learns does not depend on which implementation, or which unit, trains it (up to
+float rounding; dropout masks are drawn differently). Whether folds stack is decided by
+:func:`stacking`, which also says why not when they cannot.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from components.config import ModelConfig, TrainConfig
+from components.models.patch_stats import patch_stats_table
+from components.training.data import StreamOptions, fold_stream, training_stream, unit_steps
+from components.training.selection import FoldWeights
+
+
+@dataclass(frozen=True)
+class FoldData:
+    """One fold of a run: row positions (into the records) to train on, to choose the epoch
+    on, and to predict at the end; ``seed`` is the fold's key (its initial weights, batch order
+    and augmentation: :func:`~components.training.schedule.fold_seed`)."""
+
+    name: str
+    train: np.ndarray
+    validation: np.ndarray
+    predict: np.ndarray
+    seed: int
+
+
+def class_weights(labels: Sequence[int], num_classes: int) -> np.ndarray:
+    """Balanced weights n / (k · n_c) (classes absent from training get weight 0)."""
+    counts = np.bincount(np.asarray(labels, int), minlength=num_classes).astype(float)
+    total = counts.sum()
+    return np.array(
+        [total / (num_classes * counts[c]) if counts[c] else 0.0 for c in range(num_classes)],
+        np.float32,
+    )
+
+
+def balanced(train_cfg: TrainConfig) -> bool:
+    return train_cfg.class_weighting == "balanced"
+
+
+def stacking(
+    model_cfg: ModelConfig, train_cfg: TrainConfig, strategy: tf.distribute.Strategy
+) -> tuple[bool, str]:
+    """Whether folds of ``model_cfg`` train stacked, and if not, why: the backbone needs a
+    fold-stacked form (every attention type has one), ``train.stack_folds`` must be on, and
+    there must be one replica (masked BatchNorm moments are per replica)."""
+    from components.models.registry import BACKBONES
+
+    if not train_cfg.stack_folds:
+        return False, "train.stack_folds is off"
+    if not BACKBONES[model_cfg.backbone].stacked:
+        return False, f"backbone {model_cfg.backbone} has no fold-stacked form"
+    if strategy.num_replicas_in_sync != 1:
+        return False, f"{strategy.num_replicas_in_sync} replicas (MirroredStrategy)"
+    return True, ""
+
+
+class FoldAdam(keras.optimizers.Adam):
+    """Adam over fold-stacked variables (the fold axis first) whose folds step independently.
+    Each step the model says which folds had training rows (:meth:`apply_fold_gradients`); an
+    idle fold is not touched (weights, moments and step count stay), and each fold's bias
+    correction uses its own step count: every fold moves exactly as an Adam of its own would."""
+
+    def __init__(self, folds: int, **kwargs):
+        super().__init__(**kwargs)
+        self.folds = folds
+
+    def build(self, variables):
+        super().build(variables)
+        self.fold_steps = self.add_variable((self.folds,), "zeros", name="fold_steps")
+        self.fold_active = self.add_variable((self.folds,), "ones", name="fold_active")
+
+    def apply_fold_gradients(self, gradients, variables, active) -> None:
+        """One step for the folds marked in ``active`` (F,) (1 = had training rows)."""
+        if not self.built:
+            self.build(variables)
+        self.fold_active.assign(active)
+        self.apply_gradients(zip(gradients, variables, strict=True))
+        self.fold_steps.assign_add(active)
+
+    def update_step(self, gradient, variable, learning_rate):
+        shape = (self.folds,) + (1,) * (len(variable.shape) - 1)
+        active = ops.reshape(ops.cast(self.fold_active, variable.dtype), shape)
+        gradient = ops.cast(gradient, variable.dtype)
+        local_step = ops.cast(self.fold_steps + 1, variable.dtype)
+        beta_1_power = ops.power(ops.cast(self.beta_1, variable.dtype), local_step)
+        beta_2_power = ops.power(ops.cast(self.beta_2, variable.dtype), local_step)
+        alpha = ops.cast(learning_rate, variable.dtype) * ops.sqrt(1 - beta_2_power)
+        alpha = ops.reshape(alpha / (1 - beta_1_power), shape)
+        m = self._momentums[self._get_variable_index(variable)]
+        v = self._velocities[self._get_variable_index(variable)]
+        new_m = m + (gradient - m) * (1 - self.beta_1)
+        new_v = v + (ops.square(gradient) - v) * (1 - self.beta_2)
+        self.assign(m, active * new_m + (1 - active) * m)
+        self.assign(v, active * new_v + (1 - active) * v)
+        self.assign_sub(variable, active * new_m * alpha / (ops.sqrt(new_v) + self.epsilon))
+
+    def get_config(self):
+        return {**super().get_config(), "folds": self.folds}
+
+
+class FoldModels(ABC):
+    """The model training a group of folds, and how to feed and read it."""
+
+    stacked: bool
+    model: keras.Model
+    steps: int  # steps per epoch
+
+    def __init__(
+        self,
+        inputs: np.ndarray,
+        labels: np.ndarray,
+        folds: Sequence[FoldData],
+        options: StreamOptions,
+        num_classes: int,
+        balanced: bool = True,
+    ):
+        self.inputs, self.labels, self.folds = inputs, labels, list(folds)
+        self.options, self.num_classes = options, num_classes
+        self.class_weights = [
+            class_weights(labels[f.train], num_classes)
+            if balanced
+            else np.ones(num_classes, np.float32)
+            for f in folds
+        ]
+
+    @abstractmethod
+    def stream(self, epochs: range) -> tf.data.Dataset:
+        """The training batches of ``epochs``."""
+
+    @abstractmethod
+    def fit_arguments(self) -> dict:
+        """What ``model.fit`` needs besides the stream (class weights)."""
+
+    @abstractmethod
+    def weights(self) -> FoldWeights:
+        """Per-fold snapshots of the model's state (for the best epoch)."""
+
+    @abstractmethod
+    def export(self, f: int) -> keras.Model:
+        """Fold ``f`` as the ordinary Keras model of its configuration."""
+
+    @abstractmethod
+    def _forward_batches(self, positions: list[np.ndarray]) -> tuple[np.ndarray, int]:
+        """The inputs that give each fold its ``positions`` (and how many rows each has)."""
+
+    @abstractmethod
+    def _by_fold(self, outputs: np.ndarray) -> np.ndarray:
+        """The model's outputs as ``(rows, F, K)``."""
+
+    def fold_predictor(
+        self, positions: list[np.ndarray], chunk: int = 512
+    ) -> Callable[[], list[np.ndarray]]:
+        """A function returning, for each fold, its probabilities ``(n_f, K)`` for its own
+        ``positions`` of the inputs, with the current weights."""
+        batches, _ = self._forward_batches(positions)
+        forward = tf.function(lambda batch: self.model(batch, training=False))
+        pieces = [
+            _slice(batches, start, start + chunk) for start in range(0, _rows(batches), chunk)
+        ]
+
+        def predict() -> list[np.ndarray]:
+            if not pieces:
+                return [np.zeros((0, self.num_classes), np.float32) for _ in positions]
+            out = self._by_fold(np.concatenate([forward(p).numpy() for p in pieces]))
+            return [out[: len(p), f] for f, p in enumerate(positions)]
+
+        return predict
+
+
+def _rows(batches) -> int:
+    return len(batches[0]) if isinstance(batches, tuple) else len(batches)
+
+
+def _slice(batches, start: int, stop: int):
+    if isinstance(batches, tuple):
+        return tuple(b[start:stop] for b in batches)
+    return batches[start:stop]
+
+
+class OrdinaryFolds(FoldModels):
+    """One fold, one ordinary Keras model (replicated under ``MirroredStrategy``)."""
+
+    stacked = False
+
+    def __init__(self, inputs, labels, folds, options, num_classes, *, model_cfg, train_cfg,
+                 input_sizes, strategy):  # fmt: skip
+        super().__init__(inputs, labels, folds, options, num_classes, balanced(train_cfg))
+        from components.models import build_model
+        from components.training.runtime import seed_everything
+
+        (fold,) = self.folds
+        self.train = np.unique(fold.train)
+        self.steps = unit_steps([self.train], options.batch)
+        with strategy.scope():
+            seed_everything(fold.seed)
+            self.model = build_model(model_cfg, num_classes=num_classes, **input_sizes)
+            self.model.compile(
+                optimizer=keras.optimizers.Adam(train_cfg.learning_rate),
+                loss="sparse_categorical_crossentropy",
+                # one call per epoch; MirroredStrategy's distributed iterator fails inside
+                # Keras' multi-step loop, so several replicas step one by one
+                steps_per_execution=self.steps if strategy.num_replicas_in_sync == 1 else 1,
+            )
+
+    def stream(self, epochs: range) -> tf.data.Dataset:
+        fold = self.folds[0]
+        return training_stream(
+            self.inputs, self.labels, self.train, fold.seed, self.options, epochs
+        )
+
+    def fit_arguments(self) -> dict:
+        return {"class_weight": dict(enumerate(self.class_weights[0]))}
+
+    def weights(self) -> FoldWeights:
+        return FoldWeights(list(self.model.weights), fold_axis=False)
+
+    def export(self, f: int) -> keras.Model:
+        return self.model
+
+    def _forward_batches(self, positions):
+        (index,) = positions
+        return self.inputs[index], len(index)
+
+    def _by_fold(self, outputs: np.ndarray) -> np.ndarray:
+        return outputs[:, None]
+
+
+class StackedFolds(FoldModels):
+    """Several folds as one fold-stacked model, each fold with its own batch every step."""
+
+    stacked = True
+
+    def __init__(self, inputs, labels, folds, options, num_classes, *, model_cfg, train_cfg,
+                 input_sizes, run_seed):  # fmt: skip
+        super().__init__(inputs, labels, folds, options, num_classes, balanced(train_cfg))
+        from components.imports import load_target
+        from components.models.registry import BACKBONES
+        from components.training.runtime import seed_everything
+
+        build = load_target(BACKBONES[model_cfg.backbone].stacked)
+        seed_everything(run_seed)  # the dropout seed generator: not whatever was drawn before
+        self.model = build(model_cfg, len(self.folds), input_sizes, num_classes)
+        self.model.initialise([f.seed for f in self.folds])  # each fold's ordinary weights
+        self.model.class_weights.assign(np.stack(self.class_weights))
+        self.steps = unit_steps([f.train for f in self.folds], options.batch)
+        self.model.compile(
+            optimizer=FoldAdam(len(self.folds), learning_rate=train_cfg.learning_rate),
+            loss=None,
+            steps_per_execution=self.steps,
+        )
+
+    def stream(self, epochs: range) -> tf.data.Dataset:
+        o = self.options
+        table = (
+            patch_stats_table(self.inputs, o.kind, o.flip, o.shift_px)
+            if self.model.patch_stats_input
+            else None
+        )
+        return fold_stream(
+            self.inputs,
+            self.labels,
+            [f.train for f in self.folds],
+            [f.seed for f in self.folds],
+            o,
+            epochs,
+            table,
+        )
+
+    def fit_arguments(self) -> dict:
+        return {}
+
+    def weights(self) -> FoldWeights:
+        return FoldWeights(self.model.fold_state(), fold_axis=True)
+
+    def export(self, f: int) -> keras.Model:
+        return self.model.export_fold(f)
+
+    def _forward_batches(self, positions):
+        """One batch per fold: row ``r`` holds each fold's ``r``-th sample (a fold's samples
+        repeated up to the longest), so each fold pays only for its own samples."""
+        longest = max((len(p) for p in positions), default=0)
+        index = np.stack(
+            [np.resize(p, longest) if len(p) else np.zeros(longest, int) for p in positions], 1
+        )
+        return (self.inputs[index], np.zeros((longest, len(positions)), np.float32)), longest
+
+    def _by_fold(self, outputs: np.ndarray) -> np.ndarray:
+        return outputs
+
+
+def fold_models(
+    inputs: np.ndarray,
+    labels: np.ndarray,
+    folds: Sequence[FoldData],
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    *,
+    kind: str,
+    input_sizes: dict[str, int],
+    num_classes: int,
+    seed: int,
+    strategy: tf.distribute.Strategy,
+) -> list[FoldModels]:
+    """The models that train ``folds``: one stack of them all when they stack, else one
+    ordinary model per fold."""
+    stacked, _ = stacking(model_cfg, train_cfg, strategy)
+    if stacked:
+        options = StreamOptions.training(train_cfg, kind, train_cfg.batch_size)
+        return [
+            StackedFolds(inputs, labels, folds, options, num_classes, model_cfg=model_cfg,
+                         train_cfg=train_cfg, input_sizes=input_sizes, run_seed=seed)
+        ]  # fmt: skip
+    # an ordinary model's batch is split over its replicas
+    batch = train_cfg.batch_size * strategy.num_replicas_in_sync
+    options = StreamOptions.training(train_cfg, kind, batch)
+    return [
+        OrdinaryFolds(inputs, labels, [fold], options, num_classes, model_cfg=model_cfg,
+                      train_cfg=train_cfg, input_sizes=input_sizes, strategy=strategy)
+        for fold in folds
+    ]  # fmt: skip
