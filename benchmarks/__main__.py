@@ -4,7 +4,7 @@ section of benchmarks/RESULTS.md. ``train`` and ``tune`` need ``dvc repro`` to h
 import importlib
 import sys
 
-NAMES = ("models", "preprocess", "train", "tune", "predict")
+NAMES = ("models", "stacking", "preprocess", "train", "tune", "predict")
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or NAMES:

@@ -91,31 +91,35 @@ class FoldAdam(keras.optimizers.Adam):
         super().build(variables)
         self.fold_steps = self.add_variable((self.folds,), "zeros", name="fold_steps")
         self.fold_active = self.add_variable((self.folds,), "ones", name="fold_active")
+        self.fold_alpha = self.add_variable((self.folds,), "zeros", name="fold_alpha")
 
     def apply_fold_gradients(self, gradients, variables, active) -> None:
         """One step for the folds marked in ``active`` (F,) (1 = had training rows)."""
         if not self.built:
             self.build(variables)
         self.fold_active.assign(active)
+        # each fold's bias-corrected step size, once a step (not once a variable)
+        local_step = self.fold_steps + 1
+        beta_1_power = ops.power(ops.cast(self.beta_1, "float32"), local_step)
+        beta_2_power = ops.power(ops.cast(self.beta_2, "float32"), local_step)
+        rate = ops.cast(self.learning_rate, "float32")
+        self.fold_alpha.assign(active * rate * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power))
         self.apply_gradients(zip(gradients, variables, strict=True))
         self.fold_steps.assign_add(active)
 
     def update_step(self, gradient, variable, learning_rate):
+        """Adam's update, masked per fold: ``m + a·(g − m)(1 − β₁)`` is ``m`` exactly for an
+        idle fold (a = 0) and Adam's moment for an active one (a = 1); the step is scaled by
+        the fold's own bias-corrected rate (0 when idle)."""
         shape = (self.folds,) + (1,) * (len(variable.shape) - 1)
-        active = ops.reshape(ops.cast(self.fold_active, variable.dtype), shape)
+        active = ops.reshape(self.fold_active, shape)
+        alpha = ops.reshape(self.fold_alpha, shape)
         gradient = ops.cast(gradient, variable.dtype)
-        local_step = ops.cast(self.fold_steps + 1, variable.dtype)
-        beta_1_power = ops.power(ops.cast(self.beta_1, variable.dtype), local_step)
-        beta_2_power = ops.power(ops.cast(self.beta_2, variable.dtype), local_step)
-        alpha = ops.cast(learning_rate, variable.dtype) * ops.sqrt(1 - beta_2_power)
-        alpha = ops.reshape(alpha / (1 - beta_1_power), shape)
         m = self._momentums[self._get_variable_index(variable)]
         v = self._velocities[self._get_variable_index(variable)]
-        new_m = m + (gradient - m) * (1 - self.beta_1)
-        new_v = v + (ops.square(gradient) - v) * (1 - self.beta_2)
-        self.assign(m, active * new_m + (1 - active) * m)
-        self.assign(v, active * new_v + (1 - active) * v)
-        self.assign_sub(variable, active * new_m * alpha / (ops.sqrt(new_v) + self.epsilon))
+        self.assign_add(m, active * (gradient - m) * (1 - self.beta_1))
+        self.assign_add(v, active * (ops.square(gradient) - v) * (1 - self.beta_2))
+        self.assign_sub(variable, alpha * m / (ops.sqrt(v) + self.epsilon))
 
     def get_config(self):
         return {**super().get_config(), "folds": self.folds}
