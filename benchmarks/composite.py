@@ -1,7 +1,7 @@
-"""A composite-size embedded dataset for benchmarks: 68 subjects, 442 clips with the per-subject
-class counts of the real MEGC 2019 composite (``synthesize.clips: megc2019_composite``), written
-and preprocessed once by the real stages into ``.mer/benchmarks/composite`` (reused while its
-params are unchanged)."""
+"""The development set for benchmarks: shaped and calibrated like the real MEGC 2019 composite (68
+subjects, 442 clips, CASME II / SAMM / SMIC sub-datasets in their real layouts;
+``synthesize.clips: megc2019_dev``), written and preprocessed once by the real stages into
+``.mer/benchmarks/composite`` (reused while its params are unchanged)."""
 
 from __future__ import annotations
 
@@ -20,12 +20,11 @@ FOLDER = ROOT / ".mer" / "benchmarks" / "composite"
 def params(folder: Path = FOLDER) -> dict:
     """The project's params.yaml pointed at the composite-size set inside ``folder``."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["synthesize"] = {
-        **raw["synthesize"],
-        "clips": "megc2019_composite",
-        "root": str(folder / "raw"),
-    }
-    raw["datasets"] = [{"name": "casme2", "root": str(folder / "raw")}]
+    raw["synthesize"] = {**raw["synthesize"], "clips": "megc2019_dev", "root": str(folder / "raw")}
+    raw["datasets"] = [
+        {"name": name, "root": str(folder / "raw" / sub)}
+        for name, sub in (("casme2", "CASME2"), ("samm", "SAMM"), ("smic", "SMIC"))
+    ]
     raw["preprocess"] = {
         **raw["preprocess"],
         "records_dir": str(folder / "records"),
@@ -53,20 +52,32 @@ def mer(params_file: Path, *args: str, env: dict | None = None) -> subprocess.Co
     return done
 
 
+def code() -> str:
+    """The version of the code that makes the set (the generator and the preprocessing)."""
+    digest = hashlib.sha1()
+    for folder in ("components/datasets", "components/preprocessing", "components/features"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def ensure(folder: Path = FOLDER) -> Path:
     """Synthesize and preprocess the set unless it exists for the same params; returns the
     params file whose records every benchmark run reads."""
     folder.mkdir(parents=True, exist_ok=True)
     raw = params(folder)
-    key = hashlib.sha1(
-        yaml.safe_dump([raw["seed"], raw["synthesize"], raw["preprocess"]]).encode()
-    ).hexdigest()[:12]
+    paths = ("root", "records_dir", "report")  # not the checkout's own folder
+    settings = [
+        {k: v for k, v in raw[section].items() if k not in paths}
+        for section in ("synthesize", "preprocess")
+    ]
+    key = hashlib.sha1(yaml.safe_dump([raw["seed"], *settings, code()]).encode()).hexdigest()[:12]
     path = folder / "params.yaml"
     stamp = folder / "ready"
     if stamp.exists() and stamp.read_text() == key and path.exists():
         return path
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    print("composite-size set: synthesize (68 subjects, 442 clips) and preprocess...", flush=True)
+    print("development set: synthesize (68 subjects, 442 clips) and preprocess...", flush=True)
     mer(path, "synthesize")
     mer(path, "preprocess")
     stamp.write_text(key)

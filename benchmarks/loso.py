@@ -2,8 +2,8 @@
 
     python -m benchmarks.loso            (builds .mer/benchmarks/composite on first use)
 
-On a composite-size embedded set (68 subjects, 442 clips, the real composite's class counts),
-in one run:
+On the development set (68 subjects, 442 clips, calibrated like the real composite:
+``synthesize.clips: megc2019_dev``), in one run:
 
 1. ``mer evaluate`` (LOSO, 68 folds) of params.yaml's model and training — the default
    ``ststnet`` training — with no stored units: the command's wall time, start-up included
@@ -172,6 +172,29 @@ def work_done(units: list, forward: float, train: float) -> tuple[float, int]:
     return total, passes
 
 
+def calibration_lines(metrics: dict, units: list, epochs: int) -> list[str]:
+    """The development set's calibration targets, checked on a LOSO: composite UF1 in
+    0.62–0.78, a per-subset spread of at least 0.15, folds that stop early."""
+    composite_uf1 = metrics["composite"]["uf1"]
+    subsets = {k: v["uf1"] for k, v in metrics.items() if k in ("casme2", "samm", "smic")}
+    spread = max(subsets.values()) - min(subsets.values()) if subsets else 0.0
+    runs = [f.epochs_run for u in units for f in u.folds]
+    early = sum(r < epochs for r in runs)
+
+    def mark(ok: bool) -> str:
+        return "within the target" if ok else "OUTSIDE the target"
+
+    return [
+        f"calibration: composite UF1 {composite_uf1:.3f} ({mark(0.62 <= composite_uf1 <= 0.78)} "
+        "0.62–0.78)",
+        "calibration: per subset "
+        + ", ".join(f"{k} {v:.3f}" for k, v in subsets.items())
+        + f"; spread {spread:.3f} ({mark(spread >= 0.15)} ≥ 0.15)",
+        f"calibration: {early} of {len(runs)} folds stopped early ({mark(early > len(runs) / 2)}"
+        f" most), after {sum(runs) / max(len(runs), 1):.1f} epochs on average",
+    ]
+
+
 def main() -> None:
     base = composite.ensure()
     cores = os.cpu_count() or 1
@@ -222,7 +245,9 @@ def main() -> None:
     seconds = [u.seconds for u in compare_units]
     ideal = max(sum(seconds) / cores, max(seconds))
 
+    calibration = calibration_lines(metrics, units, params["train"]["epochs"])
     lines = [
+        *calibration,
         f"LOSO of {label} (68 folds, {len(units)} units): wall {wall:.0f} s; floor {floor:.0f} s "
         f"({flops / 1e12:.2f} TFLOP at {best_rate / 1e9:.1f} GFLOP/s, {best_name}); ratio {wall / floor:.2f}×",
         f"compare of {len(COMPARE_TYPES)} types ({len(compare_units)} units): wall {compare_wall:.0f} s vs ideal packing "
@@ -230,8 +255,14 @@ def main() -> None:
     ]
     print("\n".join(lines))
     rate_rows = "\n".join(f"| {name} | {rate / 1e9:.1f} GFLOP/s |" for name, rate in rates.items())
-    body = f"""Composite-size embedded set: 68 subjects, 442 clips (the real MEGC 2019 composite's
-per-subject class counts; `synthesize.clips: megc2019_composite`), 28×28×3 flow. params.yaml's
+    calibration_text = "\n".join(f"- {line}" for line in calibration)
+    body = f"""Development set: 68 subjects, 442 clips (the real MEGC 2019 composite's subjects and
+classes, CASME II / SAMM / SMIC in their layouts; `synthesize.clips: megc2019_dev`), 28×28×3 flow.
+Its calibration, checked on this run's LOSO:
+
+{calibration_text}
+
+params.yaml's
 model and training: `{label}`, batch {params["train"]["batch_size"]}, ≤{params["train"]["epochs"]} epochs,
 patience {params["train"]["patience"]}, epoch chosen on validation subjects per fold; units of
 {per_fold} stacked folds on a local Ray over {cores} cores. Wall times are whole `mer` commands

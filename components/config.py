@@ -128,8 +128,10 @@ class SynthesizeConfig:
 
     root: PathSetting = "data/raw/synthetic_casme2"
     #: uniform: ``subjects`` × ``clips_per_class`` × 3 classes; megc2019_composite: 68 subjects
-    #: with the per-subject class counts of the real MEGC 2019 composite list (442 clips)
-    clips: Literal["uniform", "megc2019_composite"] = "uniform"
+    #: with the per-subject class counts of the real MEGC 2019 composite list (442 clips);
+    #: megc2019_dev: the development set like the real composite (three sub-datasets in their
+    #: real layouts under root/CASME2, root/SAMM, root/SMIC; components/datasets/synthetic/dev.py)
+    clips: Literal["uniform", "megc2019_composite", "megc2019_dev"] = "uniform"
     subjects: Annotated[int, Range(ge=2)] = 10
     clips_per_class: Positive = 3
     frames_min: Annotated[int, Range(ge=5)] = 20

@@ -45,8 +45,9 @@ class Protected:
         roots = (Path("/"), Path.cwd(), Path.home())
         datasets = {Path(d.root).resolve() for d in params.datasets}
         datasets.add(Path(params.synthesize.root).resolve())
-        if writing is not None:
-            datasets.discard(Path(writing).resolve())
+        if writing is not None:  # its own root, and the dataset roots inside it
+            written = Path(writing).resolve()
+            datasets = {d for d in datasets if not d.is_relative_to(written)}
         return cls(tuple(r.resolve() for r in roots), tuple(sorted(datasets)))
 
 

@@ -95,9 +95,46 @@ class Interval:
     estimate: float
     low: float
     high: float
+    #: for a difference: the bootstrap's two-sided p-value of "no difference" (the smallest
+    #: 1 - confidence at which the percentile interval excludes 0); None for a level
+    p_value: float | None = None
 
     def as_dict(self, name: str) -> dict[str, float]:
         return {name: self.estimate, f"{name}_ci_low": self.low, f"{name}_ci_high": self.high}
+
+
+def bootstrap_p_value(values: np.ndarray) -> float:
+    """Two-sided p-value of 0 for bootstrap draws of a difference: twice the smaller share of
+    draws on either side of 0 (the percentile interval at 1 - p just reaches 0)."""
+    values = values[~np.isnan(values)]
+    if not len(values):
+        return 1.0
+    below, above = np.mean(values <= 0), np.mean(values >= 0)
+    return float(min(1.0, 2 * min(below, above)))
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjustment (family-wise error control under any dependence)."""
+    p = np.asarray(p_values, float)
+    order = np.argsort(p, kind="stable")
+    m = len(p)
+    adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out = np.empty(m)
+    out[order] = np.minimum(adjusted, 1.0)
+    return out
+
+
+def benjamini_hochberg(p_values: Sequence[float]) -> np.ndarray:
+    """Benjamini–Hochberg's step-up adjustment (false discovery rate, independent or positively
+    dependent tests)."""
+    p = np.asarray(p_values, float)
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    scaled = p[order] * m / np.arange(1, m + 1)
+    adjusted = np.minimum.accumulate(scaled[::-1])[::-1]
+    out = np.empty(m)
+    out[order] = np.minimum(adjusted, 1.0)
+    return out
 
 
 def percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float]:
@@ -142,7 +179,8 @@ def paired_bootstrap(
             seed_mean_metrics(mine, full)[index][0] - seed_mean_metrics(theirs, full)[index][0]
         )
         deltas = seed_mean_metrics(mine, counts)[index] - seed_mean_metrics(theirs, counts)[index]
-        result[name] = resampling.interval(estimate, deltas)
+        low, high = percentile_interval(deltas, resampling.confidence)
+        result[name] = Interval(float(estimate), low, high, bootstrap_p_value(deltas))
     return result
 
 

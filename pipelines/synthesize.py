@@ -19,13 +19,18 @@ def run(args: argparse.Namespace) -> int:
     def progress(done: int, total: int) -> None:
         print(f"synthesize: subject {done}/{total}", flush=True)
 
-    from components.datasets.synthetic.generator import OWNED
+    from components.datasets.synthetic import dev, generator
     from components.outputs import Protected, staged_folder
 
+    development = cfg.clips == "megc2019_dev"
+    owned = dev.OWNED if development else generator.OWNED
     with staged_folder(
-        cfg.root, "synthesize.root", Protected.of(params, writing=cfg.root), OWNED
+        cfg.root, "synthesize.root", Protected.of(params, writing=cfg.root), owned
     ) as staging:
-        summary = write_synthetic_casme2(cfg, params.seed, progress, root=staging)
+        if development:
+            summary = dev.write_development_set(params.seed, staging, progress)
+        else:
+            summary = write_synthetic_casme2(cfg, params.seed, progress, root=staging)
     emotions = ", ".join(f"{k} {v}" for k, v in sorted(summary.per_emotion.items()))
     print(
         f"synthesize: wrote {summary.clips} clips ({summary.frames} frames) of "

@@ -183,3 +183,65 @@ def test_every_draw_is_a_multiset_of_the_subjects() -> None:
     # over many draws each subject is drawn once on average
     assert abs(draws(7, 4000, seed=4).mean() - 1) < 0.02
     assert list(itertools.islice(counts.flat, 1))  # non-empty
+
+
+def test_bootstrap_intervals_cover_the_truth_at_their_nominal_rate() -> None:
+    """Issue 24: with a known truth (simulated protocol predictions of 68 subjects, subjects
+    far more different than clips), the 95% subject-bootstrap intervals of UF1 and UAR and the
+    paired interval of ΔUF1 contain the truth in 95% of simulations, and an A/A comparison (the
+    same configuration, another draw of its noise) is called better or worse in 5%: within three
+    binomial standard errors of the number of simulations."""
+    import math
+
+    from components.evaluation.simulation import World, predictions_frame
+    from components.statistics import Resampling, bootstrap, paired_bootstrap, verdict
+
+    world, simulations, effect = World(), 300, 0.3
+    true_uf1, true_uar = world.truth(0.0)
+    true_delta = world.truth(effect)[0] - true_uf1
+    assert 0.6 < true_uf1 < 0.8 and true_delta > 0.03  # a regime like real MER
+    rng = np.random.default_rng(7)
+    covered = {"uf1": 0, "uar": 0, "delta": 0}
+    false_calls = 0
+    for k in range(simulations):
+        baseline, better, again = (
+            predictions_frame(c) for c in world.confusions(rng, 68, (0.0, effect, 0.0))
+        )
+        subjects = sorted(baseline.subject_id.unique())
+        resampling = Resampling(3, 1000, k, 0.95)
+        single = bootstrap(baseline, subjects, resampling)
+        covered["uf1"] += single["uf1"].low <= true_uf1 <= single["uf1"].high
+        covered["uar"] += single["uar"].low <= true_uar <= single["uar"].high
+        delta = paired_bootstrap(better, baseline, subjects, resampling)["uf1"]
+        covered["delta"] += delta.low <= true_delta <= delta.high
+        false_calls += verdict(paired_bootstrap(again, baseline, subjects, resampling)["uf1"]) != (
+            "no detectable difference"
+        )
+    tolerance = 3 * math.sqrt(0.95 * 0.05 / simulations)  # three binomial standard errors
+    for name, count in covered.items():
+        assert abs(count / simulations - 0.95) <= tolerance, (name, count / simulations)
+    assert abs(false_calls / simulations - 0.05) <= tolerance, false_calls / simulations
+
+
+def test_holm_and_benjamini_hochberg_agree_with_statsmodels() -> None:
+    from statsmodels.stats.multitest import multipletests
+
+    from components.statistics import benjamini_hochberg, holm
+
+    rng = np.random.default_rng(3)
+    for p in (rng.uniform(size=12), np.array([0.01, 0.04, 0.03, 0.005, 0.2, 0.04]), np.ones(3)):
+        np.testing.assert_allclose(holm(p), multipletests(p, method="holm")[1], atol=1e-12)
+        np.testing.assert_allclose(
+            benjamini_hochberg(p), multipletests(p, method="fdr_bh")[1], atol=1e-12
+        )
+
+
+def test_the_bootstrap_p_value_matches_the_interval() -> None:
+    """p < 1 - confidence exactly when the percentile interval excludes 0."""
+    from components.statistics import bootstrap_p_value, percentile_interval
+
+    rng = np.random.default_rng(4)
+    for centre in (-0.05, -0.01, 0.0, 0.02, 0.06):
+        draws = rng.normal(centre, 0.02, size=4000)
+        low, high = percentile_interval(draws, 0.95)
+        assert (bootstrap_p_value(draws) < 0.05) == (low > 0 or high < 0)

@@ -126,3 +126,56 @@ def test_temporal_profile_rises_to_apex_and_returns() -> None:
     profile = temporal_profile(21, 8)
     assert profile[0] == 0 and profile[8] == 1 and profile[-1] == 0
     assert (np.diff(profile[:9]) > 0).all() and (np.diff(profile[8:]) < 0).all()
+
+
+def test_the_development_set_has_the_composites_shape() -> None:
+    """68 subjects, 442 clips, 250/109/83, CASME II 145 / SAMM 133 / SMIC 164, the real subject
+    and clip ids; SAMM's negative spans its five emotions, mostly anger; the same plan for the
+    same seed."""
+    from components.datasets.synthetic.dev import composite_rows, plan_clips
+
+    planned = plan_clips(42)
+    clips = [c for cs in planned.values() for c in cs]
+    assert len(planned) == 68 and len(clips) == 442
+    assert Counter(c.label for c in clips) == {0: 250, 1: 109, 2: 83}
+    assert Counter(c.dataset for c in clips) == {"casme2": 145, "samm": 133, "smic": 164}
+    assert sorted((c.dataset, c.plan.subject, c.plan.clip) for c in clips) == sorted(
+        (d, s, c) for d, s, c, _ in composite_rows()
+    )
+    samm_negative = Counter(c.plan.emotion for c in clips if c.dataset == "samm" and c.label == 0)
+    assert set(samm_negative) <= {"anger", "contempt", "disgust", "fear", "sadness"}
+    assert samm_negative.most_common(1)[0][0] == "anger"
+    assert 0.1 < np.mean([c.secondary is not None for c in clips]) < 0.4  # mixed clips
+    assert 0.15 < np.mean([c.blink is not None for c in clips]) < 0.45  # blinks
+    assert plan_clips(42) == planned and plan_clips(43) != planned
+
+
+def test_the_development_set_is_read_by_the_real_readers(tmp_path: Path) -> None:
+    """Three sub-datasets in their real layouts: CASME II's sheet and folders, SAMM's FACS sheet
+    (header on row 14) and ``006/006_1_2/006_NNNNN.jpg``, SMIC-HS's ``HS/s01/micro/<class>/``
+    (no apex: the middle frame stands in); each at its own resolution, SAMM in grey."""
+    from components.datasets import read_datasets
+    from components.datasets.synthetic.dev import PROFILES, composite_rows, write_development_set
+
+    chosen = {("casme2", "sub01"), ("samm", "6"), ("smic", "s01")}
+    write_development_set(42, tmp_path, subjects=chosen)
+    configs = tuple(DatasetConfig(d, str(tmp_path / PROFILES[d].folder)) for d in PROFILES)
+    result = read_datasets(configs)
+    assert not result.rejections
+    expected = {
+        (d, s if d != "samm" else f"{int(s):03d}", c): label
+        for d, s, c, label in composite_rows()
+        if (d, s) in chosen
+    }
+    got = {
+        (s.dataset, s.subject, s.clip): composite_label(s.dataset, s.emotion)
+        for s in result.samples
+    }
+    assert got == expected
+    for sample in result.samples:
+        frame = cv2.imread(sample.apex_path)
+        assert frame.shape[:2] == (PROFILES[sample.dataset].frame_size,) * 2
+        if sample.dataset == "samm":
+            assert np.array_equal(frame[..., 0], frame[..., 1])  # greyscale
+        if sample.dataset == "smic":
+            assert sample.apex == (len(sample.frames) - 1) // 2

@@ -7,6 +7,11 @@ vector in the face's own axes (x: image-left eye -> right eye; y: down, towards 
 - happiness (AU6+12): lip corners pull out and up, cheeks raise.
 - disgust   (AU4+9+10): inner brows lower and draw together, nose wrinkles, upper lip raises.
 - repression (AU14+17): lip corners tighten inwards and down, chin raises.
+- anger     (AU4+7): brows lower and draw together, lower lids tighten upwards.
+- contempt  (AU14, one side): one lip corner tightens and rises.
+- fear      (AU1+2+4+20): brows raise and draw together, lip corners stretch sideways.
+- sadness   (AU1+4+15): inner brows raise and draw together, lip corners pull down.
+- blink (no class): upper lids close and open again, short (:func:`blink_profile`).
 
 Each region moves by ``amplitude`` × its unit vector at its centre, falling off as a Gaussian
 (sigma = 0.18 × interocular distance), so the motion is local and sub-2-px by default.
@@ -22,6 +27,10 @@ ACTION_UNITS: dict[str, str] = {
     "happiness": "6+12",
     "disgust": "4+9+10",
     "repression": "14+17",
+    "anger": "4+7",
+    "contempt": "R14",
+    "fear": "1+2+4+20",
+    "sadness": "1+4+15",
 }
 SIGMA_FRACTION = 0.18
 
@@ -68,6 +77,26 @@ def action_regions(landmarks: np.ndarray, emotion: str) -> list[tuple[np.ndarray
             (mouth_r, v(-0.45, 0.5)),
             (mouth + 0.5 * d * ey, v(0, -0.8)),
         ],
+        "anger": [
+            (brow_l + 0.2 * d * ex, v(0.45, 0.7)),
+            (brow_r - 0.2 * d * ex, v(-0.45, 0.7)),
+            (eye_l + 0.15 * d * ey, v(0, -0.5)),
+            (eye_r + 0.15 * d * ey, v(0, -0.5)),
+        ],
+        "contempt": [(mouth_r, v(0.6, -0.55)), (mouth_r + 0.25 * d * ex, v(0.3, -0.3))],
+        "fear": [
+            (brow_l, v(0.3, -0.8)),
+            (brow_r, v(-0.3, -0.8)),
+            (mouth_l, v(-0.9, 0.2)),
+            (mouth_r, v(0.9, 0.2)),
+        ],
+        "sadness": [
+            (brow_l + 0.2 * d * ex, v(0.35, -0.6)),
+            (brow_r - 0.2 * d * ex, v(-0.35, -0.6)),
+            (mouth_l, v(-0.2, 0.8)),
+            (mouth_r, v(0.2, 0.8)),
+        ],
+        "blink": [(eye_l - 0.08 * d * ey, v(0, 1.6)), (eye_r - 0.08 * d * ey, v(0, 1.6))],
     }
     if emotion not in regions:
         raise ValueError(f"no synthetic motion for {emotion!r}; known: {', '.join(regions)}")
@@ -75,17 +104,32 @@ def action_regions(landmarks: np.ndarray, emotion: str) -> list[tuple[np.ndarray
 
 
 def displacement_field(
-    landmarks: np.ndarray, emotion: str, amplitude: float, shape: tuple[int, int]
+    landmarks: np.ndarray,
+    emotion: str,
+    amplitude: float,
+    shape: tuple[int, int],
+    turns: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Forward displacement (dx, dy) in pixels at every frame position, shape (H, W, 2)."""
+    """Forward displacement (dx, dy) in pixels at every frame position, shape (H, W, 2).
+    ``turns`` (radians, one per region) rotate each region's direction: a subject's own way
+    of making the expression."""
     h, w = shape
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
     sigma = SIGMA_FRACTION * face_axes(landmarks)[2]
     field = np.zeros((h, w, 2))
-    for centre, vector in action_regions(landmarks, emotion):
+    for k, (centre, vector) in enumerate(action_regions(landmarks, emotion)):
+        if turns is not None:
+            c, s = np.cos(turns[k % len(turns)]), np.sin(turns[k % len(turns)])
+            vector = np.array([c * vector[0] - s * vector[1], s * vector[0] + c * vector[1]])
         weight = np.exp(-((xs - centre[0]) ** 2 + (ys - centre[1]) ** 2) / (2 * sigma**2))
         field += amplitude * weight[..., None] * vector
     return field
+
+
+def blink_profile(n_frames: int, start: int, length: int) -> np.ndarray:
+    """Lid closure per frame: a blink of ``length`` frames from ``start`` (0 elsewhere)."""
+    t = (np.arange(n_frames) - start) / max(length, 1)
+    return np.where((t >= 0) & (t <= 1), np.sin(np.pi * np.clip(t, 0, 1)) ** 2, 0.0)
 
 
 def temporal_profile(n_frames: int, apex: int) -> np.ndarray:
