@@ -57,7 +57,15 @@ def stage_params(base: Path, name: str, **evaluate) -> Path:
         "reports_dir": str(folder / "reports"),
         **evaluate,
     }
-    raw["compare"] = {**raw["compare"], "reports_dir": str(folder / "reports/compare")}
+    raw["compare"] = {
+        **raw["compare"],
+        "space": {
+            **raw["compare"]["space"],
+            "attention": list(COMPARE_TYPES),
+            "placement": [["fused"]],
+        },
+        "reports_dir": str(folder / "reports/compare"),
+    }
     path = folder / "params.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
@@ -239,7 +247,7 @@ def main() -> None:
     compare_params = stage_params(base, "compare")
     compare_wall = run_stage(
         compare_params, compare_params.parent / "reports", compare_params.parent / "units",
-        "compare", "--types", ",".join(COMPARE_TYPES), "--seeds", "1",
+        "compare", "--seeds", "1",
     )  # fmt: skip
     compare_units = units_of(compare_params.parent / "units")
     seconds = [u.seconds for u in compare_units]

@@ -1,9 +1,9 @@
 """The tune stage: does its objective rank configurations as LOSO does, and what do its schedulers save?
 
-    python -m benchmarks.tune        (needs data/records: run `dvc repro` first; ~7.5 min)
+    python -m benchmarks.tune        (builds the development set on first use; ~2 h here)
 
-On the embedded records, with params.yaml's search widened to the attention types of
-``compare.types`` (so there is a ranking to compare), in one run:
+On the development set (calibrated like the real composite), with params.yaml's search widened to the attention types of
+``compare.space``'s attention types (so there is a ranking to compare), in one run:
 
 1. LOSO over all subjects of every point (``mer compare``, ``compare.seeds`` seeds): the
    ranking the search should reproduce.
@@ -36,6 +36,7 @@ import pandas as pd
 import yaml
 from scipy.stats import spearmanr
 
+from benchmarks import composite
 from benchmarks.composite import mer
 from benchmarks.results import write_section
 
@@ -52,11 +53,9 @@ def halving_settings(points: int, max_t: int) -> dict[str, int]:
 
 
 def variant_params(folder: Path, widen: bool = True, seed: int | None = None, **tune) -> Path:
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw = yaml.safe_load(composite.ensure().read_text())  # the development set's records
     raw["seed"] = raw["seed"] if seed is None else seed
-    for section, key in (("preprocess", "records_dir"), ("preprocess", "report")):
-        raw[section][key] = str((ROOT / raw[section][key]).resolve())
-    attention = raw["compare"]["types"] if widen else raw["tune"]["space"]["attention"]
+    attention = raw["compare"]["space"]["attention"] if widen else raw["tune"]["space"]["attention"]
     raw["tune"] = {
         **raw["tune"],
         "space": {**raw["tune"]["space"], "attention": attention},
@@ -69,7 +68,11 @@ def variant_params(folder: Path, widen: bool = True, seed: int | None = None, **
         "units_dir": str(folder / "units"),
         "reports_dir": str(folder / "reports"),
     }
-    raw["compare"] = {**raw["compare"], "reports_dir": str(folder / "reports/compare")}
+    raw["compare"] = {
+        **raw["compare"],
+        "space": {**raw["compare"]["space"], "placement": raw["tune"]["space"]["placement"]},
+        "reports_dir": str(folder / "reports/compare"),
+    }
     raw["tracking"] = {
         "uri": f"sqlite:///{folder}/mlflow.db",
         "artifact_location": str(folder / "artifacts"),
@@ -93,18 +96,23 @@ def search(
     return wall, table, best
 
 
+def finished_trials(folder: Path) -> list[dict]:
+    """The trials of the finished search in ``folder`` (its record: every trial's point index
+    and metrics per epoch; components/tuning/store.py)."""
+    (record,) = folder.glob("ray_results/tune-*/search.json")
+    return json.loads(record.read_text())["trials"]
+
+
 def grid_curves(folder: Path, labels: set[str]) -> dict[str, list[tuple[float, float]]]:
     """(validation UF1, validation loss) per epoch of each trial of a finished search whose
     label is in ``labels``."""
     table = pd.read_parquet(folder / "reports/tune/trials.parquet")
     label_of = dict(zip(table["index"], table["label"], strict=True))
-    curves = {}
-    for progress in folder.glob("ray_results/tune-*/*/progress.csv"):
-        index = json.loads((progress.parent / "params.json").read_text())["index"]
-        if label_of[index] in labels:
-            frame = pd.read_csv(progress)
-            curves[label_of[index]] = list(zip(frame.val_uf1, frame.val_loss, strict=True))
-    return curves
+    return {
+        label_of[trial["index"]]: [(row["val_uf1"], row["val_loss"]) for row in trial["history"]]
+        for trial in finished_trials(folder)
+        if label_of[trial["index"]] in labels
+    }
 
 
 def keeps_the_best(curves: dict[str, list[tuple[float, float]]], epochs: dict[str, int]) -> bool:
@@ -159,12 +167,7 @@ def seed_study(root: Path, objective: str, first: dict[str, list[tuple[float, fl
 
 
 def setup_times(folder: Path) -> list[float]:
-    times = []
-    for progress in folder.glob("ray_results/tune-*/*/progress.csv"):
-        frame = pd.read_csv(progress)
-        if "setup_s" in frame and len(frame):
-            times.append(float(frame.setup_s.iloc[0]))
-    return times
+    return [t["history"][0]["setup_s"] for t in finished_trials(folder) if t["history"]]
 
 
 def main() -> None:
@@ -184,7 +187,7 @@ def main() -> None:
         mer(loso_params, "compare")
         loso = {
             r["attention"]: r
-            for r in json.loads((root / "loso/reports/compare/attention.json").read_text())["rows"]
+            for r in json.loads((root / "loso/reports/compare/comparison.json").read_text())["rows"]
         }
         runs = {}
         for objective in ("holdout", "kfold"):

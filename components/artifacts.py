@@ -304,21 +304,61 @@ class Registration:
 
 @dataclass(frozen=True)
 class Comparison:
-    """``mer compare``: one row per variant (mean ± CI, Δ vs the baseline, verdict)."""
+    """The ``compare`` stage's outputs: a row per model (mean ± CI, Δ vs its baseline, verdicts
+    unadjusted and adjusted), the main effects, tables and figures."""
 
-    rows: list[dict[str, Any]]
     header: str
-    FILES = ("attention.md", "attention.json", "attention.png")
+    correction: str
+    seeds: list[int]
+    rows: list[dict[str, Any]]
+    effects: list[dict[str, Any]]
+
+    FILES = (
+        "comparison.json",
+        "comparison.md",
+        "comparison.csv",
+        "comparison.tex",
+        "main_effects.csv",
+        "forest.png",
+        "heatmap.png",
+        "metrics.json",
+    )
 
     @staticmethod
     def folder(params: Params) -> Path:
         return Path(params.compare.reports_dir)
 
-    def write(self, folder: Path, markdown: str) -> None:
-        write_json(folder / "attention.json", {"header": self.header, "rows": self.rows})
-        (folder / "attention.md").write_text(markdown)
+    def metrics(self) -> dict[str, Any]:
+        """Numbers only (``dvc metrics show``): how many variants, how many calls each way."""
+        compared = [r for r in self.rows if r["verdict"] != "baseline"]
+
+        def count(key: str, value: str) -> int:
+            return sum(r[key] == value for r in compared)
+
+        return {
+            "variants": len(compared),
+            "seeds": len(self.seeds),
+            "better": count("verdict", "better"),
+            "worse": count("verdict", "worse"),
+            f"better_{self.correction}": count("verdict_adjusted", "better"),
+            f"worse_{self.correction}": count("verdict_adjusted", "worse"),
+            "max_delta_uf1": max((r["delta_uf1"] for r in compared), default=0.0),
+            "min_delta_uf1": min((r["delta_uf1"] for r in compared), default=0.0),
+        }
+
+    def write(self, folder: Path) -> None:
+        """Every output but the figures into ``folder`` (the stage's staging folder)."""
+        from components.evaluation import comparison_report as report
+
+        write_json(folder / "comparison.json", asdict(self))
+        write_json(folder / "metrics.json", self.metrics())
+        (folder / "comparison.md").write_text(
+            report.markdown(self.rows, self.effects, self.header, self.correction)
+        )
+        report.table(self.rows, self.correction).to_csv(folder / "comparison.csv", index=False)
+        (folder / "comparison.tex").write_text(report.latex(self.rows, self.correction))
+        report.effects_table(self.effects).to_csv(folder / "main_effects.csv", index=False)
 
     @classmethod
     def read(cls, params: Params) -> Comparison:
-        raw = _read_json(cls.folder(params) / "attention.json", "compare")
-        return cls(raw["rows"], raw["header"])
+        return read_artifact(cls, cls.folder(params) / "comparison.json", "compare")

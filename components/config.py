@@ -393,28 +393,11 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
-class CompareConfig:
-    """``mer compare``: attention types side by side against a baseline, over several seeds."""
-
-    types: tuple[AttentionType, ...] = ("none", "se", "eca", "channel", "spatial", "cbam", "mhsa")
-    baseline: AttentionType = "none"
-    seeds: Annotated[int, Range(ge=1, le=1000)] = 3
-    reports_dir: PathSetting = "reports/compare"
-
-    def __post_init__(self) -> None:
-        check_unique(self.types, "compare.types")
-        if self.baseline not in self.types:
-            raise ConfigError(
-                f"compare: baseline {self.baseline!r} is not among types {list(self.types)}"
-            )
-
-
-@dataclass(frozen=True)
-class TuneSpaceConfig:
-    """Values to search. Options apply only to the attention types that use them (``heads``
-    and ``key_dim`` to mhsa/temporal_mhsa, ``reduction`` to se/channel/cbam, ``kernel_size`` to
-    eca/spatial/cbam), and placements only where the backbone has them, so no two trials
-    differ only in an option their model ignores."""
+class ModelSpaceConfig:
+    """Model axes to search or compare. Options apply only to the attention types that use them
+    (``heads`` and ``key_dim`` to mhsa/temporal_mhsa, ``reduction`` to se/channel/cbam,
+    ``kernel_size`` to eca/spatial/cbam), and placements only where the backbone has them, so
+    no two variants differ only in an option their model ignores."""
 
     backbone: tuple[BackboneName, ...] = ("ststnet",)
     attention: tuple[AttentionType, ...] = ("none", "se", "cbam", "mhsa")
@@ -423,17 +406,42 @@ class TuneSpaceConfig:
     reduction: tuple[Positive, ...] = (4,)
     kernel_size: tuple[Positive | None, ...] = (None,)
     placement: tuple[tuple[str, ...], ...] = (("fused",),)
-    learning_rate: tuple[PositiveFloat, ...] = (0.001,)
-    batch_size: tuple[BatchSize, ...] = (16,)
-    epochs: tuple[Epochs, ...] = (40,)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             if not getattr(self, f.name):
-                raise ConfigError(
-                    f"tune.space.{f.name}: the list is empty; give at least one value"
-                )
-            check_unique(getattr(self, f.name), f"tune.space.{f.name}")
+                raise ConfigError(f"{f.name}: the list is empty; give at least one value")
+            check_unique(getattr(self, f.name), f.name)
+
+
+@dataclass(frozen=True)
+class TuneSpaceConfig(ModelSpaceConfig):
+    """The search space of ``tune``: the model axes and the training values."""
+
+    learning_rate: tuple[PositiveFloat, ...] = (0.001,)
+    batch_size: tuple[BatchSize, ...] = (16,)
+    epochs: tuple[Epochs, ...] = (40,)
+
+
+def _compare_space() -> ModelSpaceConfig:
+    return ModelSpaceConfig(
+        attention=("none", "se", "eca", "channel", "spatial", "cbam", "mhsa"),
+        placement=(("fused",), ("pre_head",)),
+    )
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """The ``compare`` stage: every model of ``space`` against its backbone's ``baseline``,
+    each over ``seeds`` seeds, on the same folds (the protocol of ``evaluate``)."""
+
+    space: ModelSpaceConfig = field(default_factory=_compare_space)
+    baseline: AttentionType = "none"  # each variant against its backbone with this attention
+    seeds: Annotated[int, Range(ge=1, le=1000)] = 3
+    #: multiple-comparison adjustment across the sweep, beside the unadjusted verdicts:
+    #: holm (family-wise error; any dependence) | bh (Benjamini-Hochberg false discovery rate)
+    correction: Literal["holm", "bh"] = "holm"
+    reports_dir: PathSetting = "reports/compare"
 
 
 @dataclass(frozen=True)

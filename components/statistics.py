@@ -105,12 +105,14 @@ class Interval:
 
 def bootstrap_p_value(values: np.ndarray) -> float:
     """Two-sided p-value of 0 for bootstrap draws of a difference: twice the smaller share of
-    draws on either side of 0 (the percentile interval at 1 - p just reaches 0)."""
+    draws on either side of 0 (the percentile interval at 1 - p just reaches 0), at least
+    1 / draws."""
     values = values[~np.isnan(values)]
     if not len(values):
         return 1.0
     below, above = np.mean(values <= 0), np.mean(values >= 0)
-    return float(min(1.0, 2 * min(below, above)))
+    # a p-value of 0 would claim more than the draws can: it is below 1 / draws
+    return float(min(1.0, max(2 * min(below, above), 1 / len(values))))
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:
@@ -158,14 +160,16 @@ def bootstrap(
     }
 
 
-def paired_bootstrap(
+def paired_draws(
     variant: pd.DataFrame,
     baseline: pd.DataFrame,
     subjects: Sequence[str],
     resampling: Resampling,
-) -> dict[str, Interval]:
-    """Differences (variant − baseline) of UF1 and UAR on the same subjects and seeds, with a
-    paired subject-bootstrap CI (both recomputed on the same draw)."""
+) -> dict[str, tuple[float, np.ndarray]]:
+    """Differences (variant − baseline) of UF1 and UAR on the same subjects and seeds: the
+    estimate and its paired bootstrap draws (both recomputed on the same subjects each draw;
+    the draws depend only on ``resampling`` and the subjects, so the draws of several variants
+    against one baseline are paired with each other too)."""
     seeds = sorted(variant.seed.unique())
     if seeds != sorted(baseline.seed.unique()):
         raise ValueError("a paired comparison needs the same seeds for both variants")
@@ -173,15 +177,34 @@ def paired_bootstrap(
     theirs = subject_confusions(baseline, subjects, seeds, resampling.classes)
     counts = resampling.draws(len(subjects))
     full = np.ones((1, len(subjects)), np.int64)
-    result = {}
+    out = {}
     for name, index in (("uf1", 0), ("uar", 1)):
         estimate = (
             seed_mean_metrics(mine, full)[index][0] - seed_mean_metrics(theirs, full)[index][0]
         )
         deltas = seed_mean_metrics(mine, counts)[index] - seed_mean_metrics(theirs, counts)[index]
-        low, high = percentile_interval(deltas, resampling.confidence)
-        result[name] = Interval(float(estimate), low, high, bootstrap_p_value(deltas))
-    return result
+        out[name] = (float(estimate), deltas)
+    return out
+
+
+def difference(estimate: float, draws: np.ndarray, confidence: float) -> Interval:
+    """A difference with its percentile interval and bootstrap p-value."""
+    low, high = percentile_interval(draws, confidence)
+    return Interval(float(estimate), low, high, bootstrap_p_value(draws))
+
+
+def paired_bootstrap(
+    variant: pd.DataFrame,
+    baseline: pd.DataFrame,
+    subjects: Sequence[str],
+    resampling: Resampling,
+) -> dict[str, Interval]:
+    """Differences (variant − baseline) of UF1 and UAR with paired subject-bootstrap CIs and
+    p-values (:func:`paired_draws`)."""
+    return {
+        name: difference(estimate, draws, resampling.confidence)
+        for name, (estimate, draws) in paired_draws(variant, baseline, subjects, resampling).items()
+    }
 
 
 def verdict(delta: Interval) -> str:

@@ -1,10 +1,11 @@
-"""``mer compare``: attention types side by side, each over ``compare.seeds`` seeds, on the same
-folds, against a baseline (``compare.baseline``, default ``none``).
+"""DVC stage ``compare``: every model of ``compare.space`` against its backbone's baseline
+(``compare.baseline``), each over ``compare.seeds`` seeds, on the same folds.
 
-Every (type, seed, folds) unit is submitted to Ray at once. Writes
-``reports/compare/attention.{md,json,png}``: UF1/UAR with subject-bootstrap CIs, each seed's UF1,
-ΔUF1 vs the baseline with a paired CI and a verdict, McNemar's exact test; one MLflow run per
-type. The epoch is chosen on validation subjects in every fold, as in ``evaluate``.
+Every (model, seed, folds) unit is submitted to Ray at once. Writes ``reports/compare/``: per
+model UF1/UAR with subject-bootstrap CIs, each seed's and each dataset's UF1, ΔUF1 vs the baseline
+with a paired CI, p-value and verdict (unadjusted and adjusted across the sweep), the main effects
+of each axis, tables (Markdown, CSV, LaTeX), the forest plot and the type × placement heatmap;
+an MLflow run. The epoch is chosen on validation subjects in every fold, as in ``evaluate``.
 """
 
 from __future__ import annotations
@@ -16,65 +17,60 @@ from pipelines.arguments import positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--types", help="comma-separated attention types (default: compare.types)")
-    parser.add_argument(
-        "--seeds", type=positive_int, help="seeds per type (default: compare.seeds)"
-    )
+    parser.add_argument("--seeds", type=positive_int, help="seeds per model (compare.seeds)")
     parser.add_argument("--local", action="store_true", help="train the units in this process")
 
 
 def run(args: argparse.Namespace) -> int:
     params = load_params(args.params)
-    from dataclasses import asdict, replace
+    from dataclasses import replace
 
     from components.artifacts import Comparison
-    from components.config import CompareConfig, parse
     from components.evaluation.session import Session
     from components.outputs import Protected, check_files_folder, output_lock
 
-    overrides = {"types": args.types.split(",")} if args.types else {}
-    overrides.update({"seeds": args.seeds} if args.seeds else {})
-    cfg = parse(CompareConfig, {**asdict(params.compare), **overrides}, "mer compare")
-    params = replace(params, compare=cfg)
+    if args.seeds:
+        params = replace(params, compare=replace(params.compare, seeds=args.seeds))
     session = Session.open(params, "compare", distributed=not args.local)
     folder = Comparison.folder(params)
     check_files_folder(folder, "compare.reports_dir", Protected.of(params), Comparison.FILES)
     with output_lock(folder, "compare.reports_dir"):
-        return _compare(params, session, cfg)
+        return _compare(params, session)
 
 
-def _compare(params, session, cfg) -> int:
+def _compare(params, session) -> int:
     import mlflow
 
-    from components.evaluation import comparison
+    from components.artifacts import Comparison
+    from components.evaluation import comparison as sweep
+    from components.evaluation.report import resampling
     from components.evaluation.session import seed_list
     from components.tracking import configure_tracking, flatten, provenance_tags, tracked_run
 
+    cfg, ev = params.compare, params.evaluate
     configure_tracking(params.tracking)
     seeds = seed_list(params.seed, cfg.seeds)
+    plan = sweep.Sweep.of(params)
     print(
-        f"compare: {len(cfg.types)} types × {len(seeds)} seeds on {len(session.folds)} "
-        f"{params.evaluate.protocol} folds ({len(session.records.subjects)} subjects), "
-        f"baseline {cfg.baseline}",
+        f"compare: {len(plan.variants)} models against {len(set(plan.baseline_of.values()))} "
+        f"baseline(s) × {len(seeds)} seeds on {len(session.folds)} {ev.protocol} folds "
+        f"({len(session.records.subjects)} subjects)",
         flush=True,
     )
-    variants, _, rows = comparison.run_comparison(params, session, seeds)
-    folder = comparison.publish_comparison(params, session, rows, seeds)
     tags = provenance_tags(params.preprocess.records_dir, "compare")
-    for row, (_, model) in zip(rows, variants, strict=True):
-        with tracked_run(run_name=f"compare-{row['attention']}", tags=tags):
-            mlflow.log_params(
-                flatten(
-                    {"model": model.as_dict(), "protocol": params.evaluate.protocol, "seeds": seeds}
-                )
-            )
-            mlflow.log_metrics(
-                {
-                    k: v
-                    for k, v in row.items()
-                    if isinstance(v, float | int) and not isinstance(v, bool)
-                }
-            )
-    print(comparison.markdown_table(rows, cfg.baseline, params.evaluate.confidence), end="")
-    print(f"compare: written to {folder}/attention.{{md,json,png}}")
+    with tracked_run(run_name="compare", tags=tags):
+        mlflow.log_params(flatten({"compare": cfg, "train": params.train, "seed": params.seed}))
+        _, predictions, _ = sweep.run_sweep(params, session, seeds)
+        draw = resampling(ev.bootstrap, params.seed, ev.confidence)
+        answers = sweep.compare(plan, predictions, draw, cfg.correction)
+        found = Comparison(
+            sweep.header(params, session, seeds), cfg.correction, seeds, answers.rows,
+            answers.effects,
+        )  # fmt: skip
+        folder = sweep.publish(params, found)
+        mlflow.log_metrics(found.metrics())
+        for name in ("comparison.md", "forest.png", "heatmap.png"):
+            mlflow.log_artifact(str(folder / name))
+    print((folder / "comparison.md").read_text(), end="")
+    print(f"compare: written to {folder}/ (comparison.md/csv/tex/json, forest.png, heatmap.png)")
     return 0

@@ -1,56 +1,131 @@
-"""`mer compare`: every type over several seeds on the same folds, CIs, paired Δ vs the
-baseline with a verdict, McNemar; the same files on a re-run."""
+"""The ``compare`` stage: every model of a space over several seeds on the same folds, CIs, paired Δ
+vs the baseline with verdicts (unadjusted and adjusted), main effects, tables and figures; the
+same files on a re-run."""
 
 import json
 import shutil
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from tests.builders import mer, small_project
 
-pytestmark = pytest.mark.slow
+SPACE = {
+    "attention": ["none", "se", "spatial", "mhsa"],
+    "placement": [["streams"], ["fused"]],
+    "heads": [1, 2],
+}
 
 
-def test_compare_reports_cis_deltas_and_verdicts_identically_on_rerun(tmp_path: Path) -> None:
+def test_the_sweep_has_every_distinct_model_once() -> None:
+    """Options only where a type uses them, placements where they fit, ``none`` once: no two
+    models differ only in an option their layer ignores."""
+    from components.config import Params, parse
+    from components.evaluation.comparison import Sweep
+
+    params = parse(Params, {"compare": {"space": SPACE}}, "params.yaml")
+    sweep = Sweep.of(params)
+    labels = [m.label for m in sweep.models]
+    assert len(labels) == len(set(labels))
+    assert labels[0] == "ststnet/none@-"  # the baseline first
+    # se, spatial: 2 placements; mhsa: 2 placements × 2 head counts
+    assert len(sweep.variants) == 2 + 2 + 4
+    assert {m.label for m in sweep.variants if m.attention.type == "mhsa"} == {
+        f"ststnet/mhsa@{p} h={h}" for p in ("streams", "fused") for h in (1, 2)
+    }
+    assert all(sweep.baseline_of[v].label == "ststnet/none@-" for v in sweep.variants)
+
+
+def test_main_effects_are_the_mean_paired_delta_of_each_level() -> None:
+    """Against a hand-computed case: three variants with known estimates and draws."""
+    from components.evaluation.comparison import main_effects
+    from components.statistics import Resampling
+
+    rows = [
+        {"attention": "se", "placement": "fused", "delta_uf1": 0.02},
+        {"attention": "se", "placement": "streams", "delta_uf1": -0.04},
+        {"attention": "cbam", "placement": "fused", "delta_uf1": 0.06},
+    ]
+    estimates = [0.02, -0.04, 0.06]
+    draws = [
+        np.array([0.01, 0.02, 0.03]),
+        np.array([-0.05, -0.04, -0.03]),
+        np.array([0.05, 0.06, 0.07]),
+    ]
+    effects = {
+        (e["axis"], e["level"]): e
+        for e in main_effects(rows, estimates, draws, Resampling(3, 3, 0, 0.95))
+    }
+    assert set(effects) == {
+        ("attention", "se"),
+        ("attention", "cbam"),
+        ("placement", "fused"),
+        ("placement", "streams"),
+    }
+    fused = effects[("placement", "fused")]  # se@fused and cbam@fused
+    assert fused["variants"] == 2 and fused["delta_uf1"] == pytest.approx(0.04)
+    pooled = (draws[0] + draws[2]) / 2  # the same draw for both variants: paired
+    assert fused["delta_uf1_ci_low"] == pytest.approx(np.percentile(pooled, 2.5), abs=1e-4)
+    assert fused["delta_uf1_ci_high"] == pytest.approx(np.percentile(pooled, 97.5), abs=1e-4)
+    assert effects[("attention", "se")]["delta_uf1"] == pytest.approx(-0.01)
+    assert effects[("placement", "streams")]["verdict"] == "worse"
+    assert effects[("attention", "cbam")]["verdict"] == "better"
+
+
+@pytest.mark.slow
+def test_compare_stage_reports_every_model_and_the_same_files_on_rerun(tmp_path: Path) -> None:
     small_project(
         tmp_path,
         subjects=6,
-        compare={"types": ["none", "se", "spatial"], "seeds": 2},
+        compare={"space": {"attention": ["none", "se", "spatial"], "placement": [["streams"], ["fused"]]},
+                 "seeds": 2},
         evaluate={"folds_per_unit": 3},
-    )
+    )  # fmt: skip
     done = mer(tmp_path, "compare", "--local")
     assert done.returncode == 0, done.stderr[-3000:]
     out = tmp_path / "reports/compare"
-    rows = json.loads((out / "attention.json").read_text())["rows"]
-    assert [r["attention"] for r in rows] == ["none", "se", "spatial"]
+    found = json.loads((out / "comparison.json").read_text())
+    rows = found["rows"]
+    labels = [r["model"] for r in rows]
+    assert labels == [
+        "ststnet/none@-",
+        "ststnet/se@streams",
+        "ststnet/se@fused",
+        "ststnet/spatial@streams",
+        "ststnet/spatial@fused",
+    ]
     baseline, *others = rows
     assert baseline["verdict"] == "baseline" and set(baseline["uf1_per_seed"]) == {"3", "4"}
-    for row in rows:
-        assert row["uf1_ci_low"] <= row["uf1"] <= row["uf1_ci_high"]
+    assert set(baseline["uf1_per_dataset"]) == {"casme2"}
     for row in others:
-        assert row["verdict"] in {"better", "worse", "no detectable difference"}
         assert row["delta_uf1_ci_low"] <= row["delta_uf1"] <= row["delta_uf1_ci_high"]
         assert row["delta_uf1"] == pytest.approx(row["uf1"] - baseline["uf1"], abs=2e-4)
-        assert 0 <= row["mcnemar_p"] <= 1
-        expected = (
-            "better"
-            if row["delta_uf1_ci_low"] > 0
-            else "worse"
-            if row["delta_uf1_ci_high"] < 0
-            else "no detectable difference"
-        )
+        expected = "better" if row["delta_uf1_ci_low"] > 0 else "worse" if row["delta_uf1_ci_high"] < 0 else "no detectable difference"  # fmt: skip
         assert row["verdict"] == expected
-    table = (out / "attention.md").read_text()
-    assert "ΔUF1 vs none [95% CI]" in table and "| se |" in table and "McNemar p" in table
-    assert (out / "attention.png").stat().st_size > 10_000
-    assert "ΔUF1 vs none" in done.stdout  # the table is printed too
-    first = {p.name: p.read_bytes() for p in out.iterdir() if p.suffix in (".md", ".json")}
-    shutil.rmtree(tmp_path / "units")  # recompute everything: the same numbers
+        assert row["p_adjusted"] >= row["p"]  # Holm never lowers a p-value
+    effects = {(e["axis"], e["level"]) for e in found["effects"]}
+    assert effects == {
+        ("attention", "se"),
+        ("attention", "spatial"),
+        ("placement", "streams"),
+        ("placement", "fused"),
+    }
+    table = (out / "comparison.md").read_text()
+    for label in labels:
+        assert label in table
+        assert label in (out / "comparison.csv").read_text()
+        assert label.replace("_", "\\_") in (out / "comparison.tex").read_text()
+    assert list(pd.read_csv(out / "comparison.csv").model) == labels
+    assert "Main effects" in table and "ΔUF1 [95% CI]" in table
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["variants"] == 4 and metrics["seeds"] == 2
+    for figure in ("forest.png", "heatmap.png"):
+        assert (out / figure).stat().st_size > 8_000
+    assert "ststnet/se@fused" in done.stdout  # the table is printed too
+    first = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    shutil.rmtree(tmp_path / "units")  # recompute everything: the same bytes
     assert mer(tmp_path, "compare", "--local").returncode == 0
-    again = {p.name: p.read_bytes() for p in out.iterdir() if p.suffix in (".md", ".json")}
-    assert json.loads(again["attention.json"])["rows"] == [
-        {**r, "unit_seconds": json.loads(again["attention.json"])["rows"][k]["unit_seconds"]}
-        for k, r in enumerate(json.loads(first["attention.json"])["rows"])
-    ]
-    assert again["attention.md"] == first["attention.md"]
+    again = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert again == first

@@ -105,7 +105,7 @@ def test_defaults_fill_unset_keys(tmp_path: Path) -> None:
             r"preprocess:num_shards: 0 is out of range; it must be ≥ 1",
         ),
         ("tune:\n  num_samples: 0\n", r"tune:num_samples: 0 is out of range"),
-        ("tune:\n  space:\n    attention: []\n", r"tune.space.attention: the list is empty"),
+        ("tune:\n  space:\n    attention: []\n", r"tune:space: attention: the list is empty"),
         ("datasets: []\n", r"datasets: the list is empty"),
         ("evaluate:\n  confidence: 1.5\n", r"evaluate:confidence: 1.5 is out of range"),
         (

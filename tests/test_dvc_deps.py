@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.artifacts import Evaluation, Records, Registration, TuneResult
+from components.artifacts import Comparison, Evaluation, Records, Registration, TuneResult
 from components.config import Params
 from tools.import_closure import closure
 
@@ -69,6 +69,7 @@ def test_declared_outputs_are_what_the_artifact_classes_write() -> None:
         | {str(TuneResult.metrics_path(params))},
         "evaluate": {str(Evaluation.folder(params) / f) for f in Evaluation.OUTPUTS},
         "register": {str(Registration.folder(params) / f) for f in Registration.FILES},
+        "compare": {str(Comparison.folder(params) / f) for f in Comparison.FILES},
     }
     assert set(STAGES) == set(expected)
     for stage, paths in expected.items():

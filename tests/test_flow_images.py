@@ -84,7 +84,10 @@ def project(release: Path, tmp_path_factory) -> Path:
             },
             "train": {"epochs": 4, "min_epochs": 2, "learning_rate": 0.01, "augment_flip": False},
             "evaluate": {"folds_per_unit": 6},
-            "compare": {"types": ["none", "spatial"], "seeds": 1},
+            "compare": {
+                "space": {"attention": ["none", "spatial"], "placement": [["fused"]]},
+                "seeds": 1,
+            },
         },
     )
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
@@ -159,8 +162,9 @@ def test_inspect_summarises_every_dataset_of_the_release(release: Path, project:
 def test_compare_and_leave_one_dataset_out_run_on_released_features(project: Path) -> None:
     done = mer(project, "compare", "--local")
     assert done.returncode == 0, done.stderr[-3000:]
-    rows = json.loads((project / "reports/compare/attention.json").read_text())["rows"]
+    rows = json.loads((project / "reports/compare/comparison.json").read_text())["rows"]
     assert [r["attention"] for r in rows] == ["none", "spatial"]
+    assert set(rows[1]["uf1_per_dataset"]) == {"casme2", "samm", "smic"}
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["evaluate"]["protocol"] = "lodo"
     (project / "params.yaml").write_text(yaml.safe_dump(params))

@@ -16,8 +16,9 @@ import pytest
 import yaml
 
 from components.config import ConfigError, TuneSpaceConfig
+from components.models.space import model_variants
 from components.tuning.halving import replay
-from components.tuning.space import model_variants, trials
+from components.tuning.space import trials
 from tests.builders import mer, small_project
 
 ROOT = Path(__file__).parent.parent

@@ -89,7 +89,7 @@ def test_units_spread_over_two_nodes_and_a_killed_worker_is_retried(
     small_project(
         tmp_path,
         subjects=6,
-        compare={"types": ["none", "se"], "seeds": 2},
+        compare={"space": {"attention": ["none", "se"], "placement": [["fused"]]}, "seeds": 2},
         evaluate={"folds_per_unit": 2},
     )
     driver = start_mer(tmp_path, "compare", env={"RAY_ADDRESS": cluster.address})
@@ -112,8 +112,8 @@ def test_units_spread_over_two_nodes_and_a_killed_worker_is_retried(
     assert all(u.pid != killed for u in units)  # the killed worker's unit was done again
     nodes = {n["NodeID"] for n in cluster_nodes(cluster)}
     assert {u.node_id for u in units} == nodes and len(nodes) == 2
-    report = (tmp_path / "reports/compare/attention.md").read_text()
-    assert "| se |" in report and "verdict" in report
+    report = (tmp_path / "reports/compare/comparison.md").read_text()
+    assert "ststnet/se@fused" in report and "verdict" in report
 
 
 def cluster_nodes(cluster) -> list[dict]:

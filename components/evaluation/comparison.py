@@ -1,197 +1,252 @@
-"""``mer compare``: variants side by side on the same folds and seeds, each against a baseline.
+"""The ``compare`` stage's answers: every model of a space against its backbone's baseline, on the
+same folds and seeds.
 
-Per variant: UF1/UAR (mean over seeds, subject-bootstrap 95% CI), each seed's UF1, the paired
-difference to the baseline with its paired-bootstrap CI and a verdict (better / worse / no
-detectable difference at the chosen confidence), and McNemar's exact test on the seed-majority
-predictions. A figure shows UF1 per variant with its CI and the baseline's band.
+Per variant: UF1/UAR (mean over seeds, subject-bootstrap CI), each seed's UF1, each dataset's
+UF1, and the paired ΔUF1 against the baseline (both rescored on the same drawn subjects) with its
+CI, p-value and verdict — unadjusted, and adjusted for the number of comparisons in the sweep
+(Holm by default: the family-wise error rate, valid whatever the dependence between comparisons
+that share one baseline; Benjamini-Hochberg on request). **Main effects**: for each axis of the
+space (attention type, placement, heads, ...) and each of its levels, the mean ΔUF1 of the
+variants at that level, with a CI from the same paired draws (so it answers "does attention at
+``streams`` help, whatever the type?").
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from components.config import AttentionConfig, ModelConfig, Params
 from components.datasets.labels import NUM_CLASSES
-from components.evaluation.report import resampling
 from components.metrics import confusion_matrix
+from components.models.space import model_variants
 from components.statistics import (
     Resampling,
+    benjamini_hochberg,
     bootstrap,
-    mcnemar_between,
-    paired_bootstrap,
+    difference,
+    holm,
+    paired_draws,
     uf1_uar,
-    verdict,
 )
 
+NO_DIFFERENCE = "no detectable difference"
 
-def compare_variants(params: Params) -> list[tuple[str, ModelConfig]]:
-    """(attention type, configuration) of every compared type at ``params.model``'s backbone
-    and placement (``none``: the plain backbone), with the options each type takes."""
-    base = params.model
-    out = []
-    for kind in params.compare.types:
-        options = {
-            k: getattr(base.attention, k) for k in ("heads", "key_dim", "reduction", "kernel_size")
-        }
-        attention = AttentionConfig(kind, **options)
-        model = replace(
-            base, attention=attention, placement=() if kind == "none" else base.placement
-        )
-        out.append((kind, model))
+
+def verdict_of(low: float, high: float) -> str:
+    return "better" if low > 0 else "worse" if high < 0 else NO_DIFFERENCE
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """The models a comparison trains: the variants of the space and each one's baseline."""
+
+    variants: list[ModelConfig]
+    baseline_of: dict[ModelConfig, ModelConfig]
+
+    @property
+    def models(self) -> list[ModelConfig]:
+        """Every model to train, baselines included, once each (baselines first)."""
+        baselines = list(dict.fromkeys(self.baseline_of.values()))
+        return baselines + [v for v in self.variants if v not in baselines]
+
+    @classmethod
+    def of(cls, params: Params) -> Sweep:
+        cfg = params.compare
+        variants = model_variants(cfg.space, params.model.dropout)
+        baseline_of = {}
+        for backbone in cfg.space.backbone:
+            if cfg.baseline == "none":
+                base = ModelConfig(backbone, AttentionConfig("none"), (), params.model.dropout)
+            else:
+                mine = [
+                    v
+                    for v in variants
+                    if v.backbone == backbone and v.attention.type == cfg.baseline
+                ]
+                if len(mine) != 1:
+                    from components.errors import ConfigError
+
+                    raise ConfigError(
+                        f"compare.baseline: {cfg.baseline!r} is {len(mine)} models of "
+                        f"{backbone} in compare.space; a baseline must be exactly one"
+                    )
+                base = mine[0]
+            for variant in variants:
+                if variant.backbone == backbone:
+                    baseline_of[variant] = base
+        return cls([v for v in variants if v != baseline_of[v]], baseline_of)
+
+
+def levels(model: ModelConfig) -> dict[str, str]:
+    """A model's level on each axis of a space (what main effects group by)."""
+    attention = model.attention.as_dict()
+    out = {
+        "backbone": model.backbone,
+        "attention": attention["type"],
+        "placement": "+".join(model.placement) or "-",
+    }
+    for option in ("heads", "key_dim", "reduction", "kernel_size"):
+        if option in attention:
+            out[option] = "default" if attention[option] is None else str(attention[option])
     return out
 
 
-def comparison_rows(
-    labels: list[str],
-    models: list[ModelConfig],
-    predictions: list[pd.DataFrame],
-    baseline: int,
+def per_seed_uf1(frame: pd.DataFrame) -> dict[str, float]:
+    return {
+        str(s): round(float(uf1_uar(confusion_matrix(g.true, g.predicted, NUM_CLASSES))[0]), 4)
+        for s, g in frame.groupby("seed")
+    }
+
+
+def per_dataset_uf1(frame: pd.DataFrame) -> dict[str, float]:
+    """Each dataset's UF1 (mean over seeds of its pooled UF1)."""
+    out = {}
+    for dataset, rows in frame.groupby("dataset"):
+        values = [
+            uf1_uar(confusion_matrix(g.true, g.predicted, NUM_CLASSES))[0]
+            for _, g in rows.groupby("seed")
+        ]
+        out[str(dataset)] = round(float(np.mean(values)), 4)
+    return out
+
+
+@dataclass
+class Answers:
+    """What a comparison found: a row per model, the main effects, the paired draws."""
+
+    rows: list[dict]
+    effects: list[dict]
+
+
+def compare(
+    sweep: Sweep,
+    predictions: dict[ModelConfig, pd.DataFrame],
     draw: Resampling,
-) -> list[dict]:
-    """One row per variant: mean ± CI, per-seed UF1, Δ vs ``predictions[baseline]`` with a
-    paired CI and verdict, McNemar."""
-    subjects = sorted(predictions[baseline].subject_id.unique())
-    rows = []
-    for label, model, frame in zip(labels, models, predictions, strict=True):
+    correction: str,
+) -> Answers:
+    """Rows (baselines first) and main effects of a finished sweep."""
+    any_frame = next(iter(predictions.values()))
+    subjects = sorted(any_frame.subject_id.unique())
+    rows, draws, estimates = [], {}, {}
+    baselines = set(sweep.baseline_of.values())
+    for model in sweep.models:
+        frame = predictions[model]
         intervals = bootstrap(frame, subjects, draw)
-        per_seed = {
-            str(s): round(float(uf1_uar(confusion_matrix(g.true, g.predicted, NUM_CLASSES))[0]), 4)
-            for s, g in frame.groupby("seed")
-        }
         row = {
-            "attention": label,
             "model": model.label,
+            **levels(model),
             **{k: round(v, 4) for k, v in intervals["uf1"].as_dict("uf1").items()},
             **{k: round(v, 4) for k, v in intervals["uar"].as_dict("uar").items()},
-            "uf1_per_seed": per_seed,
+            "uf1_per_seed": per_seed_uf1(frame),
+            "uf1_per_dataset": per_dataset_uf1(frame),
         }
-        if frame is predictions[baseline]:
-            row.update({"verdict": "baseline"})
+        if model in baselines:
+            row["verdict"] = "baseline"
         else:
-            delta = paired_bootstrap(frame, predictions[baseline], subjects, draw)
-            test = mcnemar_between(frame, predictions[baseline])
+            base = sweep.baseline_of[model]
+            found = paired_draws(frame, predictions[base], subjects, draw)
+            estimates[model], draws[model] = found["uf1"]
+            delta = {k: difference(e, d, draw.confidence) for k, (e, d) in found.items()}
             row.update(
                 {
+                    "baseline": base.label,
                     **{f"delta_{k}": round(v, 4) for k, v in delta["uf1"].as_dict("uf1").items()},
                     **{f"delta_{k}": round(v, 4) for k, v in delta["uar"].as_dict("uar").items()},
-                    "verdict": verdict(delta["uf1"]),
-                    "mcnemar_variant_only": test.variant_only,
-                    "mcnemar_baseline_only": test.baseline_only,
-                    "mcnemar_p": round(test.p_value, 4),
+                    "p": round(delta["uf1"].p_value, 4),
+                    "verdict": verdict_of(delta["uf1"].low, delta["uf1"].high),
                 }
             )
         rows.append(row)
-    return rows
-
-
-def markdown_table(rows: list[dict], baseline: str, confidence: float) -> str:
-    level = f"{confidence:.0%}"
-    lines = [
-        f"| attention | UF1 [{level} CI] | UAR [{level} CI] | UF1 per seed | ΔUF1 vs {baseline} [{level} CI] | verdict | McNemar p |",
-        "| --- | --- | --- | --- | --- | --- | ---: |",
-    ]
-    for r in rows:
-        seeds = " ".join(f"{v:.3f}" for v in r["uf1_per_seed"].values())
-        if r["verdict"] == "baseline":
-            delta, p = "—", "—"
-        else:
-            delta = f"{r['delta_uf1']:+.4f} [{r['delta_uf1_ci_low']:+.3f}, {r['delta_uf1_ci_high']:+.3f}]"
-            p = f"{r['mcnemar_p']:.3f}"
-        lines.append(
-            f"| {r['attention']} | {r['uf1']:.4f} [{r['uf1_ci_low']:.3f}, {r['uf1_ci_high']:.3f}] "
-            f"| {r['uar']:.4f} [{r['uar_ci_low']:.3f}, {r['uar_ci_high']:.3f}] | {seeds} | {delta} "
-            f"| {r['verdict']} | {p} |"
+    compared = [r for r in rows if r["verdict"] != "baseline"]
+    adjust = holm if correction == "holm" else benjamini_hochberg
+    alpha = 1 - draw.confidence
+    for row, adjusted in zip(compared, adjust([r["p"] for r in compared]), strict=True):
+        row["p_adjusted"] = round(float(adjusted), 4)
+        row["verdict_adjusted"] = (
+            NO_DIFFERENCE if adjusted >= alpha else ("better" if row["delta_uf1"] > 0 else "worse")
         )
-    return "\n".join(lines) + "\n"
+    order = sweep.variants  # the compared rows' order
+    effects = main_effects(compared, [estimates[m] for m in order], [draws[m] for m in order], draw)
+    return Answers(rows, effects)
 
 
-def comparison_png(rows: list[dict], path: Path, title: str) -> None:
-    """UF1 per variant with its CI as error bars; the baseline's CI as a band; chance."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(max(5.5, 0.9 * len(rows) + 2), 3.6), dpi=120)
-    names = [r["attention"] for r in rows]
-    values = [r["uf1"] for r in rows]
-    errors = [
-        [r["uf1"] - r["uf1_ci_low"] for r in rows],
-        [r["uf1_ci_high"] - r["uf1"] for r in rows],
-    ]
-    colours = {"better": "C2", "worse": "C3", "baseline": "C7"}
-    ax.bar(names, values, color=[colours.get(r["verdict"], "C0") for r in rows], alpha=0.85)
-    ax.errorbar(names, values, yerr=errors, fmt="none", ecolor="black", capsize=4, lw=1)
-    base = next(r for r in rows if r["verdict"] == "baseline")
-    ax.axhspan(
-        base["uf1_ci_low"],
-        base["uf1_ci_high"],
-        color="grey",
-        alpha=0.18,
-        label=f"{base['attention']} (baseline) CI",
-    )
-    ax.axhline(1 / NUM_CLASSES, color="grey", ls=":", label="chance")
-    ax.set_ylim(0, 1.02)
-    ax.set_ylabel("UF1 (mean over seeds)")
-    ax.set_title(title, fontsize=9)
-    handles, labels = ax.get_legend_handles_labels()
-    for verdict_name, colour in (
-        ("better", "C2"),
-        ("worse", "C3"),
-        ("no detectable difference", "C0"),
-    ):
-        handles.append(plt.Rectangle((0, 0), 1, 1, color=colour))
-        labels.append(verdict_name)
-    ax.legend(handles, labels, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=5)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+def main_effects(
+    rows: Sequence[dict],
+    estimates: Sequence[float],
+    draws: Sequence[np.ndarray],
+    draw: Resampling,
+) -> list[dict]:
+    """For each axis with two levels or more among the compared variants (``rows``, with their
+    exact ΔUF1 ``estimates`` and paired ``draws``), and each level: the mean ΔUF1 of the variants
+    at that level, with the percentile CI of the mean of their draws (the draws are paired across
+    variants: the same subjects each draw)."""
+    effects = []
+    axes = [a for a in ("backbone", "attention", "placement", "heads", "key_dim", "reduction", "kernel_size")
+            if len({r.get(a) for r in rows if r.get(a) is not None}) > 1]  # fmt: skip
+    for axis in axes:
+        for level in sorted({str(r[axis]) for r in rows if r.get(axis) is not None}):
+            mine = [k for k, r in enumerate(rows) if str(r.get(axis)) == level]
+            estimate = float(np.mean([estimates[k] for k in mine]))
+            pooled = np.mean([draws[k] for k in mine], axis=0)
+            interval = difference(estimate, pooled, draw.confidence)
+            effects.append(
+                {
+                    "axis": axis,
+                    "level": level,
+                    "variants": len(mine),
+                    "delta_uf1": round(interval.estimate, 4),
+                    "delta_uf1_ci_low": round(interval.low, 4),
+                    "delta_uf1_ci_high": round(interval.high, 4),
+                    "verdict": verdict_of(interval.low, interval.high),
+                }
+            )
+    return effects
 
 
-def run_comparison(params: Params, session, seeds: list[int]):
-    """Every type's units at once (so a cluster packs them), then the rows; returns
-    (variants, protocol runs, rows)."""
+def run_sweep(params: Params, session, seeds: list[int]):
+    """Every model of the sweep on the protocol's folds, all units submitted at once (so a
+    cluster packs them); returns (sweep, predictions by model, protocol runs)."""
     from components.evaluation.protocol import run_variants
 
-    variants = compare_variants(params)
+    sweep = Sweep.of(params)
     runs = run_variants(
-        [m for _, m in variants], params.train, seeds, session.folds, session.records.manifest,
+        sweep.models, params.train, seeds, session.folds, session.records.manifest,
         session.execution,
     )  # fmt: skip
-    labels = [k for k, _ in variants]
-    ev = params.evaluate
-    rows = comparison_rows(
-        labels, [m for _, m in variants], [r.predictions for r in runs],
-        labels.index(params.compare.baseline),
-        resampling(ev.bootstrap, params.seed, ev.confidence),
-    )  # fmt: skip
-    for row, run in zip(rows, runs, strict=True):
-        row["unit_seconds"] = round(sum(u.seconds for u in run.units), 1)
-    return variants, runs, rows
+    predictions = {m: r.predictions for m, r in zip(sweep.models, runs, strict=True)}
+    return sweep, predictions, runs
 
 
-def publish_comparison(params: Params, session, rows: list[dict], seeds: list[int]) -> Path:
-    """``attention.{md,json,png}`` into ``compare.reports_dir``, together; returns the folder."""
+def header(params: Params, session, seeds: list[int]) -> str:
+    ev, cfg = params.evaluate, params.compare
+    records = session.records
+    return (
+        f"{ev.protocol.upper()} over {len(records.subjects)} subjects, {len(records.manifest)} "
+        f"samples; seeds {seeds}; epoch chosen on validation subjects per fold; CIs: subject "
+        f"bootstrap ({ev.bootstrap} resamples), Δ paired on the same subjects and seeds; "
+        f"adjusted for {sum(1 for _ in Sweep.of(params).variants)} comparisons by "
+        f"{'Holm' if cfg.correction == 'holm' else 'Benjamini-Hochberg'}."
+    )
+
+
+def publish(params: Params, comparison) -> Path:
+    """The comparison's tables, JSON, metrics and figures into ``compare.reports_dir``,
+    together."""
     from components.artifacts import Comparison
+    from components.evaluation import comparison_report as report
     from components.outputs import Protected, staged_files
 
-    ev, model = params.evaluate, params.model
-    records = session.records
-    header = (
-        f"{ev.protocol.upper()} over {len(records.subjects)} subjects, {len(records.manifest)} "
-        f"samples; `{model.backbone}` with the attention at `{', '.join(model.placement)}`; seeds "
-        f"{seeds}; epoch chosen on validation subjects per fold; CIs: subject bootstrap "
-        f"({ev.bootstrap} resamples), Δ paired on the same subjects and seeds."
-    )
-    table = markdown_table(rows, params.compare.baseline, ev.confidence)
     folder = Comparison.folder(params)
     with staged_files(
         folder, "compare.reports_dir", Protected.of(params), Comparison.FILES
     ) as staging:
-        Comparison(rows, header).write(staging, header + "\n\n" + table)
-        title = f"{model.backbone}: attention at {', '.join(model.placement)} ({ev.protocol}, {len(seeds)} seeds)"
-        comparison_png(rows, staging / "attention.png", title)
+        comparison.write(staging)
+        title = f"{params.evaluate.protocol}, {len(comparison.seeds)} seeds"
+        report.forest_png(comparison.rows, staging / "forest.png", title, comparison.correction)
+        report.heatmap_png(comparison.rows, staging / "heatmap.png", f"ΔUF1 ({title})")
     return folder

@@ -5,43 +5,8 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from components.attention import used_options
-from components.config import AttentionConfig, ModelConfig, TuneSpaceConfig, model_label
-from components.errors import ConfigError
-from components.models.placement import PlacementError, Placer
-from components.models.registry import BACKBONES
-
-OPTIONS = ("heads", "key_dim", "reduction", "kernel_size")
-
-
-def model_variants(space: TuneSpaceConfig, dropout: float) -> list[ModelConfig]:
-    """Every distinct, valid model: options only where the type uses them, placements only
-    where the backbone has them and the attention fits (``none`` once per backbone)."""
-    variants: list[ModelConfig] = []
-    rejected: list[str] = []
-    for backbone, kind in itertools.product(space.backbone, space.attention):
-        if kind == "none":
-            variants.append(ModelConfig(backbone, AttentionConfig("none"), (), dropout))
-            continue
-        used = [o for o in OPTIONS if o in used_options(kind)]
-        values = [getattr(space, o) for o in used]
-        for placement in space.placement:
-            for combo in itertools.product(*values):
-                attention = AttentionConfig(kind, **dict(zip(used, combo, strict=True)))
-                try:
-                    Placer(backbone, BACKBONES[backbone].points, attention, tuple(placement))
-                except PlacementError as exc:
-                    rejected.append(f"{backbone}/{kind}@{'+'.join(placement)}: {exc}")
-                    continue
-                variants.append(ModelConfig(backbone, attention, tuple(placement), dropout))
-    unique = list(dict.fromkeys(variants))
-    if not unique:
-        raise ConfigError(
-            "tune.space gives no valid model; every combination was rejected: "
-            + "; ".join(rejected[:4])
-            + (f" (and {len(rejected) - 4} more)" if len(rejected) > 4 else "")
-        )
-    return unique
+from components.config import TuneSpaceConfig, model_label
+from components.models.space import model_variants
 
 
 def training_grid(space: TuneSpaceConfig) -> list[dict[str, Any]]:

@@ -1,0 +1,151 @@
+"""The whole question: the compare stage's factorial sweep on the development set.
+
+    python -m benchmarks.sweep            (the full grid: 25 models × 3 seeds × 68 folds)
+    python -m benchmarks.sweep --quick    (7 types at fused and pre_head, 1 seed)
+
+The full grid of issue 25: the 7 attention types at ``streams``, ``fused`` and ``pre_head``,
+``mhsa`` with 1, 2 and 4 heads, 3 seeds, LOSO over the development set's 68 subjects
+(``compare.space``, ``mer compare``). Printed and written to RESULTS.md:
+
+- the command's wall time;
+- its compute floor: the floating-point work the folds actually did (per unit: each fold's
+  epochs × (training samples × training FLOPs + validation samples × forward FLOPs) + test
+  forward, with each model's own FLOPs), divided by the best steady-state rate of the default
+  model's stacked training on this machine (benchmarks.loso's rate measurement);
+- the packing of its units onto the cores: wall vs max(sum of unit times / cores, longest unit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from benchmarks import composite
+from benchmarks.loso import RATE_BATCH, steady_rate, units_of
+from benchmarks.results import write_section
+
+FULL = {
+    "attention": ["none", "se", "eca", "channel", "spatial", "cbam", "mhsa"],
+    "placement": [["streams"], ["fused"], ["pre_head"]],
+    "heads": [1, 2, 4],
+}
+QUICK = {"attention": FULL["attention"], "placement": [["fused"], ["pre_head"]], "heads": [2]}
+
+
+def model_flops(model: dict) -> tuple[float, float]:
+    """(forward FLOPs, training-step FLOPs) per sample of one model, profiled in a subprocess."""
+    import subprocess
+    import sys
+
+    code = r"""
+import json, sys
+import tensorflow as tf, keras
+from components.config import model_from_dict
+from components.models import build_model
+from benchmarks.models import flops
+model = build_model(model_from_dict(json.loads(sys.argv[1]), "model"), flow_size=28)
+forward = flops(model)
+spec = (tf.TensorSpec((1, 28, 28, 3), tf.float32), tf.TensorSpec((1,), tf.int64))
+loss = keras.losses.SparseCategoricalCrossentropy()
+def step(x, y):
+    with tf.GradientTape() as tape:
+        value = loss(y, model(x, training=True))
+    return tape.gradient(value, model.trainable_variables)
+graph = tf.function(step).get_concrete_function(*spec).graph
+options = tf.compat.v1.profiler.ProfileOptionBuilder(tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()).with_empty_output().build()
+train = tf.compat.v1.profiler.profile(graph=graph, cmd="op", options=options).total_float_ops
+print(json.dumps([forward, train]))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(model)],
+        cwd=composite.ROOT, capture_output=True, text=True, check=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )  # fmt: skip
+    forward, train = json.loads(done.stdout.strip().splitlines()[-1])
+    return float(forward), float(train)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.sweep")
+    parser.add_argument("--quick", action="store_true", help="2 placements, 1 seed")
+    args = parser.parse_args(argv)
+    space, seeds = (QUICK, 1) if args.quick else (FULL, 3)
+    base = composite.ensure()
+    cores = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        raw = yaml.safe_load(base.read_text())
+        raw["compare"] = {
+            **raw["compare"],
+            "space": {**raw["compare"]["space"], **space},
+            "seeds": seeds,
+            "reports_dir": str(folder / "reports/compare"),
+        }
+        raw["evaluate"] = {**raw["evaluate"], "units_dir": str(folder / "units")}
+        raw["tracking"] = {"uri": f"sqlite:///{folder}/mlflow.db",
+                           "artifact_location": str(folder / "artifacts"), "experiment": "sweep"}  # fmt: skip
+        params = folder / "params.yaml"
+        params.write_text(yaml.safe_dump(raw, sort_keys=False))
+        started = time.perf_counter()
+        composite.mer(params, "compare")
+        wall = time.perf_counter() - started
+        units = units_of(folder / "units")
+        found = json.loads((folder / "reports/compare/comparison.json").read_text())
+        shutil.copy(folder / "reports/compare/forest.png", base.parent / "sweep_forest.png")
+    flops_of: dict[str, tuple[float, float]] = {}
+    work = 0.0
+    for unit in units:
+        key = json.dumps(unit.spec.variant.as_dict(), sort_keys=True)
+        if key not in flops_of:
+            flops_of[key] = model_flops(unit.spec.variant.as_dict())
+        forward, train = flops_of[key]
+        for fold in unit.folds:
+            work += fold.epochs_run * (
+                fold.train_samples * train + fold.validation_samples * forward
+            )
+            work += len(fold.predictions) * forward
+    per_fold = yaml.safe_load(base.read_text())["evaluate"]["folds_per_unit"]
+    default_train = flops_of.get(
+        json.dumps(yaml.safe_load(base.read_text())["model"], sort_keys=True), (0, 0)
+    )[1] or max(t for _, t in flops_of.values())
+    rate = steady_rate("stacked-per-fold", per_fold, 1, cores, base) * default_train
+    floor = work / rate
+    seconds = [u.seconds for u in units]
+    ideal = max(sum(seconds) / cores, max(seconds))
+    models = len(found["rows"])
+    lines = [
+        f"sweep of {models} models × {seeds} seed(s) ({len(units)} units): wall {wall / 60:.1f} min",
+        f"floor {floor / 60:.1f} min ({work / 1e12:.1f} TFLOP at {rate / 1e9:.1f} GFLOP/s): "
+        f"ratio {wall / floor:.2f}×",
+        f"packing: units sum {sum(seconds) / 60:.1f} min, longest {max(seconds):.0f} s; ideal "
+        f"{ideal / 60:.1f} min on {cores} cores: {wall / ideal:.2f}×",
+    ]
+    print("\n".join(lines))
+    calls = sum(r.get("verdict_adjusted") in ("better", "worse") for r in found["rows"])
+    body = f"""Development set (68 subjects, 442 clips), LOSO, `mer compare` of {models} models
+({"quick: 7 types at fused and pre_head" if args.quick else "the full grid: 7 types × streams / fused / pre_head, mhsa with 1 / 2 / 4 heads"}),
+{seeds} seed(s), units of {per_fold} stacked folds on a local Ray over {cores} cores.
+
+| measurement | value |
+| --- | ---: |
+| wall time | {wall / 60:.1f} min (goal for the full grid: ≤ 60 min) |
+| floating-point work done | {work / 1e12:.1f} TFLOP |
+| best steady-state rate (default model, stacked, batch {RATE_BATCH}) | {rate / 1e9:.1f} GFLOP/s |
+| compute floor | {floor / 60:.1f} min |
+| **wall / floor** | **{wall / floor:.2f}×** (goal ≤ 1.6×) |
+| units: sum, longest | {sum(seconds) / 60:.1f} min, {max(seconds):.0f} s |
+| **wall / ideal packing on {cores} cores** | **{wall / ideal:.2f}×** |
+| models called better or worse after adjustment | {calls} of {models - 1} |
+"""
+    write_section("sweep", "python -m benchmarks.sweep" + (" --quick" if args.quick else ""), body)
+
+
+if __name__ == "__main__":
+    main()

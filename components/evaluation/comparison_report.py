@@ -1,0 +1,145 @@
+"""A comparison's tables (Markdown, CSV, LaTeX) and figures: the forest plot of ΔUF1 with its
+paired intervals (the figure that decides), and a type × placement heatmap of ΔUF1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from tabulate import tabulate
+
+COLOURS = {"better": "#1b7837", "worse": "#b2182b", "no detectable difference": "#4d4d4d"}
+
+
+def _ci(row: dict, name: str, signed: bool = False) -> str:
+    fmt = "+.3f" if signed else ".3f"
+    return f"{row[name]:{fmt}} [{row[name + '_ci_low']:{fmt}}, {row[name + '_ci_high']:{fmt}}]"
+
+
+def table(rows: list[dict], correction: str) -> pd.DataFrame:
+    """One line per model: what it is, UF1/UAR with CIs, each dataset's UF1, ΔUF1 with its CI,
+    p-values and verdicts (unadjusted and adjusted)."""
+    datasets = sorted({d for r in rows for d in r["uf1_per_dataset"]})
+    lines = []
+    for r in rows:
+        line = {
+            "model": r["model"],
+            "UF1 [95% CI]": _ci(r, "uf1"),
+            "UAR [95% CI]": _ci(r, "uar"),
+            **{f"UF1 {d}": f"{r['uf1_per_dataset'].get(d, float('nan')):.3f}" for d in datasets},
+            "UF1 per seed": " ".join(f"{v:.3f}" for v in r["uf1_per_seed"].values()),
+        }
+        if r["verdict"] == "baseline":
+            line.update({"ΔUF1 [95% CI]": "baseline", "p": "", f"p ({correction})": "",
+                         "verdict": "baseline", f"verdict ({correction})": "baseline"})  # fmt: skip
+        else:
+            line.update(
+                {
+                    "ΔUF1 [95% CI]": _ci(r, "delta_uf1", signed=True),
+                    "p": f"{r['p']:.3f}",
+                    f"p ({correction})": f"{r['p_adjusted']:.3f}",
+                    "verdict": r["verdict"],
+                    f"verdict ({correction})": r["verdict_adjusted"],
+                }
+            )
+        lines.append(line)
+    return pd.DataFrame(lines)
+
+
+def effects_table(effects: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "axis": e["axis"],
+                "level": e["level"],
+                "variants": e["variants"],
+                "mean ΔUF1 [95% CI]": _ci(e, "delta_uf1", signed=True),
+                "verdict": e["verdict"],
+            }
+            for e in effects
+        ]
+    )
+
+
+def markdown(rows: list[dict], effects: list[dict], header: str, correction: str) -> str:
+    parts = [header, "", _github(table(rows, correction))]
+    if effects:
+        parts += [
+            "",
+            "Main effects: the mean ΔUF1 of the variants at each level of an axis (paired CIs).",
+            "",
+            _github(effects_table(effects)),
+        ]
+    return "\n".join(parts) + "\n"
+
+
+def _github(frame: pd.DataFrame) -> str:
+    """A GitHub Markdown table of the frame's text as it is (no number reformatting)."""
+    return tabulate(
+        frame, headers="keys", tablefmt="github", showindex=False, disable_numparse=True
+    )
+
+
+def latex(rows: list[dict], correction: str) -> str:
+    frame = table(rows, correction)
+    return frame.to_latex(index=False, escape=True, column_format="l" + "r" * (frame.shape[1] - 1))
+
+
+def forest_png(rows: list[dict], path: Path, title: str, correction: str) -> None:
+    """ΔUF1 of every variant with its paired 95% CI, sorted; colour by the adjusted verdict, a
+    hollow marker where only the unadjusted one is a call."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    compared = sorted((r for r in rows if r["verdict"] != "baseline"), key=lambda r: r["delta_uf1"])
+    fig, ax = plt.subplots(figsize=(7.5, max(3.0, 0.32 * len(compared) + 2.2)), dpi=120)
+    for y, r in enumerate(compared):
+        colour = COLOURS[r["verdict_adjusted"]]
+        ax.plot([r["delta_uf1_ci_low"], r["delta_uf1_ci_high"]], [y, y], color=colour, lw=2)
+        hollow = r["verdict"] != r["verdict_adjusted"]
+        ax.plot(r["delta_uf1"], y, "o", color=colour, mfc="white" if hollow else colour, ms=6)
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_yticks(range(len(compared)), [r["model"] for r in compared], fontsize=7)
+    baselines = sorted({r["baseline"] for r in compared})
+    ax.set_xlabel(f"ΔUF1 vs {', '.join(baselines)} (paired 95% CI)")
+    ax.set_title(title, fontsize=9)
+    handles = [
+        plt.Line2D([], [], color=c, marker="o", lw=2, label=f"{k} ({correction})")
+        for k, c in COLOURS.items()
+    ]
+    handles.append(plt.Line2D([], [], color="grey", marker="o", mfc="white", lw=0,
+                              label="unadjusted call only"))  # fmt: skip
+    ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+
+
+def heatmap_png(rows: list[dict], path: Path, title: str) -> None:
+    """Mean ΔUF1 by attention type × placement (a diverging, perceptually uniform map centred
+    on 0, with its colour bar)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import TwoSlopeNorm
+
+    compared = pd.DataFrame([r for r in rows if r["verdict"] != "baseline"])
+    grid = compared.pivot_table(index="attention", columns="placement", values="delta_uf1")
+    fig, ax = plt.subplots(figsize=(1.6 + 1.1 * grid.shape[1], 1.2 + 0.45 * grid.shape[0]), dpi=120)
+    limit = max(float(abs(compared.delta_uf1).max()), 1e-3)
+    image = ax.imshow(grid.to_numpy(), cmap="RdBu", norm=TwoSlopeNorm(0, -limit, limit))
+    ax.set_xticks(range(grid.shape[1]), grid.columns, fontsize=8)
+    ax.set_yticks(range(grid.shape[0]), grid.index, fontsize=8)
+    for i in range(grid.shape[0]):
+        for j in range(grid.shape[1]):
+            value = grid.iat[i, j]
+            if pd.notna(value):
+                ax.text(j, i, f"{value:+.3f}", ha="center", va="center", fontsize=7)
+    fig.colorbar(image, ax=ax, label="ΔUF1")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
