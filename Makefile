@@ -4,7 +4,7 @@ VENV := .venv
 PYTHON ?= python3.11
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup system-packages repro test lint format bench
+.PHONY: setup system-packages repro test lint docs format bench
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ lint: setup
 	ruff check .
 	ruff format --check .
 
+docs: setup
+	NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet
+
 format: setup
 	ruff check --fix .
 	ruff format .
@@ -29,7 +32,7 @@ format: setup
 system-packages:
 	bash tools/install-system-packages.sh
 
-test: lint system-packages
+test: lint docs system-packages
 	pytest -q
 
 bench: setup
