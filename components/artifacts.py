@@ -242,7 +242,14 @@ class Evaluation:
         """``metrics.json``, ``evaluation.json``, ``predictions.parquet`` into ``folder``."""
         write_json(folder / "metrics.json", self.metrics())
         write_json(folder / "evaluation.json", asdict(self))
-        predictions.to_parquet(folder / "predictions.parquet", index=False)
+        from components.datasets.labels import COMPOSITE_CLASSES
+
+        names = pd.Series(COMPOSITE_CLASSES)
+        named = predictions.assign(  # the class names beside their indices (p_0.. follow them)
+            true_class=names[predictions.true].to_numpy(),
+            predicted_class=names[predictions.predicted].to_numpy(),
+        )
+        named.to_parquet(folder / "predictions.parquet", index=False)
 
     @classmethod
     def read(cls, params: Params) -> Evaluation:
@@ -279,7 +286,6 @@ class Registration:
     alias_moved: bool
     reason: str
     previous_alias_holder: str | None
-    run_id: str
     data_version: str
     uf1: Annotated[float, Range(ge=0, le=1)]
     protocol: Literal["loso", "kfold", "lodo"]
@@ -294,7 +300,7 @@ class Registration:
         write_json(folder / "registration.json", asdict(self))
         write_json(
             folder / "metrics.json",
-            {"version": self.version, "uf1": self.uf1, "alias_moved": int(self.alias_moved)},
+            {"uf1": self.uf1},  # the registered configuration's evaluated UF1
         )
 
     @classmethod

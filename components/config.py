@@ -523,8 +523,9 @@ class Params:
             )
 
 
-def load_params(path: str | Path = "params.yaml") -> Params:
-    """Read and validate ``params.yaml``; raise :class:`ConfigError` naming any bad key."""
+def load_params(path: str | Path = "params.yaml", overrides: Iterable[str] = ()) -> Params:
+    """Read and validate ``params.yaml`` with ``overrides`` (``key.sub=value``, the value read
+    as YAML, as ``dvc exp run -S`` takes them); raise :class:`ConfigError` naming any bad key."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -541,4 +542,29 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse(Params, raw, where=str(path))
+    for override in overrides or ():
+        raw = apply_override(raw, override)
+    where = str(path) + (" with -S " + " -S ".join(overrides) if overrides else "")
+    return parse(Params, raw, where=where)
+
+
+def apply_override(raw: dict, override: str) -> dict:
+    """``raw`` with ``key.sub=value`` set (the value read as YAML: ``3``, ``[se, cbam]``)."""
+    key, sep, text = override.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"-S {override!r}: expected KEY=VALUE, e.g. -S train.epochs=3")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"-S {override!r}: the value is not valid YAML ({exc})") from None
+    out = dict(raw)
+    node = out
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        child = node.get(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"-S {override!r}: {part} is not a section")
+        node[part] = dict(child)
+        node = node[part]
+    node[parts[-1]] = value
+    return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 
 from components.config import load_params
+from components.progress import say
 from pipelines.arguments import positive_int
 
 
@@ -22,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    params = load_params(args.params)
+    params = load_params(args.params, args.set)
     from dataclasses import replace
 
     from components.artifacts import Comparison
@@ -46,20 +47,21 @@ def _compare(params, session) -> int:
     from components.evaluation.report import resampling
     from components.evaluation.session import seed_list
     from components.tracking import configure_tracking, flatten, provenance_tags, tracked_run
+    from components.tracking.mlflow_runs import log_records_input
 
     cfg, ev = params.compare, params.evaluate
     configure_tracking(params.tracking)
     seeds = seed_list(params.seed, cfg.seeds)
     plan = sweep.Sweep.of(params)
-    print(
+    say(
         f"compare: {len(plan.variants)} models against {len(set(plan.baseline_of.values()))} "
         f"baseline(s) × {len(seeds)} seeds on {len(session.folds)} {ev.protocol} folds "
         f"({len(session.records.subjects)} subjects)",
-        flush=True,
     )
     tags = provenance_tags(params.preprocess.records_dir, "compare")
     with tracked_run(run_name="compare", tags=tags):
         mlflow.log_params(flatten({"compare": cfg, "train": params.train, "seed": params.seed}))
+        log_records_input(params.preprocess.records_dir, tags["data_version"], "compare")
         _, predictions, _ = sweep.run_sweep(params, session, seeds)
         draw = resampling(ev.bootstrap, params.seed, ev.confidence)
         answers = sweep.compare(plan, predictions, draw, cfg.correction)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 
 from components.config import load_params
+from components.progress import say
 from pipelines.arguments import positive_int
 
 
@@ -22,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    params = load_params(args.params)
+    params = load_params(args.params, args.set)
     from components.artifacts import Chosen
     from components.evaluation.session import Session
     from components.outputs import output_lock
@@ -40,6 +41,7 @@ def _evaluate(params, session, chosen) -> int:
     from components.evaluation.report import print_summary, selection_statement
     from components.tracking import configure_tracking, flatten, provenance_tags, tracked_run
     from components.tracking.evaluation_runs import log_folds, log_summary
+    from components.tracking.mlflow_runs import log_records_input
     from components.training.budget import folds_budget_warning
 
     cfg = params.evaluate
@@ -50,12 +52,11 @@ def _evaluate(params, session, chosen) -> int:
         cfg.selection, len(candidates), cfg.inner_folds, bool(chosen.tune)
     )
     label = chosen.model.label
-    print(
+    say(
         f"evaluate: {cfg.protocol} over {len(session.records.subjects)} subjects, "
         f"{len(session.folds)} folds × {cfg.seeds} seed(s); {label} from {chosen.describe(params)}; "
         f"lr {chosen.train.learning_rate:g}, batch {chosen.train.batch_size}, "
         f"≤{chosen.train.epochs} epochs\nevaluate: selection: {statement}",
-        flush=True,
     )
     configure_tracking(params.tracking)
     tags = provenance_tags(params.preprocess.records_dir, "evaluate")
@@ -63,6 +64,7 @@ def _evaluate(params, session, chosen) -> int:
         logged = {"model": chosen.model.as_dict(), "train": chosen.train, "evaluate": cfg}
         mlflow.log_params(flatten({**logged, "seed": params.seed}))
         mlflow.set_tag("selection", statement)
+        log_records_input(params.preprocess.records_dir, tags["data_version"], "evaluate")
         result = session.run(candidates, chosen.train)
         evaluation = session.evaluation(chosen, statement, result)
         overlays = [o for unit in result.units for o in unit.overlays]

@@ -21,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    params = load_params(args.params)
+    params = load_params(args.params, args.set)
     from components.datasets import read_dataset
     from components.datasets.labels import COMPOSITE_CLASSES
     from components.preprocessing.extract import label_sample

@@ -44,7 +44,7 @@ def load_model(uri: str, params):
 
 
 def run(args: argparse.Namespace) -> int:
-    params = load_params(args.params)
+    params = load_params(args.params, args.set)
     from components.errors import DataError
     from components.inference import read_clip
     from components.outputs import check_writable

@@ -10,6 +10,7 @@ import time
 from dataclasses import asdict, replace
 
 from components.config import load_params
+from components.progress import say
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +33,7 @@ def final_epochs(configured: int | None, folds: list[dict], fallback: int) -> tu
 
 
 def run(args: argparse.Namespace) -> int:
-    params = load_params(args.params)
+    params = load_params(args.params, args.set)
     from components.artifacts import Chosen, Evaluation, Registration
     from components.outputs import Protected, check_files_folder, output_lock
     from components.tracking import configure_tracking
@@ -62,9 +63,8 @@ def _register(args, params, chosen, evaluation) -> int:
     epochs, epochs_source = final_epochs(cfg.epochs, evaluation.folds, chosen.train.epochs)
     train = replace(chosen.train, epochs=epochs)
     records = Records.of(params).read()  # validated before training
-    print(
-        f"register: training {chosen.model.backbone} / {chosen.model.attention.type} on all {len(records.subjects)} subjects ({len(records.manifest)} clips) for {epochs} epochs ({epochs_source})",
-        flush=True,
+    say(
+        f"register: training {chosen.model.backbone} / {chosen.model.attention.type} on all {len(records.subjects)} subjects ({len(records.manifest)} clips) for {epochs} epochs ({epochs_source})"
     )
     started = time.perf_counter()
     tags = provenance_tags(params.preprocess.records_dir, "register")
@@ -76,7 +76,7 @@ def _register(args, params, chosen, evaluation) -> int:
         final = train_final(
             chosen, train, params, evaluation, epochs_source, tags, synthetic, staging
         )
-        print(f"register: trained in {time.perf_counter() - started:.0f} s", flush=True)
+        say(f"register: trained in {time.perf_counter() - started:.0f} s")
         reports = Evaluation.folder(params)
         files = [
             ("figures", reports / "figures"),
@@ -85,7 +85,7 @@ def _register(args, params, chosen, evaluation) -> int:
         files += [("", reports / name) for name in ("metrics.json", "evaluation.json")]
         if chosen.tune:
             files.append(("tune", TuneResult.folder(params) / "best_config.json"))
-        registration = register(final, params, evaluation, files, args.no_alias)
+        registration, run_id = register(final, params, evaluation, files, args.no_alias)
         registration.write(staging)
         (staging / "model_card.md").write_text(final.card)
     verdict = "now holds" if registration.alias_moved else "does NOT take"
@@ -93,6 +93,6 @@ def _register(args, params, chosen, evaluation) -> int:
         f"register: {cfg.model_name} version {registration.version} {verdict} '{cfg.alias}': {registration.reason}"
     )
     print(
-        f"register: model card and figures in {folder}/; MLflow run {registration.run_id}; use it with `mer predict <clip> --model models:/{cfg.model_name}@{cfg.alias}`"
+        f"register: model card and figures in {folder}/; MLflow run {run_id}; use it with `mer predict <clip> --model models:/{cfg.model_name}@{cfg.alias}`"
     )
     return 0

@@ -37,7 +37,7 @@ def format_table(rows: list) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    params = load_params(args.params)
+    params = load_params(args.params, args.set)
     import mlflow
     from mlflow.tracking import MlflowClient
 

@@ -1,9 +1,13 @@
 """End to end: a fresh copy of the repository → `dvc repro` → a champion in the registry →
-`mer predict` classifies clips of an unseen subject; a worse `dvc repro -f` leaves the alias."""
+`mer predict` classifies clips of an unseen subject; a worse `dvc repro -f` leaves the alias.
+The outputs DVC tracks hold no absolute path, timing or host name, so a copy in another folder
+writes the same `dvc.lock`; every MLflow run ends with its status and provenance tags."""
 
 import json
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
 from dataclasses import replace
@@ -77,6 +81,9 @@ SMALL = {
     "tune.space.learning_rate": [0.003],
     "tune.grace_period": 15,
     "train.patience": 10,
+    "compare.space.attention": ["none", "cbam"],
+    "compare.space.placement": [["fused"]],
+    "compare.seeds": 2,
 }
 #: The same experiment made worse: one epoch of training everywhere.
 WORSE = {"tune.space.epochs": [1], "tune.grace_period": 1, "train.epochs": 1, "train.min_epochs": 1}
@@ -87,7 +94,43 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = fresh_copy(tmp_path_factory.mktemp("clone"))
     set_params(repo, SMALL)
     run(repo, "dvc", "repro")
+    shutil.copyfile(repo / "dvc.lock", first_lock(repo))  # before any test changes the params
     return repo
+
+
+def first_lock(repo: Path) -> Path:
+    """Where the fixture keeps the `dvc.lock` of the first `dvc repro` (outside the copy)."""
+    return repo.with_name(repo.name + ".dvc.lock")
+
+
+def tracked_files(repo: Path) -> list[Path]:
+    """Every file of every output `dvc.lock` records (metrics and plots included)."""
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    outputs = [repo / out["path"] for stage in lock["stages"].values() for out in stage["outs"]]
+    return sorted(
+        file
+        for out in outputs
+        for file in ([out] if out.is_file() else out.rglob("*"))
+        if file.is_file()
+    )
+
+
+#: what a timing or a clock reading looks like in a JSON key or in text
+TIMING_KEY = re.compile(
+    r"(^|_)(seconds|secs?|elapsed|duration|time|timestamp|started|ended|s)($|_)"
+)
+TIMING_TEXT = re.compile(
+    r"\b\d+(\.\d+)? ?(s|sec|seconds|min|minutes)\b|\b20\d\d-\d\d-\d\d[ T]\d\d:"
+)
+TEXT = {".json", ".md", ".csv", ".tex", ".yaml", ".txt", ".html"}
+
+
+def json_keys(value) -> list[str]:
+    if isinstance(value, dict):
+        return [*value, *(k for v in value.values() for k in json_keys(v))]
+    if isinstance(value, list):
+        return [k for v in value for k in json_keys(v)]
+    return []
 
 
 def unseen_clips(folder: Path) -> dict[str, Path]:
@@ -128,6 +171,68 @@ def test_repro_registers_a_champion_and_predict_uses_it(repo: Path, tmp_path: Pa
         assert png.stat().st_size > 10_000
         predicted[label] = out["label"]
     assert predicted == {label: label for label in predicted}  # the planted class, each time
+
+
+@pytest.mark.slow
+def test_tracked_outputs_hold_no_absolute_path_timing_or_host(repo: Path) -> None:
+    files = tracked_files(repo)
+    names = {f.relative_to(repo).as_posix() for f in files}
+    assert {"reports/metrics.json", "reports/tune/best_config.json", "dvc.lock"} - names == {
+        "dvc.lock"
+    }
+    places = {str(repo), str(repo.resolve()), str(Path.home()), os.getcwd(), str(ROOT)}
+    host = socket.gethostname()
+    for file in [*files, repo / "dvc.lock"]:
+        data = file.read_bytes()
+        for place in places:
+            assert place.encode() not in data, f"{file.relative_to(repo)} holds {place}"
+        if file.suffix not in TEXT and file.name != "dvc.lock":
+            continue
+        text = data.decode()
+        where = file.relative_to(repo)
+        if len(host) >= 4:
+            assert not re.search(rf"\b{re.escape(host)}\b", text), f"{where} names the host"
+        if file.suffix == ".json":
+            timings = [k for k in json_keys(json.loads(text)) if TIMING_KEY.search(k)]
+            assert not timings, f"{where}: {timings}"
+        match = TIMING_TEXT.search(text)
+        assert match is None, f"{where}: {text[max(match.start() - 60, 0) : match.end() + 20]}"
+
+
+@pytest.mark.slow
+def test_every_mlflow_run_ended_with_its_status_and_provenance(repo: Path) -> None:
+    from mlflow import MlflowClient
+    from mlflow.entities import ViewType
+
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    experiments = client.search_experiments(view_type=ViewType.ALL)
+    runs = client.search_runs([e.experiment_id for e in experiments], run_view_type=ViewType.ALL)
+    stages = {r.data.tags.get("stage") for r in runs}
+    assert {"tune", "evaluate", "compare", "register"} <= stages
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short=12", "HEAD"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    for run_ in runs:
+        name = f"{run_.data.tags.get('stage')} run {run_.info.run_name}"
+        assert run_.info.status == "FINISHED" and run_.info.end_time, name
+        assert run_.data.tags.get("git_commit", "").startswith(commit), name
+        assert len(run_.data.tags.get("data_version", "")) >= 8, name
+
+
+@pytest.mark.slow
+def test_a_copy_in_another_folder_writes_the_same_dvc_lock(
+    repo: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    elsewhere = tmp_path_factory.mktemp("elsewhere") / "a" / "deeper" / "folder"
+    elsewhere.mkdir(parents=True)
+    other = fresh_copy(elsewhere)
+    set_params(other, SMALL)
+    run(other, "dvc", "repro")
+    assert (other / "dvc.lock").read_text() == first_lock(repo).read_text()
 
 
 @pytest.mark.slow

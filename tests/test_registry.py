@@ -2,7 +2,6 @@
 rules, what a version carries, `mer registry`, a REST-served model, and the MLflow UI page of
 the registered model rendered in headless Chromium."""
 
-import argparse
 import json
 import shutil
 import urllib.request
@@ -22,7 +21,7 @@ from components.outputs import write_json
 from components.tracking import mlflow_runs
 from pipelines import register, registry
 from tests import services
-from tests.builders import fake_records
+from tests.builders import fake_records, stage_args
 
 pytestmark = pytest.mark.slow
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"  # kept after the run
@@ -98,7 +97,7 @@ def register_version(
     write_json(project / "reports" / "evaluation.json", asdict(evaluation))
     monkeypatch.chdir(project)
     monkeypatch.setattr(mlflow_runs, "USER_TRACKING_URI", server)
-    assert register.run(argparse.Namespace(params="params.yaml", no_alias=False)) == 0
+    assert register.run(stage_args("params.yaml", "register")) == 0
     return json.loads((project / "reports/register/registration.json").read_text())
 
 
@@ -143,8 +142,8 @@ def test_a_version_carries_metrics_provenance_figures_and_a_model_card(
     client = MlflowClient(server)
     version = client.get_model_version(NAME, "6")
     tags = version.tags
-    assert tags["protocol"] == "loso" and float(tags["uf1"]) == pytest.approx(0.70)
-    assert float(tags["uf1.casme2"]) == pytest.approx(0.70)
+    assert tags["protocol"] == "loso" and float(tags["composite.uf1"]) == pytest.approx(0.70)
+    assert float(tags["casme2.uf1"]) == pytest.approx(0.70)
     assert tags["data_version"] == history[0]["data_version"] and tags["data_version"].endswith(
         ".dir"
     )
@@ -159,7 +158,9 @@ def test_a_version_carries_metrics_provenance_figures_and_a_model_card(
     figures = {a.path for a in client.list_artifacts(version.run_id, "figures/final_model")}
     assert figures == {"figures/final_model/attention_maps.png"}
     run = client.get_run(version.run_id)
-    assert run.data.params["train.epochs"] == "3" and run.data.metrics["uf1"] == pytest.approx(0.7)
+    assert run.data.params["train.epochs"] == "3" and run.data.metrics[
+        "composite.uf1"
+    ] == pytest.approx(0.7)
     mlflow.set_tracking_uri(server)
     info = mlflow.models.get_model_info(f"models:/{NAME}/6")
     assert list(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 28, 28, 3]
@@ -172,16 +173,13 @@ def test_mer_registry_lists_versions_and_promotes_by_hand(
 ) -> None:
     monkeypatch.chdir(project)
     monkeypatch.setattr(mlflow_runs, "USER_TRACKING_URI", server)
-    assert (
-        registry.run(argparse.Namespace(params="params.yaml", name=None, promote=None, reason=""))
-        == 0
-    )
+    assert registry.run(stage_args("params.yaml", "registry")) == 0
     lines = capsys.readouterr().out.splitlines()
     table = {line.split()[0]: line for line in lines[2:]}
     assert list(table) == ["6", "5", "4", "3", "2", "1"]
     assert "champion" in table["6"] and "champion" not in table["1"]
     assert "0.7000" in table["6"] and "(partial)" in table["4"]
-    args = argparse.Namespace(params="params.yaml", name=None, promote="5", reason="new data")
+    args = stage_args("params.yaml", "registry", "--promote", "5", "--reason", "new data")
     assert registry.run(args) == 0
     client = MlflowClient(server)
     assert client.get_model_version_by_alias(NAME, "champion").version == "5"

@@ -80,15 +80,19 @@ def spatial_map(attention: np.ndarray) -> np.ndarray | None:
     return None
 
 
+HEAT = "inferno"  # perceptually uniform; every heat panel has a colour bar
+
+
 def overlay(face: np.ndarray, heat: np.ndarray, size: int = 160) -> np.ndarray:
-    """A grey face with a heat map (min-max scaled) blended over it, RGB uint8."""
+    """A grey face with a heat map (min-max scaled to 0-1) blended over it in :data:`HEAT`,
+    RGB uint8."""
     face = cv2.resize(face.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
-    face = (255 * (face - face.min()) / max(np.ptp(face), 1e-6)).astype(np.uint8)
+    face = (face - face.min()) / max(np.ptp(face), 1e-6)
     heat = cv2.resize(heat.astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
-    heat = (255 * (heat - heat.min()) / max(np.ptp(heat), 1e-6)).astype(np.uint8)
-    colour = cv2.applyColorMap(heat, cv2.COLORMAP_JET)
-    blended = cv2.addWeighted(cv2.cvtColor(face, cv2.COLOR_GRAY2BGR), 0.55, colour, 0.45, 0)
-    return cv2.cvtColor(blended, cv2.COLOR_BGR2RGB)
+    heat = (heat - heat.min()) / max(np.ptp(heat), 1e-6)
+    colour = plt.get_cmap(HEAT)(heat)[..., :3]
+    blended = 0.55 * face[..., None] + 0.45 * colour
+    return (255 * np.clip(blended, 0, 1)).astype(np.uint8)
 
 
 def attention_grid_png(examples: list[dict], path: str | Path, title: str) -> None:
@@ -126,5 +130,7 @@ def attention_grid_png(examples: list[dict], path: str | Path, title: str) -> No
     )
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path)
+    scale = plt.cm.ScalarMappable(cmap=HEAT, norm=plt.Normalize(0, 1))
+    fig.colorbar(scale, ax=axes[1:, :].ravel().tolist(), shrink=0.7, label="min → max per map")
+    fig.savefig(path, metadata={"Software": None})
     plt.close(fig)

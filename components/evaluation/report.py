@@ -26,12 +26,32 @@ def resampling(resamples: int, seed: int, confidence: float) -> Resampling:
     return Resampling(NUM_CLASSES, resamples, seed, confidence)
 
 
+#: a subject bootstrap over fewer subjects than this says nothing (with 2 subjects every draw
+#: is one of three sets): no interval is given, and the reports say so
+MIN_SUBJECTS_FOR_CI = 5
+TOO_FEW = "too few subjects for a CI"
+
+
+def with_ci(block: dict, name: str, digits: int = 4) -> str:
+    """``0.8123 [0.700, 0.900]``, or the value and why it has no interval."""
+    value = f"{block[name]:.{digits}f}"
+    low, high = block.get(f"{name}_ci_low"), block.get(f"{name}_ci_high")
+    if low is None or high is None:
+        return f"{value} ({TOO_FEW})"
+    return f"{value} [{low:.3f}, {high:.3f}]"
+
+
 def subset_block(frame: pd.DataFrame, subjects: Sequence[str], draw: Resampling) -> dict:
     """One subset's metrics: the seed-mean pooled UF1/UAR with CIs, per seed, accuracy,
     per-class F1 and the confusion matrix (counts summed over seeds)."""
     subjects = sorted(subjects)
     mine = frame[frame.subject_id.isin(subjects)]
-    intervals = bootstrap(mine, subjects, draw)
+    intervals = {
+        name: interval
+        if len(subjects) >= MIN_SUBJECTS_FOR_CI
+        else type(interval)(interval.estimate, None, None)
+        for name, interval in bootstrap(mine, subjects, draw).items()
+    }
     per_seed = {}
     for value, group in mine.groupby("seed"):
         matrix = confusion_matrix(group.true, group.predicted, NUM_CLASSES)
@@ -122,8 +142,8 @@ def write_figures(
         }
     ).to_csv(plot_data / "confusion.csv", index=False)
     pd.DataFrame(
-        [
-            {"subset": s, "class": c, "f1": f}
+        [  # one bar per subset and class (dvc plots would add bars of the same label)
+            {"bar": f"{s}: {c}", "subset": s, "class": c, "f1": f}
             for s, b in summary.items()
             for c, f in b.get("f1_per_class", {}).items()
         ]
@@ -134,9 +154,8 @@ def write_figures(
         plots.confusion_png(
             np.array(block["confusion_matrix"]),
             COMPOSITE_CLASSES,
-            f"{subset} {protocol}: UF1 {block['uf1']:.3f} [{block['uf1_ci_low']:.3f}, "
-            f"{block['uf1_ci_high']:.3f}]\nUAR {block['uar']:.3f} [{block['uar_ci_low']:.3f}, "
-            f"{block['uar_ci_high']:.3f}]; {title}",
+            f"{subset} {protocol}: UF1 {with_ci(block, 'uf1', 3)}\n"
+            f"UAR {with_ci(block, 'uar', 3)}; {title}",
             figures / f"confusion_{subset}.png",
         )
     plots.f1_bars_png(
@@ -177,8 +196,7 @@ def print_summary(stage: str, summary: dict, complete: bool, folds: int) -> None
     for subset, block in summary.items():
         name = "composite" if subset == "composite" else f"  {subset}"
         print(
-            f"{stage}: {name}: UF1 {block['uf1']:.4f} [{block['uf1_ci_low']:.3f}, "
-            f"{block['uf1_ci_high']:.3f}], UAR {block['uar']:.4f} [{block['uar_ci_low']:.3f}, "
-            f"{block['uar_ci_high']:.3f}] over {block['samples']} samples, {block['subjects']} "
+            f"{stage}: {name}: UF1 {with_ci(block, 'uf1')}, UAR {with_ci(block, 'uar')} over "
+            f"{block['samples']} samples, {block['subjects']} "
             f"subjects" + ("" if complete or subset != "composite" else f" (ONLY {folds} folds)")
         )

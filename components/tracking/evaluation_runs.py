@@ -21,11 +21,14 @@ def log_folds(parent_id: str, results: Sequence, tags: dict[str, str]) -> None:
     """A child run per (seed, fold) of ``results`` (stored units)."""
     client = mlflow.tracking.MlflowClient()
     experiment = client.get_run(parent_id).info.experiment_id
-    now = int(1000 * time.time())
     for result in results:
+        # the unit's own times (a unit read back from the store keeps its first run's)
+        now = int(1000 * (result.started_at or time.time()))
+        ended = int(1000 * (result.ended_at or time.time()))
         for fold in result.folds:
             run = client.create_run(
                 experiment,
+                start_time=now,
                 run_name=f"fold-{fold.fold.name}-seed{result.spec.seed}",
                 tags={
                     **tags,
@@ -63,17 +66,23 @@ def log_folds(parent_id: str, results: Sequence, tags: dict[str, str]) -> None:
             )
             for start in range(0, len(metrics), BATCH):
                 client.log_batch(run.info.run_id, metrics=metrics[start : start + BATCH])
-            client.set_terminated(run.info.run_id)
+            client.set_terminated(run.info.run_id, end_time=ended)
+
+
+def summary_metrics(summary: dict) -> dict[str, float]:
+    """Pooled metrics (with CIs) of every subset, named as ``dvc metrics show`` names them:
+    ``composite.uf1``, ``casme2.uf1_ci_low``, ..."""
+    return {
+        f"{subset}.{key}": float(block[key])
+        for subset, block in summary.items()
+        for key in Evaluation.METRIC_KEYS[:-1]  # all but the sample count
+        if block.get(key) is not None
+    }
 
 
 def log_summary(summary: dict, folder: Path, files: Sequence[str]) -> None:
     """Pooled metrics (with CIs) of every subset on the active run, and the report files."""
-    metrics = {}
-    for subset, block in summary.items():
-        prefix = "" if subset == "composite" else f"{subset}_"
-        for key in Evaluation.METRIC_KEYS[:-1]:  # all but the sample count
-            metrics[f"{prefix}{key}"] = block[key]
-    mlflow.log_metrics(metrics)
+    mlflow.log_metrics(summary_metrics(summary))
     for name in files:
         path = folder / name
         if path.is_dir():

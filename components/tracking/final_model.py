@@ -25,7 +25,8 @@ def train_final(
     from components.datasets.labels import NUM_CLASSES
     from components.evaluation import plots
     from components.evaluation.examples import overlays_for, pick_examples
-    from components.provenance import data_version
+    from components.progress import Bar
+    from components.provenance import code_version, data_version
     from components.tracking.model_card import CardFacts, model_card
     from components.tracking.registration import FinalModel
     from components.training.job import TrainingJob
@@ -40,7 +41,8 @@ def train_final(
         p.input_sizes(),
         NUM_CLASSES,
     )
-    (fit,) = job.fit([job.everyone()])
+    with Bar("register", train.epochs, "epoch") as bar:
+        (fit,) = job.fit([job.everyone()], bar.advance)
     model, records = fit.export(), job.records
     examples = sorted(
         pick_examples(records.manifest, params.evaluate.attention_examples, params.seed)
@@ -63,7 +65,7 @@ def train_final(
             parameters=int(model.count_params()),
             input_kind=job.kind,
             data_version=tags["data_version"],
-            git_commit=tags["git_commit"],
+            code_version=code_version(),
             synthetic=synthetic,
         )
     )

@@ -20,6 +20,7 @@ from components.outputs import pid_alive
 #: The user's override, read once at start: ``mlflow.set_tracking_uri`` itself writes
 #: MLFLOW_TRACKING_URI, so reading it later would mistake our own earlier setting for the user's.
 USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
+USER_EXPERIMENT = os.environ.get("MLFLOW_EXPERIMENT_NAME")  # likewise: wins over the setting
 
 
 def resolved_uri(cfg: TrackingConfig) -> str:
@@ -33,8 +34,8 @@ def resolved_uri(cfg: TrackingConfig) -> str:
 
 
 def configure_tracking(cfg: TrackingConfig) -> str:
-    """Point MLflow at the configured store (``MLFLOW_TRACKING_URI`` wins) and make sure the
-    experiment exists. A local store keeps its artifacts under ``cfg.artifact_location`` (not
+    """Point MLflow at the configured store and experiment (``MLFLOW_TRACKING_URI`` and
+    ``MLFLOW_EXPERIMENT_NAME`` win) and make sure the experiment exists. A local store keeps its artifacts under ``cfg.artifact_location`` (not
     ``./mlruns``); a tracking server (http/https) uses its own artifact root, unless
     ``cfg.artifact_location`` is a URI (s3://..., gs://...) that its clients can all reach.
     Returns the experiment id."""
@@ -45,17 +46,33 @@ def configure_tracking(cfg: TrackingConfig) -> str:
     with store_lock(uri):  # the first use creates the schema: one process at a time
         if (database := sqlite_path(uri)) is not None:
             ensure_sqlite_store(database)
-        experiment = mlflow.get_experiment_by_name(cfg.experiment)
+        name = USER_EXPERIMENT or cfg.experiment
+        experiment = mlflow.get_experiment_by_name(name)
         if experiment is None:
             location = cfg.artifact_location
             if "://" not in location:
                 remote = uri.startswith(("http://", "https://", "databricks"))
                 location = None if remote else Path(location).resolve().as_uri()
-            experiment_id = mlflow.create_experiment(cfg.experiment, artifact_location=location)
+            experiment_id = mlflow.create_experiment(name, artifact_location=location)
         else:
             experiment_id = experiment.experiment_id
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
+
+
+def log_records_input(records_dir: str | Path, data_version: str, context: str) -> None:
+    """The records a run used, as an MLflow dataset input (its manifest's schema and a digest
+    from the data version, its source the records folder)."""
+    import mlflow.data
+    import pandas as pd
+
+    from components.records.files import MANIFEST, read_table
+
+    manifest: pd.DataFrame = read_table(Path(records_dir) / MANIFEST).to_pandas()
+    dataset = mlflow.data.from_pandas(
+        manifest, source=str(records_dir), name="records", digest=data_version[:8]
+    )
+    mlflow.log_input(dataset, context=context)
 
 
 def sqlite_path(uri: str) -> Path | None:

@@ -9,6 +9,7 @@ import pandas as pd
 
 from components.config import ModelConfig, Params, TrainConfig
 from components.datasets.labels import COMPOSITE_CLASSES
+from components.evaluation.report import with_ci
 from components.training.budget import folds_budget_warning
 
 
@@ -28,7 +29,7 @@ class CardFacts:
     parameters: int  # trainable + non-trainable weights
     input_kind: str  # "flow" | "clip"
     data_version: str
-    git_commit: str
+    code_version: str  # hash of the project's code (the git commit is on the MLflow version)
     synthetic: bool  # trained on the embedded synthetic dataset
 
 
@@ -40,8 +41,7 @@ def _metric_rows(summary: dict) -> list[str]:
             "untuned_subjects": "subjects the tune stage never saw",
         }.get(subset, subset)
         rows.append(
-            f"| {label} | {block['uf1']:.4f} [{block['uf1_ci_low']:.3f}, {block['uf1_ci_high']:.3f}] "
-            f"| {block['uar']:.4f} [{block['uar_ci_low']:.3f}, {block['uar_ci_high']:.3f}] "
+            f"| {label} | {with_ci(block, 'uf1')} | {with_ci(block, 'uar')} "
             f"| {block['samples']} | {block['subjects']} |"
         )
     return rows
@@ -104,7 +104,7 @@ def model_card(facts: CardFacts) -> str:
 ## Training
 - The final model is trained on every subject for {facts.epochs} epochs ({facts.epochs_source}),
   learning rate {train.learning_rate}, batch {train.batch_size} per replica,
-  class weighting `{train.class_weighting}`, seed {p.seed}; code `{facts.git_commit}`.{budget_text}
+  class weighting `{train.class_weighting}`, seed {p.seed}; code version `{facts.code_version}`.{budget_text}
 ## Evaluation (MEGC protocol, `{evaluation.protocol}`{"" if complete else ", INCOMPLETE"}, {len(evaluation.seeds)} seed(s))
 {evaluation.selection_statement}.
 

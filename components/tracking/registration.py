@@ -49,8 +49,10 @@ def register(
     evaluation: Evaluation,
     files: list[tuple[str, Path]],
     no_alias: bool = False,
-) -> Registration:
-    """Log and register ``final``; move the alias only if the champion rule says so."""
+) -> tuple[Registration, str]:
+    """Log and register ``final``; move the alias only if the champion rule says so. Returns
+    the registration and the MLflow run id (which stays out of the DVC-tracked record: it
+    differs at every run)."""
     from mlflow.models import infer_signature
 
     from components.datasets.labels import COMPOSITE_CLASSES
@@ -77,20 +79,10 @@ def register(
                 }
             )
         )
+        from components.tracking.evaluation_runs import summary_metrics
+
         mlflow.log_metrics(
-            {
-                k: float(v)
-                for k, v in version_tags.items()
-                if k.startswith(("uf1", "uar")) and "ci" not in k
-            }
-        )
-        composite = evaluation.summary["composite"]
-        mlflow.log_metrics(
-            {
-                "uf1_ci_low": composite["uf1_ci_low"],
-                "uf1_ci_high": composite["uf1_ci_high"],
-                "final_epochs": final.train.epochs,
-            }
+            {**summary_metrics(evaluation.summary), "final_epochs": final.train.epochs}
         )
         for artifact_path, path in files:
             if path.is_dir():
@@ -125,7 +117,7 @@ def register(
         else reg.decide(version_tags, holder, cfg.alias)
     )
     reg.apply_decision(client, cfg.model_name, version, cfg.alias, decision)
-    return Registration(
+    registration = Registration(
         model_name=cfg.model_name,
         version=int(version),
         model_uri=f"models:/{cfg.model_name}/{version}",
@@ -133,8 +125,8 @@ def register(
         alias_moved=decision.promote,
         reason=decision.reason,
         previous_alias_holder=decision.previous,
-        run_id=run_id,
         data_version=final.tags["data_version"],
         uf1=float(version_tags[reg.UF1]),
         protocol=version_tags[reg.PROTOCOL],
     )
+    return registration, run_id

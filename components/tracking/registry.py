@@ -13,8 +13,16 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-#: Version tags written by :func:`evaluation_tags` and read by the rule and ``mer registry``.
-PROTOCOL, COMPLETE, DATA_VERSION, UF1, UAR = "protocol", "complete", "data_version", "uf1", "uar"
+#: Version tags written by :func:`evaluation_tags` and read by the rule and ``mer registry``;
+#: metrics are named ``<subset>.<metric>`` as in ``dvc metrics show`` and the MLflow runs
+PROTOCOL, COMPLETE, DATA_VERSION = "protocol", "complete", "data_version"
+UF1, UAR = "composite.uf1", "composite.uar"
+OLDER_NAMES = {UF1: "uf1", UAR: "uar"}  # how versions registered before read them
+
+
+def tag(tags: dict[str, str], name: str, default: str = "-") -> str:
+    """A version's tag, also under the name older versions gave it."""
+    return tags.get(name, tags.get(OLDER_NAMES.get(name, name), default))
 
 
 @dataclass(frozen=True)
@@ -29,20 +37,19 @@ class Decision:
 def evaluation_tags(evaluation, data_version: str) -> dict[str, str]:
     """Version tags from the evaluate stage's record (:class:`components.artifacts.Evaluation`):
     protocol, completeness, seeds, pooled UF1/UAR with their CIs, per subset."""
+    from components.evaluation.report import with_ci
+
     composite = evaluation.summary["composite"]
     tags = {
         PROTOCOL: str(evaluation.protocol),
         COMPLETE: str(bool(evaluation.complete)).lower(),
         DATA_VERSION: data_version,
-        UF1: f"{composite['uf1']:.6f}",
-        UAR: f"{composite['uar']:.6f}",
-        "uf1_ci": f"[{composite['uf1_ci_low']:.4f}, {composite['uf1_ci_high']:.4f}]",
+        "composite.uf1_ci": with_ci(composite, "uf1").split(" ", 1)[1],
         "seeds": str(len(evaluation.seeds)),
     }
     for subset, block in evaluation.summary.items():
-        if subset != "composite":
-            tags[f"uf1.{subset}"] = f"{block['uf1']:.6f}"
-            tags[f"uar.{subset}"] = f"{block['uar']:.6f}"
+        tags[f"{subset}.uf1"] = f"{block['uf1']:.6f}"
+        tags[f"{subset}.uar"] = f"{block['uar']:.6f}"
     return tags
 
 
@@ -73,7 +80,7 @@ def decide(candidate: dict[str, str], holder: ModelVersion | None, alias: str) -
                 f"{theirs.get(key)} there (promote by hand with `mer registry --promote`)",
                 previous,
             )
-    mine, best = float(candidate[UF1]), float(theirs.get(UF1, "-inf"))
+    mine, best = float(candidate[UF1]), float(tag(theirs, UF1, "-inf"))
     if mine > best:
         return Decision(True, f"UF1 {mine:.4f} beats v{previous}'s {best:.4f}", previous)
     return Decision(
@@ -130,8 +137,8 @@ def list_versions(client: MlflowClient, name: str) -> list[VersionRow]:
             VersionRow(
                 version=int(full.version),
                 aliases=tuple(sorted(full.aliases)),
-                uf1=full.tags.get(UF1, "-"),
-                uar=full.tags.get(UAR, "-"),
+                uf1=tag(full.tags, UF1),
+                uar=tag(full.tags, UAR),
                 protocol=full.tags.get(PROTOCOL, "-")
                 + ("" if full.tags.get(COMPLETE, "true") == "true" else " (partial)"),
                 data_version=full.tags.get(DATA_VERSION, "-"),
