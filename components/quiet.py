@@ -62,6 +62,39 @@ def native_stderr_captured() -> Iterator[Callable[[], str]]:
         text.append(capture.read().decode("utf-8", "replace"))
 
 
+class _Drop(logging.Filter):
+    """Drops records whose message holds any of ``fragments``."""
+
+    def __init__(self, *fragments: str):
+        super().__init__()
+        self.fragments = fragments
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(f in message for f in self.fragments)
+
+
+def quiet_libraries() -> None:
+    """Silence the library lines that say nothing a user of ``mer`` can act on (``mer
+    --verbose`` keeps them): Beam's optional-dependency and worker-setup warnings, Ray Tune's
+    advice to call ``Tuner.restore`` (``mer tune`` resumes by itself), MLflow's schema
+    creation notes."""
+    noise = _Drop(
+        "apitools not found",
+        "semi_persistent_directory",
+        "Discarding unparseable args",
+        "Tuner.restore",
+        "Creating initial MLflow database tables",
+        "Updating database tables",
+    )
+    for name in ("", "apache_beam", "ray.tune", "ray.tune.tune", "mlflow.store.db.utils"):
+        logging.getLogger(name).addFilter(noise)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(noise)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)
+
+
 def quiet_tensorflow() -> None:
     """Load TensorFlow (and probe its devices) without its start-up noise; silence the
     library warnings that say nothing to a user of ``mer``."""

@@ -16,11 +16,14 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "synthesize": ("pipelines.synthesize", "write the embedded synthetic CASME II-layout dataset"),
     "preprocess": ("pipelines.preprocess", "faces, flow, strain, clips → sharded TFRecords (Beam)"),
-    "tune": ("pipelines.tune", "Ray Tune search over attention type × heads × placement (ASHA)"),
+    "tune": (
+        "pipelines.tune",
+        "Ray Tune search over attention type × heads × placement (× training values)",
+    ),
     "evaluate": ("pipelines.evaluate", "MEGC protocol (LOSO): UF1/UAR with CIs, plots, MLflow"),
     "compare": (
         "pipelines.compare",
-        "attention types side by side over seeds: CIs, paired Δ vs a baseline, verdicts",
+        "every model of compare.space vs its baseline over seeds: paired Δ, verdicts, main effects",
     ),
     "register": (
         "pipelines.register",
@@ -34,17 +37,64 @@ COMMANDS: dict[str, tuple[str, str]] = {
 TENSORFLOW_COMMANDS = {"tune", "evaluate", "compare", "register", "predict"}
 
 
+def global_flags(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """The flags every command takes, before or after its name (``mer evaluate --debug``):
+    the main parser sets the defaults, a subcommand only what is given after its name."""
+
+    def default(value):
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--params", default=default("params.yaml"), help="parameters file (params.yaml)"
+    )
+    parser.add_argument(
+        "-S",
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        default=default([]),
+        help="override a parameter, as `dvc exp run -S` does: -S train.epochs=3 (repeatable)",
+    )
+    parser.add_argument(
+        "--debug", action="store_true", default=default(False), help="show tracebacks"
+    )
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default(False),
+        help="keep TensorFlow's, Ray's and Beam's own log lines",
+    )
+    parser.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default(False),
+        help="no progress (bars, lines): results, warnings and errors only",
+    )
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("mer-attention")
+    except PackageNotFoundError:  # pragma: no cover - run from a checkout without installing
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mer",
         description="mer-attention: micro-expression recognition experiments with attention.",
     )
-    parser.add_argument("--params", default="params.yaml", help="parameters file (params.yaml)")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of user errors")
-    parser.add_argument("--verbose", action="store_true", help="keep TensorFlow's native log lines")
+    parser.add_argument("--version", action="version", version=f"mer-attention {version()}")
+    global_flags(parser, defaults=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
+        global_flags(command, defaults=False)
         importlib.import_module(module).add_arguments(command)
     return parser
 
@@ -58,12 +108,20 @@ def _terminate(signum, frame) -> None:
 def main(argv: list[str] | None = None) -> int:
     from components.errors import Interrupted, redact, user_message
 
-    args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    if args.command in TENSORFLOW_COMMANDS and not args.verbose:
-        from components.quiet import quiet_tensorflow
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.quiet and args.verbose:
+        parser.error("--quiet and --verbose cannot be used together")
+    from components.progress import set_level
 
-        quiet_tensorflow()
+    set_level("quiet" if args.quiet else "verbose" if args.verbose else "normal")
+    signal.signal(signal.SIGTERM, _terminate)
+    if not args.verbose:
+        from components.quiet import quiet_libraries, quiet_tensorflow
+
+        quiet_libraries()
+        if args.command in TENSORFLOW_COMMANDS:
+            quiet_tensorflow()
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
         return int(module.run(args) or 0)

@@ -13,7 +13,11 @@ import shutil
 import time
 
 from components.config import load_params
+from components.progress import Bar, FileTally, say
 from pipelines.arguments import non_negative_int
+
+#: Beam runners whose workers run on this machine (and can report progress to a local file)
+LOCAL_RUNNERS = ("DirectRunner", "PrismRunner")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    params = load_params(args.params)
+    params = load_params(args.params, args.set)
     import apache_beam as beam
 
     from components.artifacts import Records
@@ -45,16 +49,19 @@ def run(args: argparse.Namespace) -> int:
     ) as staging:
         samples, rejected, excluded = stage.split_samples(params)
         total = len(samples) + len(rejected)
-        print(
+        say(
             f"preprocess: {len(samples)} samples to process, {len(rejected)} rows quarantined by the readers, {len(excluded)} excluded by the protocol",
-            flush=True,
         )
         if total == 0:
             raise DataError("no samples found in the configured datasets (see `mer inspect`)")
         pipeline = beam.Pipeline(options=stage.pipeline_options(cfg, args.workers, args.mode))
-        stage.build_pipeline(pipeline, samples, rejected, cfg, str(staging))
-        result = pipeline.run()
-        result.wait_until_finish()
+        with Bar("preprocess", len(samples), "clip") as bar, FileTally(bar) as tally:
+            local = cfg.runner in LOCAL_RUNNERS  # a remote worker cannot reach the tally
+            stage.build_pipeline(
+                pipeline, samples, rejected, cfg, str(staging), tally.path if local else None
+            )
+            result = pipeline.run()
+            result.wait_until_finish()
         quarantine = stage.finish_folder(staging, cfg, excluded)
         index = write_index(staging)
         fraction = len(quarantine) / total
@@ -63,7 +70,6 @@ def run(args: argparse.Namespace) -> int:
             "quarantined": len(quarantine),
             "quarantine_fraction": round(fraction, 4),
             "excluded": len(excluded),
-            "seconds": round(time.perf_counter() - started, 1),
             "counters": stage.counters(result),
         }
         for row in quarantine[:20]:
@@ -78,9 +84,9 @@ def run(args: argparse.Namespace) -> int:
                 f"published (see {kept})"
             )
     records.write_report(report)
-    print("preprocess: counters " + ", ".join(f"{k}={v}" for k, v in report["counters"].items()))
+    say("preprocess: counters " + ", ".join(f"{k}={v}" for k, v in report["counters"].items()))
     print(
         f"preprocess: wrote {index['samples']} records in {cfg.num_shards} shards to "
-        f"{records.folder}; quarantined {len(quarantine)}, excluded {len(excluded)} ({report['seconds']} s)"
+        f"{records.folder}; quarantined {len(quarantine)}, excluded {len(excluded)} ({time.perf_counter() - started:.0f} s)"
     )
     return 0

@@ -13,14 +13,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    params = load_params(args.params)
+    params = load_params(args.params, args.set)
     cfg = params.synthesize
-
-    def progress(done: int, total: int) -> None:
-        print(f"synthesize: subject {done}/{total}", flush=True)
 
     from components.datasets.synthetic import dev, generator
     from components.outputs import Protected, staged_folder
+    from components.progress import Bar
+
+    bars: list[Bar] = []
+
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(Bar("synthesize", total, "subject"))
+        bars[0].to(done)
 
     development = cfg.clips == "megc2019_dev"
     owned = dev.OWNED if development else generator.OWNED
@@ -31,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
             summary = dev.write_development_set(params.seed, staging, progress)
         else:
             summary = write_synthetic_casme2(cfg, params.seed, progress, root=staging)
+        for bar in bars:
+            bar.close()
     emotions = ", ".join(f"{k} {v}" for k, v in sorted(summary.per_emotion.items()))
     print(
         f"synthesize: wrote {summary.clips} clips ({summary.frames} frames) of "

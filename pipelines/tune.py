@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 
 from components.config import load_params
+from components.progress import say
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    params = load_params(args.params)
+    params = load_params(args.params, args.set)
     from components.outputs import output_lock
     from components.tuning.plan import SearchPlan
 
@@ -37,16 +38,18 @@ def _tune(args, params, plan) -> int:
 
     from components.cluster import describe_cluster, ray_session
     from components.tracking import configure_tracking, flatten, provenance_tags, tracked_run
+    from components.tracking.mlflow_runs import log_records_input
     from components.tuning.report import search_budget_warning
 
-    print(f"tune: {plan.describe()}", flush=True)
+    say(f"tune: {plan.describe()}")
     configure_tracking(params.tracking)
     tags = provenance_tags(plan.records.folder, "tune")
     with ray_session(params.tune.address) as ray, tracked_run(run_name="tune", tags=tags) as parent:
-        print(f"tune: {describe_cluster(ray)}", flush=True)
+        say(f"tune: {describe_cluster(ray)}")
         mlflow.log_params(
             flatten({"tune": params.tune, "train": params.train, "seed": params.seed})
         )
+        log_records_input(plan.records.folder, tags["data_version"], "tune")
         crash = getattr(args, "crash_once_at_epoch", None)  # fault injection (tests)
         record, store = plan.run(parent.info.run_id, args.fresh, tags, crash)
         result, table = plan.publish(record, store)

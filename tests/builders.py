@@ -309,3 +309,11 @@ def wait_until(condition, process, timeout: float = 240) -> None:
     deadline = time.time() + timeout
     while not condition() and time.time() < deadline and process.poll() is None:
         time.sleep(0.2)
+
+
+def stage_args(params: str | Path, command: str, *argv: str):
+    """The arguments ``mer --params PARAMS COMMAND ARGV`` gives a stage's ``run`` (parsed by
+    the real command line, so every flag has its default)."""
+    from pipelines.cli import build_parser
+
+    return build_parser().parse_args(["--params", str(params), command, *argv])

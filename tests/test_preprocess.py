@@ -1,6 +1,5 @@
 """The Beam preprocess stage on a tiny dataset in the CASME II layout with planted bad input."""
 
-import argparse
 import csv
 import hashlib
 import json
@@ -22,6 +21,7 @@ from components.preprocessing.extract import label_sample
 from components.preprocessing.transforms import ExtractFeatures
 from components.records import read_table, shard_paths
 from pipelines import preprocess
+from tests.builders import stage_args
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def write_params(folder: Path, raw: Path, **preprocess_overrides) -> Path:
 
 
 def run_stage(params: Path, mode: str | None = None) -> int:
-    return preprocess.run(argparse.Namespace(params=str(params), workers=None, mode=mode))
+    return preprocess.run(stage_args(params, "preprocess", *(["--mode", mode] if mode else [])))
 
 
 def manifest_uids_missing(raw: Path, manifest: list[dict]) -> list[str]:

@@ -115,12 +115,12 @@ def test_the_costliest_units_start_first(tmp_path, monkeypatch) -> None:
     context = unit_module.UnitContext(str(tmp_path), {}, "data", "code", str(tmp_path / "units"))
     started = []
 
-    def train(spec, context, max_failures):
+    def train(spec, context, node_id="local", report=None):
         started.append(specs.index(spec))
         return unit_module.UnitResult(spec.key("data", "code"), spec, [], 0.0, "local", 0, True)
 
-    monkeypatch.setattr(unit_module, "_run_here", train)
-    unit_module.UnitStore(context.units_dir).save(train(specs[2], context, 0))
+    monkeypatch.setattr(unit_module, "run_unit", train)
+    unit_module.UnitStore(context.units_dir).save(train(specs[2], context))
     started.clear()
     out = unit_module.run_units(
         specs, context, distributed=False, address=None, max_failures=0, costs=costs

@@ -1,7 +1,6 @@
 """The tune stage on a real local two-node Ray cluster, with real checkpoints and MLflow; the
 hand-off of the best point (model and training values) to evaluate and register."""
 
-import argparse
 import json
 import os
 import signal
@@ -19,7 +18,7 @@ from components.config import ConfigError, TuneSpaceConfig
 from components.models.space import model_variants
 from components.tuning.halving import replay
 from components.tuning.space import trials
-from tests.builders import mer, small_project
+from tests.builders import mer, small_project, stage_args
 
 ROOT = Path(__file__).parent.parent
 EPOCHS = 3
@@ -134,9 +133,9 @@ def search(cluster, tmp_path_factory):
     params = write_params(folder, devices_per_trial=2)
     os.environ["RAY_ADDRESS"] = cluster.address
     try:
-        code = tune_stage.run(
-            argparse.Namespace(params=str(params), fresh=False, crash_once_at_epoch=1)
-        )
+        args = stage_args(params, "tune")
+        args.crash_once_at_epoch = 1  # a test hook, not a flag
+        code = tune_stage.run(args)
     finally:
         del os.environ["RAY_ADDRESS"]
     return folder, code
@@ -347,10 +346,7 @@ def test_paused_trials_go_on_as_uninterrupted_ones(cluster, tmp_path: Path, caps
     def tune_in(folder: Path) -> None:
         os.environ["RAY_ADDRESS"] = cluster.address
         try:
-            code = tune_stage.run(
-                argparse.Namespace(params=str(folder / "params.yaml"), fresh=False,
-                                   crash_once_at_epoch=None)
-            )  # fmt: skip
+            code = tune_stage.run(stage_args(folder / "params.yaml", "tune"))
         finally:
             del os.environ["RAY_ADDRESS"]
         assert code == 0

@@ -2,6 +2,7 @@
 dies, identical whether trained in one process or on Ray, spread over a cluster's nodes."""
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -36,7 +37,19 @@ def reference(tmp_path_factory) -> Path:
     small_project(folder)
     done = mer(folder, "evaluate")
     assert done.returncode == 0, done.stderr[-3000:]
+    (folder / "evaluate.stderr").write_text(done.stderr)
     return folder
+
+
+def progress_count(stderr: str) -> tuple[int, int]:
+    """The fold-epochs done / to do on the last progress line of ``mer evaluate``."""
+    lines = re.findall(r"^evaluate: (\d+)/(\d+) fold-epochs \((\d+)%\)", stderr, re.M)
+    assert lines, stderr[-2000:]
+    return int(lines[-1][0]), int(lines[-1][1])
+
+
+def trained_fold_epochs(folder: Path) -> int:
+    return sum(f.epochs_run for r in results(folder) for f in r.folds)
 
 
 def test_sequential_and_distributed_give_identical_predictions(
@@ -45,6 +58,12 @@ def test_sequential_and_distributed_give_identical_predictions(
     small_project(tmp_path)
     done = mer(tmp_path, "evaluate", "--local")
     assert done.returncode == 0, done.stderr[-3000:]
+    # progress counts every fold-epoch trained, through Ray's workers and in this process
+    assert (
+        progress_count((reference / "evaluate.stderr").read_text())
+        == (trained_fold_epochs(reference),) * 2
+    )
+    assert progress_count(done.stderr) == (trained_fold_epochs(tmp_path),) * 2
     ray_run = pd.read_parquet(reference / "reports/predictions.parquet")
     local_run = pd.read_parquet(tmp_path / "reports/predictions.parquet")
     pd.testing.assert_frame_equal(ray_run, local_run, check_exact=True)  # bit for bit

@@ -15,7 +15,13 @@ import pandas as pd
 from components.config import ModelConfig, TrainConfig
 from components.datasets.labels import NUM_CLASSES
 from components.evaluation.splits import Fold, grouped_kfold
-from components.evaluation.units import Progress, UnitContext, UnitResult, UnitSpec, run_units
+from components.evaluation.units import (
+    UnitContext,
+    UnitProgress,
+    UnitResult,
+    UnitSpec,
+    run_units,
+)
 from components.metrics import confusion_matrix, uf1
 
 
@@ -28,7 +34,7 @@ class Execution:
     address: str | None
     max_failures: int
     folds_per_unit: int
-    progress: Progress | None = None
+    progress: UnitProgress | None = None
 
 
 def blocks(

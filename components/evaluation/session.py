@@ -3,7 +3,6 @@ attention-map examples, and where units run (with a progress line per finished u
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,8 +13,9 @@ from components.errors import ConfigError
 from components.evaluation.examples import pick_examples
 from components.evaluation.protocol import Execution
 from components.evaluation.splits import Fold, protocol_folds
-from components.evaluation.units import UnitContext, UnitResult
+from components.evaluation.units import UnitContext, UnitProgress, UnitResult
 from components.outputs import Protected, check_output_folder, check_writable
+from components.progress import Bar, say
 from components.provenance import code_version
 
 QUICK_LOOK = "quick-look"  # reports of `mer evaluate --folds N`, beside the full report
@@ -26,27 +26,41 @@ def seed_list(first: int, count: int) -> list[int]:
     return [first + k for k in range(count)]
 
 
-class ProgressLine:
-    """One line per finished unit: done/total, what it was, where, and an ETA."""
+class UnitsProgress(UnitProgress):
+    """A fold-epoch bar with an ETA (on a terminal) and one line per finished unit: done/total,
+    what it was, where, and an ETA (each line is in the log too)."""
 
     def __init__(self, stage: str):
         self.stage = stage
-        self.started = time.perf_counter()
         self.first_done: int | None = None
+        self.bar: Bar | None = None
 
-    def __call__(self, done: int, total: int, result: UnitResult, elapsed: float) -> None:
+    def start(self, specs) -> None:
+        epochs = sum(len(s.folds) * s.train.epochs for s in specs)
+        self.bar = Bar(self.stage, epochs, "fold-epoch") if specs else None
+
+    def epochs(self, done: int) -> None:
+        if self.bar:
+            self.bar.to(done)
+
+    def finished(self, done: int, total: int, result: UnitResult, elapsed: float) -> None:
         if self.first_done is None:
             self.first_done = done - 1
         fresh = done - self.first_done
         left = elapsed / fresh * (total - done) if fresh else 0.0
-        print(
+        if self.bar:  # a fold that stopped early will not train its remaining epochs
+            self.bar.drop(sum(result.spec.train.epochs - f.epochs_run for f in result.folds))
+        say(
             f"{self.stage}: unit {done}/{total} {result.spec.label}: {len(result.folds)} fold(s) "
             f"in {result.seconds:.0f} s"
             f"{' (stacked)' if result.stacked else f' (one by one: {result.not_stacked_because})'} "
-            f"on node "
-            f"{result.node_id[:8]}; {elapsed:.0f} s elapsed, ~{left:.0f} s left",
-            flush=True,
+            f"on node {result.node_id[:8]}; {elapsed:.0f} s elapsed, ~{left:.0f} s left"
         )
+
+    def close(self) -> None:
+        if self.bar:
+            self.bar.close()
+            self.bar = None
 
 
 def units_summary(units: list[UnitResult]) -> dict:
@@ -109,7 +123,7 @@ class Session:
             address=cluster_address(params.tune.address),
             max_failures=cfg.max_failures,
             folds_per_unit=cfg.folds_per_unit,
-            progress=ProgressLine(stage),
+            progress=UnitsProgress(stage),
         )
         return cls(params, records, folds, complete, examples, execution)
 

@@ -93,6 +93,8 @@ class UnitResult:
     stacked: bool
     overlays: list[dict[str, Any]] = field(default_factory=list)
     not_stacked_because: str = ""  # why the folds trained one by one ("" when stacked)
+    started_at: float = 0.0  # wall-clock start and end (seconds since the epoch)
+    ended_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -172,11 +174,17 @@ def _valid_prediction(row: dict[str, Any], num_classes: int) -> bool:
     return classes_ok and all(math.isfinite(p) and 0 <= p <= 1 for p in numbers[2:])
 
 
-def run_unit(spec: UnitSpec, context: UnitContext, node_id: str = "local") -> UnitResult:
-    """Train ``spec`` (in this process), store its result and return it."""
+def run_unit(
+    spec: UnitSpec,
+    context: UnitContext,
+    node_id: str = "local",
+    report: Callable[[int], None] | None = None,
+) -> UnitResult:
+    """Train ``spec`` (in this process), store its result and return it; ``report`` gets the
+    folds trained in each epoch (progress)."""
     from components.training.job import TrainingJob
 
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
     job = TrainingJob.open(
         context.records_dir,
         context.data_version,
@@ -189,7 +197,7 @@ def run_unit(spec: UnitSpec, context: UnitContext, node_id: str = "local") -> Un
     )
     records = job.records
     folds = [job.fold_data(f.name, f.train, f.validation, f.test) for f in spec.folds]
-    fits = job.fit(folds)
+    fits = job.fit(folds, report)
     results, overlays = [], []
     wanted = set(spec.examples)
     for fold, data, fit in zip(spec.folds, folds, fits, strict=True):
@@ -228,6 +236,8 @@ def run_unit(spec: UnitSpec, context: UnitContext, node_id: str = "local") -> Un
         stacked=stacked,
         overlays=overlays,
         not_stacked_because=reason,
+        started_at=started_at,
+        ended_at=time.time(),
     )
     UnitStore(context.units_dir, context.num_classes).save(result)
     return result
@@ -240,13 +250,48 @@ def _overlays(records, model, variant: ModelConfig, uids: list[str], kind: str) 
     return overlays_for(records, uids, model, kind)
 
 
-def _ray_unit(spec: UnitSpec, context: UnitContext) -> UnitResult:
+def _ray_unit(spec: UnitSpec, context: UnitContext, tally) -> UnitResult:
     import ray
 
-    return run_unit(spec, context, ray.get_runtime_context().get_node_id())
+    reports: list = []
+    result = run_unit(
+        spec,
+        context,
+        ray.get_runtime_context().get_node_id(),
+        lambda folds: reports.append(tally.add.remote(folds)),
+    )
+    ray.get(reports)  # counted before the result is: the driver's count is exact at the end
+    return result
 
 
-Progress = Callable[[int, int, UnitResult, float], None]
+class UnitProgress:
+    """What :func:`run_units` tells about its work (the default tells nothing): the units it
+    will train, fold-epochs as they train, each unit as it finishes."""
+
+    def start(self, specs: Sequence[UnitSpec]) -> None:
+        """``specs`` are about to train (the stored units are not among them)."""
+
+    def epochs(self, done: int) -> None:
+        """``done`` fold-epochs trained so far by this run."""
+
+    def finished(self, done: int, total: int, result: UnitResult, elapsed: float) -> None:
+        """Unit ``done`` of ``total`` finished (trained or read back) ``elapsed`` s in."""
+
+    def close(self) -> None:
+        """The run ended (finished, failed or interrupted)."""
+
+
+class _EpochTally:
+    """A Ray actor adding up the fold-epochs the workers report."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def add(self, folds: int) -> None:
+        self.count += folds
+
+    def total(self) -> int:
+        return self.count
 
 
 def run_units(
@@ -256,7 +301,7 @@ def run_units(
     distributed: bool,
     address: str | None,
     max_failures: int,
-    progress: Progress | None = None,
+    progress: UnitProgress | None = None,
     costs: Sequence[float] | None = None,
 ) -> list[UnitResult]:
     """Every unit's result, in ``specs`` order: stored ones are read back, the rest trained
@@ -272,6 +317,7 @@ def run_units(
     pending = [i for i in range(len(specs)) if i not in results]
     if costs is not None:
         pending.sort(key=lambda i: -costs[i])  # stable: equal costs keep their order
+    progress = progress or UnitProgress()
     started = time.perf_counter()
     done = len(results)
 
@@ -279,34 +325,47 @@ def run_units(
         nonlocal done
         results[index] = result
         done += 1
-        if progress:
-            progress(done, len(specs), result, time.perf_counter() - started)
+        progress.finished(done, len(specs), result, time.perf_counter() - started)
 
-    if pending and distributed:
-        _run_on_ray(specs, pending, context, address, max_failures, finished)
-    else:
-        for index in pending:
-            finished(index, _run_here(specs[index], context, max_failures))
+    progress.start([specs[i] for i in pending])
+    try:
+        if pending and distributed:
+            _run_on_ray(specs, pending, context, address, max_failures, finished, progress)
+        else:
+            _run_here(specs, pending, context, max_failures, finished, progress)
+    finally:
+        progress.close()
     return [results[i] for i in range(len(specs))]
 
 
-def _run_here(spec: UnitSpec, context: UnitContext, max_failures: int) -> UnitResult:
-    for attempt in range(max_failures + 1):
-        try:
-            return run_unit(spec, context)
-        except Exception:
-            if attempt == max_failures:
-                raise
-    raise AssertionError("unreachable")
+def _run_here(specs, pending, context, max_failures, finished, progress: UnitProgress) -> None:
+    trained = 0
+
+    def report(folds: int) -> None:
+        nonlocal trained
+        trained += folds
+        progress.epochs(trained)
+
+    for index in pending:
+        for attempt in range(max_failures + 1):
+            try:
+                result = run_unit(specs[index], context, report=report)
+                break
+            except Exception:
+                if attempt == max_failures:
+                    raise
+        finished(index, result)
 
 
-def _run_on_ray(specs, pending, context, address, max_failures, finished) -> None:
+def _run_on_ray(specs, pending, context, address, max_failures, finished, progress) -> None:
     from components.cluster import ray_session
 
     with ray_session(address) as ray:
+        tally = ray.remote(num_cpus=0)(_EpochTally).remote()
         remote = ray.remote(num_cpus=1, max_retries=max_failures, retry_exceptions=True)(_ray_unit)
-        futures = {remote.remote(specs[i], context): i for i in pending}
+        futures = {remote.remote(specs[i], context, tally): i for i in pending}
         while futures:
-            ready, _ = ray.wait(list(futures), num_returns=1)
+            ready, _ = ray.wait(list(futures), num_returns=1, timeout=1.0)
+            progress.epochs(ray.get(tally.total.remote()))
             for future in ready:
                 finished(futures.pop(future), ray.get(future))

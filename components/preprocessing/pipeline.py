@@ -48,7 +48,7 @@ REPORT_COLUMNS = dict.fromkeys(
 def pipeline_options(
     cfg: PreprocessConfig, workers: int | None, mode: str | None
 ) -> PipelineOptions:
-    flags = [f"--runner={cfg.runner}", "--default_sdk_harness_log_level=WARNING"]
+    flags = [f"--runner={cfg.runner}", "--default_sdk_harness_log_level=ERROR"]
     if cfg.runner == "DirectRunner":
         count = workers or cfg.direct_num_workers or os.cpu_count() or 1
         flags += [
@@ -101,14 +101,15 @@ def build_pipeline(
     reader_quarantine: list[dict],
     cfg: PreprocessConfig,
     folder: str,
+    tally: str | None = None,
 ) -> None:
     """Extract features (Beam workers, TensorFlow-free), write shards + manifest + quarantine
-    into ``folder``."""
+    into ``folder``; each sample done appends a byte to ``tally`` (a local file), if given."""
     extracted = (
         pipeline
         | "Samples" >> beam.Create(samples)
         | "Spread" >> beam.Reshuffle()
-        | "ExtractFeatures" >> ExtractFeatures(cfg)
+        | "ExtractFeatures" >> ExtractFeatures(cfg, tally)
     )
     (
         extracted.records

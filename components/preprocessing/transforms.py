@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import zlib
 from collections.abc import Iterable
 
@@ -34,8 +35,9 @@ def quarantine_row(item: LabelledSample, reason: str, message: str) -> dict:
 class ExtractFeaturesFn(beam.DoFn):
     """Sample → record; a failing sample goes to the quarantine output with its reason."""
 
-    def __init__(self, cfg: PreprocessConfig):
+    def __init__(self, cfg: PreprocessConfig, tally: str | None = None):
         self.cfg = cfg
+        self.tally = tally  # a local file that gets a byte per sample done (progress)
         self.read = Metrics.counter(NAMESPACE, "samples_read")
         self.extracted = Metrics.counter(NAMESPACE, "samples_extracted")
 
@@ -54,17 +56,32 @@ class ExtractFeaturesFn(beam.DoFn):
             reason, message = "error", f"{type(exc).__name__}: {exc}"
         else:
             self.extracted.inc()
+            self._tally()
             yield record
             return
+        self._tally()
         Metrics.counter(NAMESPACE, f"quarantined_{reason}").inc()
         yield TaggedOutput(QUARANTINE_TAG, quarantine_row(item, reason, message))
+
+    def _tally(self) -> None:
+        if self.tally is None:
+            return
+        try:  # one appended byte: atomic from any number of worker processes
+            descriptor = os.open(self.tally, os.O_WRONLY | os.O_APPEND)
+            try:
+                os.write(descriptor, b".")
+            finally:
+                os.close(descriptor)
+        except OSError:  # a remote worker without the file: no progress, nothing else lost
+            self.tally = None
 
 
 @beam.ptransform_fn
 @beam.typehints.with_input_types(LabelledSample)
-def ExtractFeatures(samples, cfg: PreprocessConfig):
-    """Labelled samples → (records, quarantine rows)."""
-    return samples | "Extract" >> beam.ParDo(ExtractFeaturesFn(cfg)).with_outputs(
+def ExtractFeatures(samples, cfg: PreprocessConfig, tally: str | None = None):
+    """Labelled samples → (records, quarantine rows); a byte appended to ``tally`` (a local
+    file) per sample done."""
+    return samples | "Extract" >> beam.ParDo(ExtractFeaturesFn(cfg, tally)).with_outputs(
         QUARANTINE_TAG, main="records"
     )
 

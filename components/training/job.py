@@ -84,10 +84,15 @@ class TrainingJob:
         """Whether this job's folds train stacked, and if not, why."""
         return stacking(self.model_cfg, self.train, self.strategy)
 
-    def fit(self, folds: Sequence[FoldData]) -> list[FoldFit]:
-        """Train ``folds`` to the end; each fold's outcome (best weights restored)."""
+    def fit(
+        self, folds: Sequence[FoldData], report: Callable[[int], None] | None = None
+    ) -> list[FoldFit]:
+        """Train ``folds`` to the end; each fold's outcome (best weights restored). After
+        every epoch, ``report`` gets the number of folds that trained in it (progress)."""
         fits = []
         for run in self.runs(folds):
+            if report is not None:
+                run.on_epoch = _fold_epochs(run, report)
             run.fit()
             fits += run.finish()
         return fits
@@ -114,3 +119,10 @@ class TrainingJob:
             num_classes=self.num_classes,
             seed=self.seed,
         )
+
+
+def _fold_epochs(run: FoldRun, report: Callable[[int], None]) -> Callable:
+    def on_epoch(epoch: int, *_) -> None:
+        report(int((run.selection.epochs_run == epoch + 1).sum()))
+
+    return on_epoch

@@ -16,6 +16,7 @@ from components.outputs import (
     staged_files,
     write_json,
 )
+from components.progress import say
 from components.tuning import search
 from components.tuning.space import describe, trials
 from components.tuning.store import RECORD, SearchRecord, SearchStore, TrialRecord, check_record
@@ -77,6 +78,7 @@ class SearchPlan:
 
         from components.tracking import resolved_uri
         from components.tracking.trial_runs import close_trial_runs
+        from components.tuning.progress import SearchProgress
         from components.tuning.trainable import TrialContext, train_trial
 
         params, cfg = self.params, self.params.tune
@@ -86,7 +88,7 @@ class SearchPlan:
         )
         slots = search.trial_slots(params, len(self.points))
         if not fresh and (record := store.read_record(slots, self.points)) is not None:
-            print(f"tune: reading the finished search at {store.path}", flush=True)
+            say(f"tune: reading the finished search at {store.path}", flush=True)
             return record, store
         self._prepare(store, fresh, slots)
         uri = resolved_uri(params.tracking)
@@ -112,17 +114,18 @@ class SearchPlan:
             {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial},
         )
         labels = [describe(p) for p in self.points]
-        tuner = search.build_tuner(trainable, params, store, slots, labels)
+        expected = search.expected_trials(params, len(self.points))
+        progress = SearchProgress(self.points, slots, labels, expected)
+        tuner = search.build_tuner(trainable, params, store, slots, labels, [progress])
         statuses: dict[str, tuple[int, str]] = {}
         try:
             with search.interruptible() as interruption:
                 results = tuner.fit()
             statuses = search.trial_statuses(results, slots)
         finally:
+            progress.close()
             close_trial_runs(uri, parent_run_id, self._outcomes(store, statuses, interruption))
-        search.check_complete(
-            statuses, interruption, search.expected_trials(params, len(self.points))
-        )
+        search.check_complete(statuses, interruption, expected)
         record = self._record(store, statuses)
         check_record(record, slots, self.points, store.where(RECORD))
         store.write_record(record)
@@ -158,13 +161,12 @@ class SearchPlan:
         )
         if reason is None:
             store.check_trials()
-            print(
+            say(
                 f"tune: resuming the interrupted search at {store.path}: each trial goes on "
-                "from its last epoch",
-                flush=True,
+                "from its last epoch"
             )
             return
-        print(f"tune: the interrupted search at {store.path}: {reason}; starting it over")
+        say(f"tune: the interrupted search at {store.path}: {reason}; starting it over")
         store.clear_trials()
 
     def _record(self, store: SearchStore, statuses: dict[str, tuple[int, str]]) -> SearchRecord:

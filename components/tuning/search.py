@@ -192,7 +192,7 @@ def interruptible() -> Iterator[Interruption]:
             signal.signal(s, handler)
 
 
-def build_tuner(trainable, params: Params, store, slots, labels: list[str]):
+def build_tuner(trainable, params: Params, store, slots, labels: list[str], callbacks=()):
     """A new ``Tuner`` for the search, its Ray experiment inside the search's folder. An
     interrupted search is never restored from Ray's experiment state (pickles): its trials
     resume from their own states in the search store (:mod:`components.tuning.store`)."""
@@ -229,7 +229,8 @@ def build_tuner(trainable, params: Params, store, slots, labels: list[str]):
             storage_path=store.path,
             failure_config=tune.FailureConfig(max_failures=cfg.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-            verbose=1,
+            callbacks=list(callbacks),
+            verbose=0,  # the search's own bar and lines (components.tuning.progress) instead
         ),
     )
 

@@ -1,0 +1,127 @@
+"""The ``mer`` command line as users of DVC and other tools expect it: ``--version``, flags
+before or after the subcommand, ``-S key=value`` overrides, ``-q``; progress with an ETA."""
+
+import io
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from components import progress
+from components.progress import Bar, FileTally, say
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: a tiny synthetic dataset: 3 subjects × 1 clip per class, short small clips
+TINY = [
+    "-S", "synthesize.subjects=3", "-S", "synthesize.clips_per_class=1",
+    "-S", "synthesize.frames_min=6", "-S", "synthesize.frames_max=7",
+    "-S", "synthesize.frame_size=96",
+]  # fmt: skip
+
+
+def mer(cwd: Path, *args: str, progress_style: str = "lines") -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "MER_PROGRESS": progress_style},
+    )
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["synthesize"]["root"] = "raw/synthetic"
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return tmp_path
+
+
+def test_version(tmp_path: Path) -> None:
+    done = mer(tmp_path, "--version")
+    assert done.returncode == 0 and re.fullmatch(r"mer-attention \S+\n", done.stdout)
+
+
+def test_flags_after_the_subcommand_and_overrides_reach_the_stage(project: Path) -> None:
+    done = mer(project, "synthesize", *TINY, "--params", "params.yaml")
+    assert done.returncode == 0, done.stderr
+    subjects = sorted(p.name for p in (project / "raw/synthetic/CASME2_RAW_selected").iterdir())
+    assert subjects == ["sub01", "sub02", "sub03"]  # -S synthesize.subjects=3, not params.yaml's
+    assert done.stdout.strip().endswith("]") and "wrote 9 clips" in done.stdout
+    lines = re.findall(r"^synthesize: (\d)/3 subjects \((\d+)%\)", done.stderr, re.M)
+    assert lines == [("1", "33"), ("2", "67"), ("3", "100")]  # one a subject: each a tenth+
+
+
+def test_quiet_prints_results_only(project: Path) -> None:
+    done = mer(project, "-q", "synthesize", *TINY)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert done.stdout.count("\n") == 1 and "wrote 9 clips" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-S", "synthesize.subjects"], "expected KEY=VALUE"),
+        (["-S", "synthesize.subject=3"], "subject"),
+        (["-S", "synthesize.subjects=1"], "synthesize.subjects"),
+        (["-S", "seed.x=1"], "seed is not a section"),
+    ],
+)
+def test_a_bad_override_is_named(project: Path, args: list[str], message: str) -> None:
+    done = mer(project, "synthesize", *args)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and not (project / "raw").exists()
+
+
+def test_quiet_and_verbose_together_are_refused(project: Path) -> None:
+    done = mer(project, "synthesize", "-q", "--verbose")
+    assert done.returncode == 2 and "cannot be used together" in done.stderr
+
+
+@pytest.fixture
+def level():
+    yield progress.set_level
+    progress.set_level("normal")
+
+
+def test_a_log_gets_a_line_at_every_tenth(monkeypatch, level) -> None:
+    monkeypatch.setenv("MER_PROGRESS", "lines")
+    out = io.StringIO()
+    with Bar("evaluate", 40, "fold-epoch", file=out) as bar:
+        for _ in range(25):
+            bar.advance()
+        bar.drop(10)  # folds that stopped early: 25 of 30 now
+        bar.to(30)
+    shares = re.findall(r"^evaluate: (\d+)/(\d+) fold-epochs \((\d+)%\)", out.getvalue(), re.M)
+    assert [int(s[2]) for s in shares] == [10, 20, 30, 40, 50, 60, 83, 100]
+    assert shares[-1][:2] == ("30", "30")
+
+
+def test_a_terminal_gets_a_bar_and_quiet_gets_nothing(monkeypatch, capsys, level) -> None:
+    monkeypatch.setenv("MER_PROGRESS", "bar")
+    out = io.StringIO()
+    with Bar("tune", 8, "trial-epoch", file=out) as bar:
+        bar.advance(8)
+    assert "8/8" in out.getvalue() and "trial-epoch" in out.getvalue()
+    level("quiet")
+    quiet = io.StringIO()
+    with Bar("tune", 8, "trial-epoch", file=quiet) as bar:
+        bar.advance(8)
+    say("a line")
+    assert quiet.getvalue() == "" and capsys.readouterr().out == ""
+
+
+def test_other_processes_report_through_a_file(monkeypatch, level) -> None:
+    monkeypatch.setenv("MER_PROGRESS", "off")
+    bar = Bar("preprocess", 50, "clip")
+    with FileTally(bar, every=0.05) as tally:
+        script = f"import os\nfor _ in range(20): os.write(os.open({tally.path!r}, os.O_WRONLY | os.O_APPEND), b'.')"
+        for _ in range(2):
+            subprocess.run([sys.executable, "-c", script], check=True)
+    assert bar.count == 40 and not Path(tally.path).exists()
