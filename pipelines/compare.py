@@ -66,8 +66,8 @@ def _compare(params, session) -> int:
         draw = resampling(ev.bootstrap, params.seed, ev.confidence)
         answers = sweep.compare(plan, predictions, draw, cfg.correction)
         found = Comparison(
-            sweep.header(params, session, seeds), cfg.correction, seeds, answers.rows,
-            answers.effects,
+            sweep.header(params, session, seeds, answers.noise), cfg.correction, seeds,
+            answers.rows, answers.effects,
         )  # fmt: skip
         folder = sweep.publish(params, found)
         mlflow.log_metrics(found.metrics())

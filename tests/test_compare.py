@@ -74,6 +74,48 @@ def test_main_effects_are_the_mean_paired_delta_of_each_level() -> None:
     assert effects[("attention", "cbam")]["verdict"] == "better"
 
 
+def test_the_delta_intervals_carry_the_noise_between_training_seeds() -> None:
+    """The sweep's whole-model seed variance is pooled over its models and widens every Δ
+    interval (issue 24: without it, trained A/A replicates were called better or worse in 17%);
+    the report's header says how much, or that one seed cannot measure it."""
+    from components.config import Params, parse
+    from components.evaluation.comparison import Sweep, compare, noise_statement
+    from components.evaluation.simulation import World, seeded_frame
+    from components.statistics import Resampling, TrainingNoise
+
+    params = parse(Params, {"compare": {"space": {"attention": ["none", "se", "spatial"],
+                                                   "placement": [["fused"]]}}}, "params.yaml")  # fmt: skip
+    sweep = Sweep.of(params)
+    confusions = World(seed_sd=0.3).seeded_confusions(np.random.default_rng(5), 40, (0.0,) * 3, 3)
+    predictions = {}
+    for model, confusion in zip(sweep.models, confusions, strict=True):
+        frame = seeded_frame(confusion)
+        frame["dataset"] = "casme2"
+        predictions[model] = frame
+    draw = Resampling(3, 1000, 0, 0.95)
+    answers = compare(sweep, predictions, draw, "holm")
+    assert answers.noise.dof == 3 * 2 and answers.noise.sd() > 0.01
+    plain = compare_without_noise(sweep, predictions, draw)
+    for row, narrow in zip(answers.rows[1:], plain, strict=True):
+        assert row["delta_uf1_ci_high"] - row["delta_uf1_ci_low"] > narrow
+    assert f"{answers.noise.dof} df" in noise_statement(answers.noise)
+    assert "not measured" in noise_statement(TrainingNoise.none())
+
+
+def compare_without_noise(sweep, predictions, draw) -> list[float]:
+    """Each variant's Δ interval width from the subject bootstrap alone."""
+    from components.statistics import paired_bootstrap
+
+    subjects = sorted(next(iter(predictions.values())).subject_id.unique())
+    widths = []
+    for model in sweep.variants:
+        delta = paired_bootstrap(
+            predictions[model], predictions[sweep.baseline_of[model]], subjects, draw
+        )["uf1"]
+        widths.append(delta.high - delta.low)
+    return widths
+
+
 @pytest.mark.slow
 def test_compare_stage_reports_every_model_and_the_same_files_on_rerun(tmp_path: Path) -> None:
     small_project(
@@ -119,6 +161,7 @@ def test_compare_stage_reports_every_model_and_the_same_files_on_rerun(tmp_path:
         assert label.replace("_", "\\_") in (out / "comparison.tex").read_text()
     assert list(pd.read_csv(out / "comparison.csv").model) == labels
     assert "Main effects" in table and "ΔUF1 [95% CI]" in table
+    assert "noise between training seeds" in table and "5 df" in table  # 5 models × 1
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["variants"] == 4 and metrics["seeds"] == 2
     for figure in ("forest.png", "heatmap.png"):

@@ -127,6 +127,8 @@ def test_similarity_transform_is_least_squares_for_noisy_points() -> None:
     matrix = similarity_transform(source, target)
     np.testing.assert_allclose(matrix[:, :2], np.eye(2) * 0.5, atol=1e-3)
     np.testing.assert_allclose(matrix[:, 2], [3, 4], atol=0.05)
+    with pytest.raises(NoFaceError, match="no similarity transform"):  # coincident landmarks
+        similarity_transform(np.ones((5, 2)), target[:5])
 
 
 def test_face_detection_on_a_real_face_and_on_nothing() -> None:

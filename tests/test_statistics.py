@@ -223,6 +223,69 @@ def test_bootstrap_intervals_cover_the_truth_at_their_nominal_rate() -> None:
     assert abs(false_calls / simulations - 0.05) <= tolerance, false_calls / simulations
 
 
+def test_training_noise_keeps_the_a_a_rate_at_its_nominal_level() -> None:
+    """Issue 24: when every trained model of a configuration is shifted as a whole by its seed
+    (what the trained A/A replicates showed), the subject bootstrap alone calls a configuration
+    better or worse than itself far beyond 5%; with the pooled training noise added, the A/A
+    rate and the coverage of the true Δ are nominal within three binomial standard errors."""
+    import math
+
+    from components.evaluation.simulation import World, seeded_frame
+    from components.statistics import Resampling, TrainingNoise, paired_bootstrap, verdict
+
+    world, simulations, effect = World(seed_sd=0.15), 200, 0.3
+    true_delta = World().truth(effect)[0] - World().truth(0.0)[0]
+    rng = np.random.default_rng(7)
+    plain = with_noise = covered = 0
+    for k in range(simulations):
+        baseline, better, again = (
+            seeded_frame(c) for c in world.seeded_confusions(rng, 68, (0.0, effect, 0.0), 3)
+        )
+        subjects = sorted(baseline.subject_id.unique())
+        resampling = Resampling(3, 1000, k, 0.95)
+        noise = TrainingNoise.pooled([baseline, better, again], subjects, resampling)
+        assert noise.dof == 6
+        plain += verdict(paired_bootstrap(again, baseline, subjects, resampling)["uf1"]) != (
+            "no detectable difference"
+        )
+        aa = paired_bootstrap(again, baseline, subjects, resampling, noise, ("again", "base"))
+        with_noise += verdict(aa["uf1"]) != "no detectable difference"
+        delta = paired_bootstrap(better, baseline, subjects, resampling, noise, ("b", "base"))
+        covered += delta["uf1"].low <= true_delta <= delta["uf1"].high
+    tolerance = 3 * math.sqrt(0.95 * 0.05 / simulations)
+    assert plain / simulations > 0.05 + tolerance, plain / simulations  # the problem is real
+    assert abs(with_noise / simulations - 0.05) <= tolerance, with_noise / simulations
+    assert abs(covered / simulations - 0.95) <= tolerance, covered / simulations
+
+
+def test_training_noise_is_the_seed_spread_the_bootstrap_does_not_carry() -> None:
+    """Identical seeds: no noise; one seed per arm: not measured; a whole-model shift between
+    seeds: its variance comes back (the clip-level part is left to the bootstrap)."""
+    from components.evaluation.simulation import World, predictions_frame, seeded_frame
+    from components.statistics import Resampling, TrainingNoise
+
+    rng = np.random.default_rng(3)
+    one = World().confusions(rng, 68, (0.0,))[0]
+    same = pd.concat([predictions_frame(one, seed=s) for s in range(3)])
+    subjects = sorted(same.subject_id.unique())
+    resampling = Resampling(3, 500, 1, 0.95)
+    assert TrainingNoise.pooled([same], subjects, resampling).variance == {"uf1": 0.0, "uar": 0.0}
+    single = predictions_frame(one)
+    assert TrainingNoise.pooled([single], subjects, resampling).dof == 0
+    shifted = World(seed_sd=0.4, seed_subject_sd=0.0)
+    calm = World(seed_sd=0.0, seed_subject_sd=0.0)
+    frames = {
+        name: [seeded_frame(c) for c in w.seeded_confusions(rng, 68, (0.0,) * 8, 3)]
+        for name, w in (("shifted", shifted), ("calm", calm))
+    }
+    loud = TrainingNoise.pooled(frames["shifted"], subjects, resampling)
+    quiet = TrainingNoise.pooled(frames["calm"], subjects, resampling)
+    assert loud.dof == quiet.dof == 16
+    # a 0.4 log-odds shift moves UF1 by about 0.4 × p(1 − p) ≈ 0.07 at p ≈ 0.77
+    assert 0.04 < loud.sd() < 0.11, loud.sd()
+    assert quiet.sd() < 0.02, quiet.sd()  # only clip-level noise: mostly the bootstrap's
+
+
 def test_holm_and_benjamini_hochberg_agree_with_statsmodels() -> None:
     from statsmodels.stats.multitest import multipletests
 

@@ -26,6 +26,7 @@ from components.metrics import confusion_matrix
 from components.models.space import model_variants
 from components.statistics import (
     Resampling,
+    TrainingNoise,
     benjamini_hochberg,
     bootstrap,
     difference,
@@ -121,6 +122,7 @@ class Answers:
 
     rows: list[dict]
     effects: list[dict]
+    noise: TrainingNoise
 
 
 def compare(
@@ -132,6 +134,7 @@ def compare(
     """Rows (baselines first) and main effects of a finished sweep."""
     any_frame = next(iter(predictions.values()))
     subjects = sorted(any_frame.subject_id.unique())
+    noise = TrainingNoise.pooled(predictions.values(), subjects, draw)
     rows, draws, estimates = [], {}, {}
     baselines = set(sweep.baseline_of.values())
     for model in sweep.models:
@@ -149,7 +152,9 @@ def compare(
             row["verdict"] = "baseline"
         else:
             base = sweep.baseline_of[model]
-            found = paired_draws(frame, predictions[base], subjects, draw)
+            found = paired_draws(
+                frame, predictions[base], subjects, draw, noise, (model.label, base.label)
+            )
             estimates[model], draws[model] = found["uf1"]
             delta = {k: difference(e, d, draw.confidence) for k, (e, d) in found.items()}
             row.update(
@@ -172,7 +177,7 @@ def compare(
         )
     order = sweep.variants  # the compared rows' order
     effects = main_effects(compared, [estimates[m] for m in order], [draws[m] for m in order], draw)
-    return Answers(rows, effects)
+    return Answers(rows, effects, noise)
 
 
 def main_effects(
@@ -222,15 +227,29 @@ def run_sweep(params: Params, session, seeds: list[int]):
     return sweep, predictions, runs
 
 
-def header(params: Params, session, seeds: list[int]) -> str:
+def header(params: Params, session, seeds: list[int], noise: TrainingNoise) -> str:
     ev, cfg = params.evaluate, params.compare
     records = session.records
     return (
         f"{ev.protocol.upper()} over {len(records.subjects)} subjects, {len(records.manifest)} "
         f"samples; seeds {seeds}; epoch chosen on validation subjects per fold; CIs: subject "
-        f"bootstrap ({ev.bootstrap} resamples), Δ paired on the same subjects and seeds; "
-        f"adjusted for {sum(1 for _ in Sweep.of(params).variants)} comparisons by "
+        f"bootstrap ({ev.bootstrap} resamples), Δ paired on the same subjects and seeds"
+        f"{noise_statement(noise)}; adjusted for "
+        f"{sum(1 for _ in Sweep.of(params).variants)} comparisons by "
         f"{'Holm' if cfg.correction == 'holm' else 'Benjamini-Hochberg'}."
+    )
+
+
+def noise_statement(noise: TrainingNoise) -> str:
+    """How the Δ intervals account for training noise (words for the report's header)."""
+    if noise.dof == 0:
+        return (
+            " (one seed per model: the noise between training seeds is not measured and the Δ "
+            "intervals leave it out; set compare.seeds ≥ 2)"
+        )
+    return (
+        f" plus the noise between training seeds (UF1 sd {noise.sd():.4f} of a whole model, "
+        f"pooled over the models, {noise.dof} df)"
     )
 
 

@@ -10,6 +10,11 @@ predicted correctly with probability ``sigmoid(base + class_offset[c] + ability 
 interaction)``, else as one of the other classes at random. The truth is the metric of the
 expected pooled confusion matrix over the subject population (estimated once from a very large
 number of simulated subjects).
+
+Training seeds (:meth:`World.seeded_confusions`): each trained model of a variant shifts the
+log-odds of every subject by one draw (``seed_sd``: a seed makes the whole model a little
+better or worse, what a subject bootstrap cannot see) and of each subject by another
+(``seed_subject_sd``), and draws its clips' outcomes anew.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ class World:
     class_offsets: tuple[float, float, float] = (0.4, -0.2, -0.4)
     subject_sd: float = 1.0  # subject ability
     interaction_sd: float = 0.15  # variant × subject
+    seed_sd: float = 0.0  # a trained model's shift on every subject
+    seed_subject_sd: float = 0.1  # and on each subject
     counts: tuple[float, float, float] = COMPOSITE_MEAN_COUNTS  # mean clips per class
 
     def confusions(
@@ -46,23 +53,32 @@ class World:
         clips = rng.poisson(np.asarray(self.counts), size=(subjects, CLASSES))
         out = np.zeros((len(effects), subjects, CLASSES, CLASSES), np.int64)
         for v, effect in enumerate(effects):
-            logit = (
-                self.base
-                + np.asarray(self.class_offsets)[None]
-                + ability[:, None]
-                + effect
-                + rng.normal(0, self.interaction_sd, size=(subjects, 1))
+            logit = self._logit(ability, effect) + rng.normal(
+                0, self.interaction_sd, size=(subjects, 1)
             )
-            p = 1 / (1 + np.exp(-logit))  # (n, K)
-            correct = rng.binomial(clips, p)
-            wrong = clips - correct
-            first = rng.binomial(wrong, 0.5)  # wrong ones split between the two other classes
-            for c in range(CLASSES):
-                others = [k for k in range(CLASSES) if k != c]
-                out[v, :, c, c] = correct[:, c]
-                out[v, :, c, others[0]] = first[:, c]
-                out[v, :, c, others[1]] = wrong[:, c] - first[:, c]
+            out[v] = _outcomes(rng, clips, logit)
         return out
+
+    def seeded_confusions(
+        self, rng: np.random.Generator, subjects: int, effects: tuple[float, ...], seeds: int
+    ) -> np.ndarray:
+        """:meth:`confusions` with ``seeds`` trained models per variant: ``(V, S, n, K, K)``."""
+        ability = rng.normal(0, self.subject_sd, size=subjects)
+        clips = rng.poisson(np.asarray(self.counts), size=(subjects, CLASSES))
+        out = np.zeros((len(effects), seeds, subjects, CLASSES, CLASSES), np.int64)
+        for v, effect in enumerate(effects):
+            logit = self._logit(ability, effect) + rng.normal(
+                0, self.interaction_sd, size=(subjects, 1)
+            )
+            for s in range(seeds):
+                shift = rng.normal(0, self.seed_sd) + rng.normal(
+                    0, self.seed_subject_sd, size=(subjects, 1)
+                )
+                out[v, s] = _outcomes(rng, clips, logit + shift)
+        return out
+
+    def _logit(self, ability: np.ndarray, effect: float) -> np.ndarray:
+        return self.base + np.asarray(self.class_offsets)[None] + ability[:, None] + effect
 
     @functools.cache  # noqa: B019 - a World is frozen and few are made
     def truth(self, effect: float, population: int = 400_000) -> tuple[float, float]:
@@ -71,6 +87,27 @@ class World:
         pooled = self.confusions(rng, population, (effect,))[0].sum(axis=0)
         uf1, uar = uf1_uar(pooled)
         return float(uf1), float(uar)
+
+
+def _outcomes(rng: np.random.Generator, clips: np.ndarray, logit: np.ndarray) -> np.ndarray:
+    """Per-subject confusions ``(n, K, K)`` of ``clips`` ``(n, K)`` predicted correctly with
+    probability ``sigmoid(logit)``, the wrong ones split at random between the other classes."""
+    p = 1 / (1 + np.exp(-logit))
+    correct = rng.binomial(clips, p)
+    wrong = clips - correct
+    first = rng.binomial(wrong, 0.5)
+    out = np.zeros((len(clips), CLASSES, CLASSES), np.int64)
+    for c in range(CLASSES):
+        others = [k for k in range(CLASSES) if k != c]
+        out[:, c, c] = correct[:, c]
+        out[:, c, others[0]] = first[:, c]
+        out[:, c, others[1]] = wrong[:, c] - first[:, c]
+    return out
+
+
+def seeded_frame(confusions: np.ndarray) -> pd.DataFrame:
+    """The predictions table of one variant's ``(S, n, K, K)`` seeded confusions."""
+    return pd.concat([predictions_frame(c, seed=s) for s, c in enumerate(confusions)])
 
 
 def predictions_frame(confusion: np.ndarray, seed: int = 0) -> pd.DataFrame:

@@ -29,22 +29,18 @@ def template_points(size: int, margin: float) -> np.ndarray:
 
 
 def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (Umeyama 1991) mapping ``source`` points onto ``target``; 2×3."""
-    source = np.asarray(source, dtype=np.float64)
-    target = np.asarray(target, dtype=np.float64)
-    mu_s, mu_t = source.mean(0), target.mean(0)
-    s, t = source - mu_s, target - mu_t
-    covariance = t.T @ s / len(source)
-    u, d, vt = np.linalg.svd(covariance)
-    sign = np.eye(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[1, 1] = -1
-    rotation = u @ sign @ vt
-    scale = np.trace(np.diag(d) @ sign) / s.var(0).sum()
-    matrix = np.zeros((2, 3))
-    matrix[:, :2] = scale * rotation
-    matrix[:, 2] = mu_t - scale * rotation @ mu_s
-    return matrix
+    """Least-squares similarity (Umeyama 1991, scikit-image's estimate) mapping ``source``
+    points onto ``target``; 2×3. Raises NoFaceError when the points admit none (coincident)."""
+    from skimage.transform import SimilarityTransform
+
+    from components.faces.detect import NoFaceError
+
+    transform = SimilarityTransform.from_estimate(
+        np.asarray(source, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    )
+    if not transform:
+        raise NoFaceError(f"the landmarks admit no similarity transform ({transform})")
+    return transform.params[:2].copy()
 
 
 def alignment_matrix(landmarks: np.ndarray, size: int, margin: float) -> np.ndarray:

@@ -87,9 +87,9 @@ def detect(onset: np.ndarray, cfg: PreprocessConfig, where: str) -> tuple[Face, 
     """The onset face and its alignment matrix; no face is a ``no_face`` :class:`SampleError`."""
     try:
         face = detect_face(onset, cfg.detector)
+        return face, alignment_matrix(face.landmarks, cfg.face_size, cfg.face_margin)
     except NoFaceError as exc:
         raise SampleError("no_face", f"{where}: {exc}") from exc
-    return face, alignment_matrix(face.landmarks, cfg.face_size, cfg.face_margin)
 
 
 def clip_features(
