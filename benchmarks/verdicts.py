@@ -1,6 +1,7 @@
 """How far apart must two configurations be before `mer compare` tells them apart?
 
     python -m benchmarks.verdicts        (builds the development set on first use; ~30 min)
+    python -m benchmarks.verdicts --analyse   (the last run's trained replicates, analysed again)
 
 On the development set (68 subjects, 442 clips, calibrated like the real composite), with
 params.yaml's model and training, the verdict procedure of `mer compare` (paired subject
@@ -16,7 +17,13 @@ Holm's adjustment within a family of comparisons) is measured where its truth is
    how often it is called "worse", at the measured effect size.
 3. **The procedure alone**, by simulation with a known truth (no training,
    :mod:`components.evaluation.simulation`): coverage of the 95% subject-bootstrap and paired
-   intervals, and the A/A false-call rate, over many simulations.
+   intervals, and the A/A false-call rate, over many simulations; with trained models that a
+   seed shifts as a whole, the A/A rate with and without the training noise, and the power
+   against true differences of several sizes.
+
+Both verdict procedures are measured on the same trained replicates: the subject bootstrap
+alone (before issue 24's change) and with the training noise pooled over the family's arms
+(:class:`components.statistics.TrainingNoise`, what `mer compare` does now).
 
 The cheapest honest protocol for the trained replicates is grouped 5-fold over subjects (each
 seed one unit of 5 stacked folds): the comparison procedure is the same as on LOSO (predictions
@@ -27,6 +34,7 @@ exact (Clopper–Pearson) 95% binomial interval.
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -114,11 +122,75 @@ def simulate() -> dict[str, tuple[int, int]]:
     return {k: (v, SIMULATIONS) for k, v in counts.items()}
 
 
+def simulate_seeds(effects: tuple[float, ...] = (0.0, 0.15, 0.3, 0.45)) -> list[dict]:
+    """Three seeds a side, each trained model shifted as a whole (``World.seed_sd``): per true
+    effect, how often each procedure calls "better" or "worse" (the A/A rate at effect 0)."""
+    from components.evaluation.simulation import World, seeded_frame
+    from components.statistics import Resampling, TrainingNoise, paired_bootstrap, verdict
+
+    world, runs = World(seed_sd=0.1), SIMULATIONS // 4
+    rng = np.random.default_rng(12)
+    out = []
+    for effect in effects:
+        plain = with_noise = 0
+        for k in range(runs):
+            baseline, variant, other = (
+                seeded_frame(c) for c in world.seeded_confusions(rng, 68, (0.0, effect, 0.0), 3)
+            )
+            subjects = sorted(baseline.subject_id.unique())
+            resampling = Resampling(3, 1000, k, 0.95)
+            noise = TrainingNoise.pooled([baseline, variant, other], subjects, resampling)
+            plain += verdict(paired_bootstrap(variant, baseline, subjects, resampling)["uf1"]) != (
+                "no detectable difference"
+            )
+            found = paired_bootstrap(variant, baseline, subjects, resampling, noise, ("v", "b"))
+            with_noise += verdict(found["uf1"]) != "no detectable difference"
+        delta = World().truth(effect)[0] - World().truth(0.0)[0]
+        out.append({"delta": delta, "plain": (plain, runs), "noise": (with_noise, runs)})
+    return out
+
+
+def family_rates(baseline, variant, groups, subjects, draw, confidence, with_noise: bool) -> dict:
+    """A/A and power counts over the families, for one verdict procedure."""
+    from components.statistics import TrainingNoise, holm, paired_bootstrap, verdict
+
+    false_calls = families_any = families_holm = worse_calls = 0
+    effects, sds = [], []
+    for f in range(FAMILIES):
+        mine = groups[f * (ARMS + 1) : (f + 1) * (ARMS + 1)]
+        reference = seeds_of(baseline, mine[0])
+        arms = [seeds_of(baseline, arm) for arm in mine[1:]]
+        worse_frame = seeds_of(variant, mine[0])
+        frames = [reference, *arms, worse_frame]  # a family's sweep: every arm pools its noise
+        noise = TrainingNoise.pooled(frames, subjects, draw) if with_noise else None
+        if noise is not None:
+            sds.append(noise.sd())
+        deltas = [
+            paired_bootstrap(arm, reference, subjects, draw, noise, (f"arm{k}", "base"))["uf1"]
+            for k, arm in enumerate(arms)
+        ]
+        calls = [verdict(d) != "no detectable difference" for d in deltas]
+        false_calls += sum(calls)
+        families_any += any(calls)
+        families_holm += any(p < 1 - confidence for p in holm([d.p_value for d in deltas]))
+        worse = paired_bootstrap(worse_frame, reference, subjects, draw, noise, ("worse", "base"))
+        worse_calls += verdict(worse["uf1"]) == "worse"
+        effects.append(worse["uf1"].estimate)
+    return {
+        "false": false_calls,
+        "any": families_any,
+        "holm": families_holm,
+        "worse": worse_calls,
+        "effect": float(np.mean(effects)),
+        "spread": float(np.std(effects)),
+        "noise_sd": float(np.mean(sds)) if sds else 0.0,
+    }
+
+
 def main() -> None:
     from components.config import load_params
     from components.evaluation.protocol import run_given
     from components.evaluation.session import Session
-    from components.statistics import holm, paired_bootstrap, verdict
 
     base = composite.ensure()
     folder = base.parent / "verdicts"
@@ -150,68 +222,99 @@ def main() -> None:
     model, train = params.model, params.train
     manifest = session.records.manifest
     every = [s for group in groups for s in group]
-    baseline = run_given(
-        model, train, every, session.folds, manifest, session.execution
-    ).predictions
-    variant_session = Session.open(varied, "verdicts")
     first = [s for f in range(FAMILIES) for s in groups[f * (ARMS + 1)]]
-    variant = run_given(
-        model, train, first, variant_session.folds, manifest, variant_session.execution
-    ).predictions
+    replicates = folder / "replicates"
+    if "--analyse" in sys.argv[1:]:  # the stored replicates of an earlier run, not retrained
+        baseline = pd.read_parquet(replicates / "baseline.parquet")
+        variant = pd.read_parquet(replicates / "variant.parquet")
+        if sorted(baseline.seed.unique()) != every or sorted(variant.seed.unique()) != first:
+            raise SystemExit(f"{replicates}: not this benchmark's seeds; run it without --analyse")
+    else:
+        baseline = run_given(
+            model, train, every, session.folds, manifest, session.execution
+        ).predictions
+        variant_session = Session.open(varied, "verdicts")
+        variant = run_given(
+            model, train, first, variant_session.folds, manifest, variant_session.execution
+        ).predictions
+        replicates.mkdir(exist_ok=True)
+        baseline.to_parquet(replicates / "baseline.parquet", index=False)
+        variant.to_parquet(replicates / "variant.parquet", index=False)
     trained = time.perf_counter() - started
 
     from components.evaluation.report import resampling
 
     draw = resampling(params.evaluate.bootstrap, params.seed, params.evaluate.confidence)
     subjects = sorted(manifest.subject_id.unique())
-    false_calls, families_any, families_holm = 0, 0, 0
-    worse_calls, effects = 0, []
-    for f in range(FAMILIES):
-        mine = groups[f * (ARMS + 1) : (f + 1) * (ARMS + 1)]
-        reference = seeds_of(baseline, mine[0])
-        deltas = [
-            paired_bootstrap(seeds_of(baseline, arm), reference, subjects, draw)["uf1"]
-            for arm in mine[1:]
-        ]
-        calls = [verdict(d) != "no detectable difference" for d in deltas]
-        false_calls += sum(calls)
-        families_any += any(calls)
-        families_holm += any(
-            p < 1 - params.evaluate.confidence for p in holm([d.p_value for d in deltas])
-        )
-        worse = paired_bootstrap(seeds_of(variant, mine[0]), reference, subjects, draw)["uf1"]
-        worse_calls += verdict(worse) == "worse"
-        effects.append(worse.estimate)
+    confidence = params.evaluate.confidence
+    before = family_rates(baseline, variant, groups, subjects, draw, confidence, False)
+    now = family_rates(baseline, variant, groups, subjects, draw, confidence, True)
     simulated = simulate()
+    seeded = simulate_seeds()
     comparisons = FAMILIES * ARMS
-    effect, spread = float(np.mean(effects)), float(np.std(effects))
     lines = [
-        f"A/A per comparison: {rate(false_calls, comparisons)} called better or worse (nominal 5%)",
-        f"A/A family of {ARMS}: any call {rate(families_any, FAMILIES)}; with Holm {rate(families_holm, FAMILIES)}",
-        f"power (strain removed, ΔUF1 {effect:+.3f} ± {spread:.3f}): {rate(worse_calls, FAMILIES)} called worse",
-        *(f"simulation {k}: {rate(*v)}" for k, v in simulated.items()),
+        f"{name}: A/A {rate(r['false'], comparisons)}; family any {rate(r['any'], FAMILIES)}, "
+        f"Holm {rate(r['holm'], FAMILIES)}; power {rate(r['worse'], FAMILIES)} "
+        f"(ΔUF1 {r['effect']:+.3f})"
+        for name, r in (("subject bootstrap alone", before), ("with training noise", now))
+    ]
+    lines += [f"simulation {k}: {rate(*v)}" for k, v in simulated.items()]
+    lines += [
+        f"seeded simulation ΔUF1 {r['delta']:+.3f}: alone {rate(*r['plain'])}, "
+        f"with noise {rate(*r['noise'])}"
+        for r in seeded
     ]
     print("\n".join(lines))
+    seeded_rows = "\n".join(
+        f"| seeded simulation, true ΔUF1 {r['delta']:+.3f}: called better or worse | "
+        f"{rate(*r['plain'])} | {rate(*r['noise'])} | {'5%' if r['delta'] == 0 else '—'} |"
+        for r in seeded
+    )
     body = f"""Development set (68 subjects, 442 clips), params.yaml's model and training, grouped
 5-fold over subjects, mean of {SEEDS} seeds per side, {params.evaluate.bootstrap} paired
 subject-bootstrap resamples, 95% intervals; {len(every)} + {len(first)} trained seeds
-({trained / 60:.0f} min on this machine). Rates with exact 95% binomial intervals.
+({
+        "analysed again from the stored replicates of an earlier run"
+        if "--analyse" in sys.argv[1:]
+        else f"trained in {trained / 60:.0f} min; units already in the store are read back"
+    }). Each family is a sweep of {ARMS + 2} arms (a baseline seed set,
+{ARMS} more seed sets of the same configuration, the model without its strain channel); "with
+training noise" pools the arms' whole-model seed variance as `mer compare` does (UF1 sd
+{now["noise_sd"]:.4f} on average). Rates with exact 95% binomial intervals.
+
+| what | subject bootstrap alone (before) | with training noise (`mer compare`) | nominal |
+| --- | --- | --- | --- |
+| A/A: a comparison of the configuration with itself called better or worse | {
+        rate(before["false"], comparisons)
+    } | {rate(now["false"], comparisons)} | 5% |
+| A/A: a family of {ARMS} such comparisons with any call, unadjusted | {
+        rate(before["any"], FAMILIES)
+    } | {rate(now["any"], FAMILIES)} | ≈ {1 - 0.95**ARMS:.0%} |
+| A/A: the same, Holm-adjusted within the family | {rate(before["holm"], FAMILIES)} | {
+        rate(now["holm"], FAMILIES)
+    } | ≤ 5% |
+| power: the model without its optical-strain channel (ΔUF1 {now["effect"]:+.3f}, sd {
+        now["spread"]:.3f} across families) called worse | {rate(before["worse"], FAMILIES)} | {
+        rate(now["worse"], FAMILIES)
+    } | — |
+{seeded_rows}
+
+The procedure alone, by simulation with a known truth ({SIMULATIONS} runs, one seed, no
+training noise):
 
 | what | rate [95% CI] | nominal |
 | --- | --- | --- |
-| A/A: a comparison of the configuration with itself called better or worse | {rate(false_calls, comparisons)} | 5% |
-| A/A: a family of {ARMS} such comparisons with any call, unadjusted | {rate(families_any, FAMILIES)} | ≈ {1 - 0.95**ARMS:.0%} |
-| A/A: the same, Holm-adjusted within the family | {rate(families_holm, FAMILIES)} | ≤ 5% |
-| power: the model without its optical-strain channel (ΔUF1 {effect:+.3f}, sd {spread:.3f} across families) called worse | {rate(worse_calls, FAMILIES)} | — |
-| simulation (known truth, {SIMULATIONS} runs, no training): 95% CI of UF1 covers the truth | {rate(*simulated["uf1"])} | 95% |
-| simulation: 95% CI of UAR covers the truth | {rate(*simulated["uar"])} | 95% |
-| simulation: paired 95% CI of ΔUF1 covers the true Δ | {rate(*simulated["delta"])} | 95% |
-| simulation: A/A called better or worse | {rate(*simulated["aa"])} | 5% |
+| 95% CI of UF1 covers the truth | {rate(*simulated["uf1"])} | 95% |
+| 95% CI of UAR covers the truth | {rate(*simulated["uar"])} | 95% |
+| paired 95% CI of ΔUF1 covers the true Δ | {rate(*simulated["delta"])} | 95% |
+| A/A called better or worse | {rate(*simulated["aa"])} | 5% |
 
-Reading it: a configuration must differ from another by well over the paired interval's
-half-width (±0.015–0.03 on 68 subjects with 3 seeds a side) before `mer compare` calls it;
-a sweep of many comparisons needs the family-wise adjustment its report gives beside the
-unadjusted verdicts."""
+Reading it: the subject bootstrap alone is right when the models are fixed (the simulation)
+but not when they are retrained: a seed shifts a whole model by about
+{now["noise_sd"]:.3f} UF1, and with it the A/A rate was {before["false"] / comparisons:.0%}.
+`mer compare` now adds that noise. A difference must be well over the paired interval's
+half-width (about ±0.03 on 68 subjects with 3 seeds a side) before it is called; removing the
+strain channel (ΔUF1 {now["effect"]:+.3f}) is below what 3 seeds can resolve."""
     write_section("verdicts", "python -m benchmarks.verdicts", body)
 
 
