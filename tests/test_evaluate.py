@@ -31,7 +31,9 @@ def stage(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_stage_writes_metrics_predictions_and_plots(stage: Path) -> None:
     reports = stage / "reports"
     metrics = json.loads((reports / "metrics.json").read_text())
-    assert set(metrics) == {"composite", "casme2", "folds_run", "seeds", "folds_still_improving"}
+    assert set(metrics) == {
+        "composite", "casme2", "ensemble", "folds_run", "seeds", "folds_still_improving",
+    }  # fmt: skip
     block = metrics["composite"]
     assert all(
         isinstance(v, int | float)
@@ -56,6 +58,17 @@ def test_stage_writes_metrics_predictions_and_plots(stage: Path) -> None:
         assert rows.uid.is_unique and len(rows) == 36
     assert predictions[["p_0", "p_1", "p_2"]].sum(axis=1).round(5).eq(1).all()
     assert (predictions.predicted == predictions[["p_0", "p_1", "p_2"]].to_numpy().argmax(1)).all()
+    # the two seeds' probability ensemble, against scikit-learn's macro F1 and recall
+    from sklearn.metrics import f1_score, recall_score
+
+    probability = predictions.groupby("uid")[["p_0", "p_1", "p_2"]].mean()
+    truth = predictions.groupby("uid").true.first()
+    voted = probability.to_numpy().argmax(1)
+    ensemble = metrics["ensemble"]
+    assert ensemble["samples"] == 36
+    assert ensemble["uf1"] == pytest.approx(f1_score(truth, voted, average="macro"), abs=1e-9)
+    assert ensemble["uar"] == pytest.approx(recall_score(truth, voted, average="macro"), abs=1e-9)
+    assert ensemble["uf1_ci_low"] <= ensemble["uf1"] <= ensemble["uf1_ci_high"]
     for name in ("confusion_composite.png", "f1_per_class.png", "attention_maps.png"):
         assert (reports / "figures" / name).stat().st_size > 5000
     confusion = pd.read_csv(reports / "plots/confusion.csv")

@@ -308,3 +308,23 @@ def test_the_bootstrap_p_value_matches_the_interval() -> None:
         draws = rng.normal(centre, 0.02, size=4000)
         low, high = percentile_interval(draws, 0.95)
         assert (bootstrap_p_value(draws) < 0.05) == (low > 0 or high < 0)
+
+
+def test_the_seed_ensemble_averages_probabilities_and_is_reported_beside_the_mean() -> None:
+    """Two seeds that disagree: the ensemble takes the class of the higher mean probability
+    (not a vote), and summarise reports it as its own subset only with several seeds."""
+    from components.evaluation.report import ENSEMBLE, ensemble_predictions, resampling, summarise
+
+    rows = []
+    for seed, p in ((1, [0.6, 0.4, 0.0]), (2, [0.0, 0.7, 0.3])):  # means 0.3 / 0.55 / 0.15
+        for k in range(6):
+            rows.append({"seed": seed, "uid": f"s{k}/c", "subject_id": f"s{k}",
+                         "dataset": "casme2", "true": 1, "p_0": p[0], "p_1": p[1],
+                         "p_2": p[2], "predicted": int(np.argmax(p))})  # fmt: skip
+    frame = pd.DataFrame(rows)
+    members = ensemble_predictions(frame)
+    assert len(members) == 6 and (members.predicted == 1).all() and (members.seed == -1).all()
+    np.testing.assert_allclose(members[["p_0", "p_1", "p_2"]].to_numpy()[0], [0.3, 0.55, 0.15])
+    summary = summarise(frame, resampling(200, 0, 0.95))
+    assert summary[ENSEMBLE]["accuracy"] == 1.0 and summary["composite"]["accuracy"] == 0.5
+    assert ENSEMBLE not in summarise(frame[frame.seed == 1], resampling(200, 0, 0.95))

@@ -99,6 +99,21 @@ def dataset_mean_block(frame: pd.DataFrame, draw: Resampling) -> dict:
     }
 
 
+#: the subset name of the seeds' probability ensemble (composite, every subject)
+ENSEMBLE = "ensemble"
+
+
+def ensemble_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
+    """One row per sample: the mean of the seeds' class probabilities and its argmax — the
+    N-seed ensemble as one model (seed -1)."""
+    probability = sorted(c for c in predictions.columns if c.startswith("p_"))
+    keys = ["uid", "subject_id", "dataset", "true"]
+    mean = predictions.groupby(keys, sort=True)[probability].mean().reset_index()
+    mean["predicted"] = mean[probability].to_numpy().argmax(axis=1)
+    mean["seed"] = -1
+    return mean
+
+
 def summarise(
     predictions: pd.DataFrame,
     draw: Resampling,
@@ -106,13 +121,17 @@ def summarise(
     untuned: Sequence[str] = (),
     dataset_mean: bool = False,
 ) -> dict[str, dict]:
-    """``composite``, each dataset, ``untuned_subjects`` (when given) and, for
+    """``composite`` (the mean over seeds), each dataset, ``ensemble`` (with several seeds: the
+    seeds' probability ensemble over every subject), ``untuned_subjects`` (when given) and, for
     leave-one-dataset-out, ``dataset_mean`` (the mean of the per-dataset metrics)."""
     subjects = sorted(predictions.subject_id.unique())
     summary = {"composite": subset_block(predictions, subjects, draw)}
     for dataset in sorted(predictions.dataset.unique()):
         own = sorted(predictions[predictions.dataset == dataset].subject_id.unique())
         summary[dataset] = subset_block(predictions, own, draw)
+    if predictions.seed.nunique() > 1:
+        members = ensemble_predictions(predictions)
+        summary[ENSEMBLE] = subset_block(members, subjects, draw)
     untuned = sorted(set(untuned) & set(subjects))
     if untuned:
         summary["untuned_subjects"] = subset_block(predictions, untuned, draw)
