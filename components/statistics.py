@@ -18,7 +18,8 @@ intervals without it called a configuration "better" or "worse" than itself in 6
 comparisons. A comparison therefore adds each arm's whole-model noise to its draws
 (:class:`TrainingNoise`): its variance pooled over the arms of the comparison, a normal draw per
 arm scaled by a shared ``sqrt(dof/χ²)`` factor, so one Δ's noise is a scaled Student t that
-carries the uncertainty of the variance estimate.
+carries the uncertainty of the variance estimate (its effective degrees of freedom by
+Satterthwaite: the estimate is a difference of two noisy parts).
 """
 
 from __future__ import annotations
@@ -179,11 +180,12 @@ class TrainingNoise:
     its degrees of freedom (0: not measured, one seed per arm)."""
 
     variance: dict[str, float]
-    dof: int
+    dof: int  # seeds less one, summed over the arms
+    effective_dof: int = 0  # of the variance estimate (Satterthwaite): the draws' t
 
     @classmethod
     def none(cls) -> TrainingNoise:
-        return cls({"uf1": 0.0, "uar": 0.0}, 0)
+        return cls({"uf1": 0.0, "uar": 0.0}, 0, 0)
 
     @classmethod
     def pooled(
@@ -193,7 +195,7 @@ class TrainingNoise:
         (S − 1) estimates the global seed variance plus the subject-level part of the seed
         noise, which the subject bootstrap already carries; that part (the bootstrap variance of
         d_s) is subtracted, the rest pooled over arms and floored at 0."""
-        excess, dof = {"uf1": 0.0, "uar": 0.0}, 0
+        excess, spread, dof = {"uf1": 0.0, "uar": 0.0}, {"uf1": 0.0, "uar": 0.0}, 0
         counts = resampling.draws(len(subjects))
         for frame in frames:
             seeds = sorted(frame.seed.unique())
@@ -206,10 +208,16 @@ class TrainingNoise:
                 deviation = full - np.nanmean(full)
                 seen = draws - np.nanmean(draws, axis=1, keepdims=True)
                 excess[name] += float(np.nansum(deviation**2 - np.nanvar(seen, axis=0)))
+                spread[name] += float(np.nansum(deviation**2))
             dof += len(seeds) - 1
         if dof == 0:
             return cls.none()
-        return cls({name: max(total, 0.0) / dof for name, total in excess.items()}, dof)
+        # Satterthwaite: the estimate is a difference, as variable as the whole spread it
+        # comes from, so its effective degrees of freedom shrink by (excess / spread)²
+        share = excess["uf1"] / spread["uf1"] if spread["uf1"] > 0 else 0.0
+        effective = max(1, round(dof * min(max(share, 0.0), 1.0) ** 2))
+        variance = {name: max(total, 0.0) / dof for name, total in excess.items()}
+        return cls(variance, dof, effective)
 
     def sd(self, name: str = "uf1") -> float:
         return math.sqrt(self.variance[name])
@@ -220,7 +228,8 @@ class TrainingNoise:
         if self.dof == 0:
             return np.zeros(resampling.resamples)
         shared = np.random.default_rng([resampling.seed, 0x7E5D])
-        scale = np.sqrt(self.dof / shared.chisquare(self.dof, resampling.resamples))
+        dof = self.effective_dof
+        scale = np.sqrt(dof / shared.chisquare(dof, resampling.resamples))
         own = np.random.default_rng([resampling.seed, _stable_hash(arm)])
         return math.sqrt(self.variance[name] / seeds) * scale * own.standard_normal(scale.size)
 

@@ -249,7 +249,7 @@ def noise_statement(noise: TrainingNoise) -> str:
         )
     return (
         f" plus the noise between training seeds (UF1 sd {noise.sd():.4f} of a whole model, "
-        f"pooled over the models, {noise.dof} df)"
+        f"pooled over the models, {noise.dof} df, {noise.effective_dof} effective)"
     )
 
 
