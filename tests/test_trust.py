@@ -8,6 +8,7 @@ marker never appears and the user gets one line naming the file."""
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import signal
 import subprocess
@@ -550,9 +551,12 @@ def test_a_local_ray_listens_on_loopback_only_and_its_token_is_private(tmp_path)
 
     from components.tuning.cluster import private_token, ray_session
 
+    # only the processes this session starts (the test-wide cluster listens where Ray likes)
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    mode = os.environ.get("RAY_AUTH_MODE")
     with ray_session(None) as ray:
         ray.get(ray.remote(lambda: 1).remote())
-        ours = {p.pid for p in psutil.Process().children(recursive=True)}
+        ours = {p.pid for p in psutil.Process().children(recursive=True)} - before
         listening = [
             c.laddr
             for c in psutil.net_connections(kind="inet")
@@ -560,6 +564,8 @@ def test_a_local_ray_listens_on_loopback_only_and_its_token_is_private(tmp_path)
         ]
     assert listening, "no Ray process listens"
     assert all(a.ip in ("127.0.0.1", "::1", "::ffff:127.0.0.1") for a in listening), listening
+    # nor does it leave token authentication on for later connections and child processes
+    assert os.environ.get("RAY_AUTH_MODE") == mode
     token = Path.home() / ".ray" / "auth_token"
     if token.is_file():
         assert token.stat().st_mode & 0o077 == 0

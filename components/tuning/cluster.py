@@ -29,6 +29,7 @@ def ray_session(configured_address: str | None) -> Iterator:
     # keep stage logs readable: no driver-side copies of worker logs, no sync warnings
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     owned = not ray.is_initialized()
+    auth_mode = os.environ.get(AUTH_MODE)
     if owned:
         address = cluster_address(configured_address)
         if address:
@@ -40,6 +41,26 @@ def ray_session(configured_address: str | None) -> Iterator:
     finally:
         if owned:
             ray.shutdown()
+            restore_auth_mode(auth_mode)
+
+
+AUTH_MODE = "RAY_AUTH_MODE"
+
+
+def restore_auth_mode(previous: str | None) -> None:
+    """Undo what starting a local Ray does to this process: it sets ``RAY_AUTH_MODE=token`` in
+    the environment for good, so every later connection and child process (a ``mer`` stage
+    attached to a cluster started without tokens) would demand a token the cluster never
+    issued, and the cluster's workers could not reach the objects that process owns."""
+    if os.environ.get(AUTH_MODE) == previous:
+        return
+    if previous is None:
+        del os.environ[AUTH_MODE]
+    else:
+        os.environ[AUTH_MODE] = previous
+    from ray._raylet import Config
+
+    Config.initialize("")  # Ray caches the mode in its config: read it again
 
 
 def start_local_ray(ray) -> None:
