@@ -125,3 +125,16 @@ def test_other_processes_report_through_a_file(monkeypatch, level) -> None:
         for _ in range(2):
             subprocess.run([sys.executable, "-c", script], check=True)
     assert bar.count == 40 and not Path(tally.path).exists()
+
+
+def test_the_search_progress_survives_ray_tunes_pickling() -> None:
+    """Ray Tune pickles its callbacks with the experiment state; the bar's stream cannot be."""
+    import pickle
+
+    from components.tuning.progress import SearchProgress
+
+    progress = SearchProgress([{"epochs": 3}], None, ["ststnet/none@-"], expected=2)
+    progress.bar.advance()
+    copy = pickle.loads(pickle.dumps(progress))
+    assert copy.planned == 6 and copy._bar is None
+    progress.close()

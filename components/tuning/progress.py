@@ -21,8 +21,20 @@ class SearchProgress(Callback):
             if slots is not None
             else expected * max(p["epochs"] for p in points)
         )
-        self.bar = Bar("tune", planned, "trial-epoch")
+        self.planned = planned
         self.done: dict[str, int] = {}
+        self._bar: Bar | None = None
+
+    @property
+    def bar(self) -> Bar:
+        if self._bar is None:
+            self._bar = Bar("tune", self.planned, "trial-epoch")
+        return self._bar
+
+    def __getstate__(self) -> dict:
+        """Ray Tune pickles its callbacks with the experiment state: everything but the bar
+        (a terminal stream cannot be pickled)."""
+        return {**self.__dict__, "_bar": None}
 
     def _planned(self, trial) -> tuple[str, int]:
         key, index = trial_identity(trial.config, self.slots, trial.trial_id)
@@ -47,4 +59,5 @@ class SearchProgress(Callback):
         say(f"tune: trial {key} {self.labels[index]} {how} after {epochs} of {planned} epochs")
 
     def close(self) -> None:
-        self.bar.close()
+        if self._bar is not None:
+            self._bar.close()
