@@ -30,7 +30,9 @@ from pathlib import Path
 import yaml
 
 from benchmarks import composite
+from benchmarks.profile import model_flops
 from benchmarks.results import write_section
+from components.config import load_params
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPARE_TYPES = ("none", "se", "spatial", "cbam")
@@ -134,39 +136,6 @@ def steady_rate(mode: str, folds: int, threads: int, processes: int, params_file
     return sum(rates) * folds
 
 
-def model_flops(params_file: Path) -> tuple[float, float]:
-    """(forward FLOPs, training-step FLOPs) per sample of the ordinary model, profiled."""
-    code = r"""
-import json, sys
-import tensorflow as tf, keras
-from components.config import load_params
-from components.models import build_model
-from benchmarks.models import flops
-model = build_model(load_params(sys.argv[1]).model, flow_size=28)
-forward = flops(model)
-spec = (tf.TensorSpec((1, 28, 28, 3), tf.float32), tf.TensorSpec((1,), tf.int64))
-loss = keras.losses.SparseCategoricalCrossentropy()
-def step(x, y):
-    with tf.GradientTape() as tape:
-        value = loss(y, model(x, training=True))
-    return tape.gradient(value, model.trainable_variables)
-graph = tf.function(step).get_concrete_function(*spec).graph
-options = tf.compat.v1.profiler.ProfileOptionBuilder(tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()).with_empty_output().build()
-train = tf.compat.v1.profiler.profile(graph=graph, cmd="op", options=options).total_float_ops
-print(json.dumps([forward, train]))
-"""
-    done = subprocess.run(
-        [sys.executable, "-c", code, str(params_file)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-        check=True,
-    )
-    forward, train = json.loads(done.stdout.strip().splitlines()[-1])
-    return float(forward), float(train)
-
-
 def work_done(units: list, forward: float, train: float) -> tuple[float, int]:
     """FLOPs of the training and selection the folds actually did, and the sample-passes."""
     total, passes = 0.0, 0
@@ -223,7 +192,7 @@ def main() -> None:
     wall = min(walls)
     units = units_of(evaluate_params.parent / "units")
     metrics = json.loads((evaluate_params.parent / "reports/metrics.json").read_text())
-    forward, train = model_flops(base)
+    forward, train = model_flops(load_params(base).model.as_dict())
     flops, passes = work_done(units, forward, train)
     per_fold = params["evaluate"]["folds_per_unit"]
     rates = {

@@ -232,7 +232,57 @@ def test_a_copy_in_another_folder_writes_the_same_dvc_lock(
     other = fresh_copy(elsewhere)
     set_params(other, SMALL)
     run(other, "dvc", "repro")
+    differences = [
+        f"{path}: {a} != {b}"
+        for path, a, b in lock_differences(first_lock(repo), other / "dvc.lock")
+        for path in differing_files(repo, other, path)
+    ]
+    assert not differences, differences
     assert (other / "dvc.lock").read_text() == first_lock(repo).read_text()
+
+
+def lock_differences(first: Path, second: Path) -> list[tuple[str, str, str]]:
+    """(path, md5 in first, md5 in second) of every dep or out whose hash differs."""
+
+    def hashes(lock: Path) -> dict[str, str]:
+        stages = yaml.safe_load(lock.read_text())["stages"]
+        return {
+            f"{name}:{kind}:{entry['path']}": str(entry.get("md5"))
+            for name, stage in stages.items()
+            for kind in ("deps", "outs")
+            for entry in stage.get(kind, [])
+        }
+
+    a, b = hashes(first), hashes(second)
+    return [
+        (key, a.get(key), b.get(key)) for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)
+    ]
+
+
+def differing_files(repo: Path, other: Path, key: str) -> list[str]:
+    """The files under a lock entry's path whose bytes differ between the two copies."""
+    path = key.split(":", 2)[2]
+    mine, theirs = repo / path, other / path
+    if mine.is_file() or theirs.is_file():
+        return (
+            [key]
+            if not (
+                mine.is_file() and theirs.is_file() and mine.read_bytes() == theirs.read_bytes()
+            )
+            else [f"{key} (same bytes now)"]
+        )
+    names = {p.relative_to(mine) for p in mine.rglob("*") if p.is_file()} | {
+        p.relative_to(theirs) for p in theirs.rglob("*") if p.is_file()
+    }
+    return [
+        f"{key}/{name}"
+        for name in sorted(names)
+        if not (
+            (mine / name).is_file()
+            and (theirs / name).is_file()
+            and (mine / name).read_bytes() == (theirs / name).read_bytes()
+        )
+    ] or [f"{key} (same bytes now)"]
 
 
 @pytest.mark.slow

@@ -88,7 +88,7 @@ class SearchPlan:
         )
         slots = search.trial_slots(params, len(self.points))
         if not fresh and (record := store.read_record(slots, self.points)) is not None:
-            say(f"tune: reading the finished search at {store.path}", flush=True)
+            say(f"tune: reading the finished search at {store.path}")
             return record, store
         self._prepare(store, fresh, slots)
         uri = resolved_uri(params.tracking)

@@ -38,6 +38,7 @@ from components.datasets.synthetic.generator import (
     SHEET_NAME,
     ClipPlan,
     SyntheticSummary,
+    warp,
     write_sheet,
 )
 from components.datasets.synthetic.motion import (
@@ -231,15 +232,7 @@ def render(clip: DevClip, look, style: Style, profile: Profile, seed: int) -> li
         moved = intensity[k] * field + extra_intensity[k] * extra + lid_profile[k] * lids
         px = xs - moved[..., 0] - head[k, 0]
         py = ys - moved[..., 1] - head[k, 1]
-        map_x = from_frame[0, 0] * px + from_frame[0, 1] * py + from_frame[0, 2]
-        map_y = from_frame[1, 0] * px + from_frame[1, 1] * py + from_frame[1, 2]
-        frame = cv2.remap(
-            source,
-            map_x.astype(np.float32),
-            map_y.astype(np.float32),
-            cv2.INTER_CUBIC,
-            borderMode=cv2.BORDER_REFLECT,
-        )
+        frame = warp(source, from_frame, px, py)
         lit = photometric(frame, look) * (1 + 0.015 * rng.standard_normal())
         if profile.grey:  # one channel: written as a greyscale JPEG, as SAMM's frames are
             lit = lit.mean(axis=-1)

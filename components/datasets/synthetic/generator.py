@@ -160,15 +160,7 @@ def render_clip(
         # backward map: the pixel at p came from p - displacement (exact to first order)
         px = xs - intensity[k] * field[..., 0] - head[k, 0]
         py = ys - intensity[k] * field[..., 1] - head[k, 1]
-        map_x = from_frame[0, 0] * px + from_frame[0, 1] * py + from_frame[0, 2]
-        map_y = from_frame[1, 0] * px + from_frame[1, 1] * py + from_frame[1, 2]
-        frame = cv2.remap(
-            source,
-            map_x.astype(np.float32),
-            map_y.astype(np.float32),
-            cv2.INTER_CUBIC,
-            borderMode=cv2.BORDER_REFLECT,
-        )
+        frame = warp(source, from_frame, px, py)
         lit = photometric(frame, look) * (1 + cfg.flicker * rng.standard_normal())
         lit += rng.normal(0, cfg.noise_sigma, size=lit.shape)
         frames.append(np.clip(np.rint(lit), 0, 255).astype(np.uint8))
@@ -261,3 +253,17 @@ def write_synthetic_casme2(
     for p in all_plans:
         per_emotion[p.emotion] = per_emotion.get(p.emotion, 0) + 1
     return SyntheticSummary(root, len(subjects), len(all_plans), n_frames, per_emotion)
+
+
+def warp(source: np.ndarray, from_frame: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:
+    """``source`` sampled at the frame points (``px``, ``py``) mapped by the 2×3 ``from_frame``
+    (bicubic, reflected at the border)."""
+    map_x = from_frame[0, 0] * px + from_frame[0, 1] * py + from_frame[0, 2]
+    map_y = from_frame[1, 0] * px + from_frame[1, 1] * py + from_frame[1, 2]
+    return cv2.remap(
+        source,
+        map_x.astype(np.float32),
+        map_y.astype(np.float32),
+        cv2.INTER_CUBIC,
+        borderMode=cv2.BORDER_REFLECT,
+    )
