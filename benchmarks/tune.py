@@ -92,6 +92,12 @@ def search(
     mer(params, "tune", "--fresh")
     wall = time.perf_counter() - start
     table = pd.read_parquet(folder / "reports/tune/trials.parquet")
+    seconds = {
+        t["index"]: t["history"][-1]["time_total_s"]
+        for t in finished_trials(folder)
+        if t["history"]
+    }
+    table["seconds"] = table["index"].map(seconds).fillna(0.0)  # timings stay out of reports/
     best = json.loads((folder / "reports/tune/best_config.json").read_text())
     return wall, table, best
 

@@ -47,6 +47,15 @@ def trial_run(
     return run.info.run_id
 
 
+def tag_run(uri: str, run_id: str, tags: Mapping[str, str]) -> None:
+    """Set ``tags`` on a run (e.g. the node a trial runs on now; a restart may move it)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    for name, value in tags.items():
+        _with_retries(functools.partial(client.set_tag, run_id, name, value))
+
+
 def log_epoch(uri: str, run_id: str, metrics: Mapping[str, Any], epoch: int) -> None:
     """The numeric ``metrics`` of one epoch, at step ``epoch``."""
     from mlflow.entities import Metric

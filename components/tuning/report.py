@@ -60,8 +60,6 @@ def trial_table(record, points: list, metric: str, mode: str = "max") -> pd.Data
                 "best_score": float(best[metric]) if best is not None else None,
                 "best_val_uf1": float(best["val_uf1"]) if best is not None else None,
                 "best_val_loss": float(best["val_loss"]) if best is not None else None,
-                "seconds": float(_last(history, "time_total_s", 0.0)),
-                "node_id": str(_last(history, "node_id", "")),
                 "replicas": int(_last(history, "replicas", 0)),
                 "stacked_folds": int(_last(history, "stacked_folds", 0)),
                 "restored_from_epoch": int(history["restored_from_epoch"].max())

@@ -28,7 +28,7 @@ from components.errors import ArtifactError, ConfigError, redact
 from components.evaluation.splits import Fold
 from components.parsing import parse
 from components.tracking.mlflow_runs import flatten
-from components.tracking.trial_runs import log_epoch, trial_run
+from components.tracking.trial_runs import log_epoch, tag_run, trial_run
 from components.tuning.store import SearchStore, TrialSlot, TrialState
 
 
@@ -144,6 +144,9 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
                 {**context.tags, "label": describe(point), "stage": "tune", "trial_id": trial_id},
                 flatten({"point": point}),
             )
+            # where it runs (now: a restart may move it) goes to MLflow, not to the tracked table
+            node_id = ray.get_runtime_context().get_node_id()
+            tag_run(context.tracking.uri, run_id, {"node_id": node_id})
         except Exception as exc:
             print(f"trial {key}: MLflow unavailable ({redact(str(exc))}); training goes on")
 
