@@ -77,8 +77,9 @@ class _Drop(logging.Filter):
 def quiet_libraries() -> None:
     """Silence the library lines that say nothing a user of ``mer`` can act on (``mer
     --verbose`` keeps them): Beam's optional-dependency and worker-setup warnings, Ray Tune's
-    advice to call ``Tuner.restore`` (``mer tune`` resumes by itself), MLflow's schema
-    creation notes."""
+    advice to call ``Tuner.restore`` (``mer tune`` resumes by itself) and where it keeps its
+    results, Ray's start-up note, MLflow's schema creation notes and its warnings about the
+    inputs and the signature it infers."""
     noise = _Drop(
         "apitools not found",
         "semi_persistent_directory",
@@ -93,6 +94,15 @@ def quiet_libraries() -> None:
         handler.addFilter(noise)
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     logging.getLogger("ray.tune.tune").setLevel(logging.ERROR)
+    logging.getLogger("ray._private.worker").setLevel(logging.WARNING)  # "Started a local Ray"
+    # Ray Tune's reporter prints where its results are whatever the verbosity; its legacy
+    # reporter honours verbose=0 (the stages show their own progress)
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    for message in (
+        "The specified dataset source can be interpreted in multiple ways",  # the records input
+        "Hint: Inferred schema contains integer column",  # the model signature's label column
+    ):
+        warnings.filterwarnings("ignore", message=message, category=UserWarning)
 
 
 def quiet_tensorflow() -> None:

@@ -1,0 +1,1 @@
+"""The stages: one module per `mer` command, thin orchestration over ``components``."""
