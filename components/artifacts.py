@@ -208,6 +208,8 @@ class Evaluation:
         "metrics.json",
         "evaluation.json",
         "predictions.parquet",
+        "results.csv",
+        "results.tex",
         "figures",
         "plots/confusion.csv",
         "plots/f1_per_class.csv",

@@ -69,6 +69,10 @@ def test_stage_writes_metrics_predictions_and_plots(stage: Path) -> None:
     assert ensemble["uf1"] == pytest.approx(f1_score(truth, voted, average="macro"), abs=1e-9)
     assert ensemble["uar"] == pytest.approx(recall_score(truth, voted, average="macro"), abs=1e-9)
     assert ensemble["uf1_ci_low"] <= ensemble["uf1"] <= ensemble["uf1_ci_high"]
+    results = pd.read_csv(reports / "results.csv")  # the paper's table, and its LaTeX twin
+    assert list(results.subset) == ["composite", "casme2", "ensemble"]
+    assert results.UF1.tolist() == [round(metrics[s]["uf1"], 4) for s in results.subset]
+    assert "\\begin{tabular}" in (reports / "results.tex").read_text()
     for name in ("confusion_composite.png", "f1_per_class.png", "attention_maps.png"):
         assert (reports / "figures" / name).stat().st_size > 5000
     confusion = pd.read_csv(reports / "plots/confusion.csv")

@@ -328,3 +328,39 @@ def test_the_seed_ensemble_averages_probabilities_and_is_reported_beside_the_mea
     summary = summarise(frame, resampling(200, 0, 0.95))
     assert summary[ENSEMBLE]["accuracy"] == 1.0 and summary["composite"]["accuracy"] == 0.5
     assert ENSEMBLE not in summarise(frame[frame.seed == 1], resampling(200, 0, 0.95))
+
+
+def test_per_class_f1_intervals_match_a_naive_resampling_loop() -> None:
+    """The vectorised per-class F1 bootstrap against scikit-learn's F1 on each drawn set of
+    subjects (the same draws), and the results table carries it."""
+    from sklearn.metrics import f1_score
+
+    from components.evaluation.report import (
+        per_class_f1_intervals,
+        resampling,
+        results_table,
+        summarise,
+    )
+    from components.evaluation.simulation import World, predictions_frame
+
+    frame = predictions_frame(World().confusions(np.random.default_rng(4), 12, (0.0,))[0])
+    frame["dataset"] = "casme2"
+    subjects = sorted(frame.subject_id.unique())
+    draw = resampling(200, 3, 0.95)
+    found = per_class_f1_intervals(frame, subjects, draw)
+    by_subject = {s: g for s, g in frame.groupby("subject_id")}
+    naive = []
+    for counts in draw.draws(len(subjects)):
+        picked = pd.concat(
+            [by_subject[s] for s, c in zip(subjects, counts, strict=True) for _ in range(c)]
+        )
+        naive.append(f1_score(picked.true, picked.predicted, average=None, labels=[0, 1, 2]))
+    low, high = np.percentile(np.array(naive), [2.5, 97.5], axis=0)
+    for k, name in enumerate(("negative", "positive", "surprise")):
+        assert found[name] == pytest.approx([low[k], high[k]], abs=1e-4)
+    table = results_table(summarise(frame, draw))
+    assert list(table.subset) == ["composite", "casme2"]
+    assert (
+        table.loc[0, "F1 surprise CI"]
+        == f"[{found['surprise'][0]:.3f}, {found['surprise'][1]:.3f}]"
+    )

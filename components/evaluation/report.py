@@ -59,6 +59,9 @@ def subset_block(frame: pd.DataFrame, subjects: Sequence[str], draw: Resampling)
         per_seed[str(value)] = {"uf1": float(f1), "uar": float(recall)}
     matrix = confusion_matrix(mine.true, mine.predicted, NUM_CLASSES)
     f1_values = per_class(matrix)["f1"]
+    f1_intervals = (
+        per_class_f1_intervals(mine, subjects, draw) if len(subjects) >= MIN_SUBJECTS_FOR_CI else {}
+    )
     return {
         **intervals["uf1"].as_dict("uf1"),
         **intervals["uar"].as_dict("uar"),
@@ -70,8 +73,66 @@ def subset_block(frame: pd.DataFrame, subjects: Sequence[str], draw: Resampling)
             c: (None if np.isnan(f1_values[i]) else float(f1_values[i]))
             for i, c in enumerate(COMPOSITE_CLASSES)
         },
+        "f1_per_class_ci": f1_intervals,
         "confusion_matrix": matrix.tolist(),
     }
+
+
+def per_class_f1_intervals(
+    frame: pd.DataFrame, subjects: Sequence[str], draw: Resampling
+) -> dict[str, list[float | None]]:
+    """Each class's F1 (predictions pooled over seeds and subjects) with the percentile
+    interval of the same subject bootstrap: ``{class: [low, high]}`` (None where a class never
+    occurs in a draw)."""
+    seeds = sorted(frame.seed.unique())
+    per_subject = subject_confusions(frame, subjects, seeds, NUM_CLASSES).sum(axis=0)
+    pooled = np.einsum("rn,nij->rij", draw.draws(len(subjects)), per_subject)
+    hits = np.diagonal(pooled, axis1=1, axis2=2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = 2 * hits / (pooled.sum(axis=2) + pooled.sum(axis=1))  # 2tp / (2tp + fp + fn)
+    tail = 100 * (1 - draw.confidence) / 2
+    out = {}
+    for k, name in enumerate(COMPOSITE_CLASSES):
+        values = f1[:, k][np.isfinite(f1[:, k])]
+        if values.size == 0:
+            out[name] = [None, None]
+        else:
+            low, high = np.percentile(values, [tail, 100 - tail])
+            out[name] = [round(float(low), 4), round(float(high), 4)]
+    return out
+
+
+def results_table(summary: dict) -> pd.DataFrame:
+    """One row per subset (composite, datasets, ensemble, ...): UF1 and UAR with their CIs,
+    each class's F1 with its CI, samples and subjects (the paper's table)."""
+    rows = []
+    for subset, block in summary.items():
+        row = {"subset": subset}
+        for metric in ("uf1", "uar"):
+            row[metric.upper()] = round(block[metric], 4)
+            row[f"{metric.upper()} CI low"] = _rounded(block.get(f"{metric}_ci_low"))
+            row[f"{metric.upper()} CI high"] = _rounded(block.get(f"{metric}_ci_high"))
+        for name, value in block.get("f1_per_class", {}).items():
+            low, high = block.get("f1_per_class_ci", {}).get(name, [None, None])
+            row[f"F1 {name}"] = _rounded(value)
+            row[f"F1 {name} CI"] = "" if low is None else f"[{low:.3f}, {high:.3f}]"
+        row["samples"], row["subjects"] = block.get("samples"), block.get("subjects")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(float(value), 4)
+
+
+def write_tables(summary: dict, folder: Path) -> None:
+    """``results.csv`` and ``results.tex``: :func:`results_table`, an empty CI where there are
+    too few subjects for one."""
+    table = results_table(summary)
+    table.to_csv(folder / "results.csv", index=False)
+    (folder / "results.tex").write_text(
+        table.to_latex(index=False, escape=True, na_rep="", float_format="%.3f")
+    )
 
 
 def dataset_mean_block(frame: pd.DataFrame, draw: Resampling) -> dict:

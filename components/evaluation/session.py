@@ -212,7 +212,7 @@ class Session:
         """Write the evaluation's outputs to a staging folder and move them into
         :attr:`reports` together; returns the reports folder."""
         from components.artifacts import Evaluation
-        from components.evaluation.report import write_figures
+        from components.evaluation.report import write_figures, write_tables
         from components.outputs import staged_files
 
         folder = self.reports
@@ -224,6 +224,7 @@ class Session:
             owned_in_dirs=("*.png",),
         ) as staging:
             evaluation.write(staging, predictions)
+            write_tables(evaluation.summary, staging)
             write_figures(
                 evaluation.summary, predictions, overlays, staging, title, evaluation.protocol
             )
