@@ -230,9 +230,10 @@ class Evaluation:
         return Path(params.evaluate.reports_dir)
 
     def metrics(self) -> dict[str, Any]:
-        """Numbers only (``dvc metrics show``): per subset the pooled UF1/UAR with CIs."""
+        """Numbers only (``dvc metrics show``): per subset the pooled UF1/UAR with CIs (none
+        where there are too few subjects for one)."""
         out: dict[str, Any] = {
-            subset: {k: block[k] for k in self.METRIC_KEYS if k in block}
+            subset: {k: block[k] for k in self.METRIC_KEYS if block.get(k) is not None}
             for subset, block in self.summary.items()
         }
         out["folds_run"] = len({f["fold"] for f in self.folds})
