@@ -546,26 +546,37 @@ def test_an_unreachable_tracking_server_fails_fast_before_training(tmp_path) -> 
     assert not list((tmp_path / "units").glob("*"))
 
 
+LOCAL_RAY_PROBE = r"""
+import json, os, psutil
+from components.cluster import ray_session
+mode = os.environ.get("RAY_AUTH_MODE")
+with ray_session(None) as ray:
+    ray.get(ray.remote(lambda: 1).remote())
+    ours = {p.pid for p in psutil.Process().children(recursive=True)}
+    listening = [c.laddr.ip for c in psutil.net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN and c.pid in ours]
+print(json.dumps({"listening": listening, "restored": os.environ.get("RAY_AUTH_MODE") == mode}))
+"""
+
+
 def test_a_local_ray_listens_on_loopback_only_and_its_token_is_private(tmp_path) -> None:
-    import psutil
+    """In a process of its own: a local Ray's servers listen on loopback only, and stopping it
+    leaves no token authentication behind (a process that started one keeps its core worker's
+    token check, so the test session's own cluster must never meet such a driver)."""
+    import sys
 
-    from components.cluster import private_token, ray_session
+    from components.cluster import private_token
 
-    # only the processes this session starts (the test-wide cluster listens where Ray likes)
-    before = {p.pid for p in psutil.Process().children(recursive=True)}
-    mode = os.environ.get("RAY_AUTH_MODE")
-    with ray_session(None) as ray:
-        ray.get(ray.remote(lambda: 1).remote())
-        ours = {p.pid for p in psutil.Process().children(recursive=True)} - before
-        listening = [
-            c.laddr
-            for c in psutil.net_connections(kind="inet")
-            if c.status == psutil.CONN_LISTEN and c.pid in ours
-        ]
-    assert listening, "no Ray process listens"
-    assert all(a.ip in ("127.0.0.1", "::1", "::ffff:127.0.0.1") for a in listening), listening
-    # nor does it leave token authentication on for later connections and child processes
-    assert os.environ.get("RAY_AUTH_MODE") == mode
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE")}
+    done = subprocess.run(
+        [sys.executable, "-c", LOCAL_RAY_PROBE], cwd=ROOT, env=env, capture_output=True,
+        text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["listening"], "no Ray process listens"
+    assert all(ip in ("127.0.0.1", "::1", "::ffff:127.0.0.1") for ip in found["listening"]), found
+    assert found["restored"]  # RAY_AUTH_MODE as it was before the local Ray
     token = Path.home() / ".ray" / "auth_token"
     if token.is_file():
         assert token.stat().st_mode & 0o077 == 0
