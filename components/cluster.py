@@ -48,12 +48,10 @@ AUTH_MODE = "RAY_AUTH_MODE"
 
 
 def restore_auth_mode(previous: str | None) -> None:
-    """Undo what starting a local Ray does to this process's environment: it sets
-    ``RAY_AUTH_MODE=token`` for good, so every child process (a ``mer`` stage attached to a
-    cluster started without tokens) would demand a token the cluster never issued, and the
-    cluster's workers could not reach the objects that process owns. (The process's own core
-    worker keeps checking tokens: a process that started a local Ray should not drive another
-    cluster without tokens afterwards; one ``mer`` command is one process.)"""
+    """Undo what starting a local Ray does to this process: it sets ``RAY_AUTH_MODE=token`` in
+    the environment for good, so every later connection and child process (a ``mer`` stage
+    attached to a cluster started without tokens) would demand a token the cluster never
+    issued, and the cluster's workers could not reach the objects that process owns."""
     if os.environ.get(AUTH_MODE) == previous:
         return
     if previous is None:
