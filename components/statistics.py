@@ -33,9 +33,9 @@ import numpy as np
 import pandas as pd
 
 
-def uf1_uar(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """UF1 and UAR of confusion matrices ``(..., K, K)`` (classes with no true and no
-    predicted sample, or no true sample for recall, are left out of the mean)."""
+def per_class_f1_recall(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each class's F1 and recall of confusion matrices ``(..., K, K)``: ``(..., K)`` each,
+    NaN where a class has no true and no predicted sample (F1) or no true sample (recall)."""
     confusion = confusion.astype(float)
     tp = np.diagonal(confusion, axis1=-2, axis2=-1)
     predicted = confusion.sum(axis=-2)
@@ -44,7 +44,14 @@ def uf1_uar(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         denominator = predicted + actual
         f1 = np.where(denominator > 0, 2 * tp / denominator, np.nan)
         recall = np.where(actual > 0, tp / actual, np.nan)
-        return np.nanmean(f1, axis=-1), np.nanmean(recall, axis=-1)
+    return f1, recall
+
+
+def uf1_uar(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """UF1 and UAR of confusion matrices ``(..., K, K)`` (classes with no true and no
+    predicted sample, or no true sample for recall, are left out of the mean)."""
+    f1, recall = per_class_f1_recall(confusion)
+    return np.nanmean(f1, axis=-1), np.nanmean(recall, axis=-1)
 
 
 def subject_confusions(

@@ -15,6 +15,8 @@ from components.metrics import confusion_matrix, per_class
 from components.statistics import (
     Resampling,
     bootstrap,
+    per_class_f1_recall,
+    percentile_interval,
     seed_mean_metrics,
     subject_confusions,
     uf1_uar,
@@ -87,18 +89,14 @@ def per_class_f1_intervals(
     seeds = sorted(frame.seed.unique())
     per_subject = subject_confusions(frame, subjects, seeds, NUM_CLASSES).sum(axis=0)
     pooled = np.einsum("rn,nij->rij", draw.draws(len(subjects)), per_subject)
-    hits = np.diagonal(pooled, axis1=1, axis2=2)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f1 = 2 * hits / (pooled.sum(axis=2) + pooled.sum(axis=1))  # 2tp / (2tp + fp + fn)
-    tail = 100 * (1 - draw.confidence) / 2
+    f1 = per_class_f1_recall(pooled)[0]  # (R, K)
     out = {}
     for k, name in enumerate(COMPOSITE_CLASSES):
-        values = f1[:, k][np.isfinite(f1[:, k])]
-        if values.size == 0:
+        if np.isnan(f1[:, k]).all():
             out[name] = [None, None]
         else:
-            low, high = np.percentile(values, [tail, 100 - tail])
-            out[name] = [round(float(low), 4), round(float(high), 4)]
+            low, high = percentile_interval(f1[:, k], draw.confidence)
+            out[name] = [round(low, 4), round(high, 4)]
     return out
 
 
