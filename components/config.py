@@ -316,6 +316,16 @@ class TrainConfig:
     #: train the folds of one unit of work as one stacked model (each fold's copy sees every
     #: batch, learns only from its own training subjects) when the backbone has a stacked form
     stack_folds: bool = True
+    #: decoupled weight decay (AdamW): each step, weights shrink by rate × weight_decay
+    weight_decay: Annotated[float, Range(ge=0, lt=1)] = 0.0
+    #: learning rate per epoch: constant | cosine (from the rate down to 0 at ``epochs``) |
+    #: one_cycle (linear warm-up from rate/25 over the first 30% of epochs, then cosine to
+    #: rate/10⁴: PyTorch's OneCycleLR defaults)
+    lr_schedule: Literal["constant", "cosine", "one_cycle"] = "constant"
+    #: targets (1 − ε)·one-hot + ε/K in the cross-entropy
+    label_smoothing: Annotated[float, Range(ge=0, lt=1)] = 0.0
+    #: test-time flip: a sample's probabilities are the mean over it and its mirror image
+    test_flip: bool = False
 
 
 @dataclass(frozen=True)
@@ -344,6 +354,9 @@ class RegisterConfig:
     model_name: str = "mer-attention"  # the registered model in the MLflow registry
     alias: str = "champion"  # moves only to a version that beats it on the same protocol/data
     epochs: Epochs | None = None  # None = median best epoch of the evaluate folds
+    #: with evaluate.seeds ≥ 2, register the seeds' probability ensemble (one model averaging
+    #: a final model per evaluated seed: what evaluate's ``ensemble`` row measured)
+    ensemble: bool = True
     reports_dir: PathSetting = "reports/register"
 
     def __post_init__(self) -> None:

@@ -17,8 +17,21 @@ def _attention_of(layer: keras.layers.Layer) -> AttentionLayer | None:
 
 
 def attention_layers(model: keras.Model) -> list[AttentionLayer]:
-    """Every attention layer of ``model``, including those wrapped in ``TimeDistributed``."""
-    return [a for layer in model.layers if (a := _attention_of(layer)) is not None]
+    """Every attention layer of ``model``, including those wrapped in ``TimeDistributed`` (of a
+    wrapper model, those of its first nested model with attention)."""
+    found = [a for layer in model.layers if (a := _attention_of(layer)) is not None]
+    if found:
+        return found
+    nested = [m for m in model.layers if isinstance(m, keras.Model) and _has_attention(m)]
+    return attention_layers(nested[0]) if nested else []
+
+
+def _has_attention(model: keras.Model) -> bool:
+    return any(
+        _attention_of(layer) is not None
+        or (isinstance(layer, keras.Model) and _has_attention(layer))
+        for layer in model.layers
+    )
 
 
 def attention_maps(model: keras.Model, inputs) -> dict[str, np.ndarray]:
@@ -29,8 +42,9 @@ def attention_maps(model: keras.Model, inputs) -> dict[str, np.ndarray]:
     folded into the batch: their maps are ``(B*T, ...)``.
     """
     hosts = [layer for layer in model.layers if _attention_of(layer) is not None]
-    if not hosts:
-        return {}
+    if not hosts:  # a wrapper (test-time flip, ensemble): the first nested model with attention
+        nested = [m for m in model.layers if isinstance(m, keras.Model) and _has_attention(m)]
+        return attention_maps(nested[0], inputs) if nested else {}
     probe = keras.Model(model.input, [host.input for host in hosts])
     features = probe(inputs, training=False)
     if len(hosts) == 1:

@@ -80,3 +80,14 @@ def apply_augmentation(
         shape = [batch] + [1] * (len(x.shape) - 2) + [channels]
         moved = moved * tf.reshape(scale, shape) + tf.reshape(offset, shape)
     return moved
+
+
+def mirror(x, kind: str):
+    """Every sample of ``x`` (``(..., H, W, C)``: any leading axes) mirrored left-right, as the
+    training mirror does it (for flow, u → 1 − u): the test-time flip's second view."""
+    from keras import ops
+
+    flipped = ops.flip(x, axis=-2)
+    if kind != "flow":
+        return flipped
+    return ops.concatenate([1.0 - flipped[..., :1], flipped[..., 1:]], axis=-1)

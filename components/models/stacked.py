@@ -255,6 +255,7 @@ class StackedModel(keras.Model):
         )
 
     patch_stats_input = False  # whether training rows may carry patch statistics
+    label_smoothing = 0.0  # ε of the smoothed targets (train.label_smoothing)
 
     def owners(self) -> list[FoldLayer]:
         """The fold layers that own weights (set by the subclass, in network order)."""
@@ -293,14 +294,22 @@ class StackedModel(keras.Model):
         return ops.sum(self.fold_losses(x, y, y_pred))
 
     def fold_losses(self, x, y, y_pred):
-        """Each fold's loss ``(F,)``: the class-weighted cross-entropy over its rows."""
+        """Each fold's loss ``(F,)``: the class-weighted cross-entropy over its rows (targets
+        smoothed by :attr:`label_smoothing`)."""
         fold_mask = x[1]
         labels = ops.cast(y, "int32")  # (B,) shared by the folds, or (B, F)
         if len(labels.shape) == 1:
             labels = labels[:, None] * ops.ones((1, self.folds), "int32")
         chosen = ops.one_hot(labels, self.num_classes)  # (B, F, K)
-        picked = ops.sum(chosen * y_pred, axis=-1)
-        cross_entropy = -ops.log(ops.clip(picked, 1e-7, 1.0 - 1e-7))  # (B, F), as Keras' loss
+        if self.label_smoothing:  # as Keras' CategoricalCrossentropy(label_smoothing=ε)
+            targets = (
+                chosen * (1.0 - self.label_smoothing) + self.label_smoothing / self.num_classes
+            )
+            p = ops.clip(y_pred / ops.sum(y_pred, axis=-1, keepdims=True), 1e-7, 1.0 - 1e-7)
+            cross_entropy = -ops.sum(targets * ops.log(p), axis=-1)
+        else:
+            picked = ops.sum(chosen * y_pred, axis=-1)
+            cross_entropy = -ops.log(ops.clip(picked, 1e-7, 1.0 - 1e-7))  # (B, F), as Keras'
         weights = ops.sum(chosen * self.class_weights, axis=-1)  # (B, F)
         return ops.sum(fold_mask * weights * cross_entropy, axis=0) / ops.maximum(
             ops.sum(fold_mask, axis=0), 1.0

@@ -31,6 +31,30 @@ class CardFacts:
     data_version: str
     code_version: str  # hash of the project's code (the git commit is on the MLflow version)
     synthetic: bool  # trained on the embedded synthetic dataset
+    seeds: list[int]  # one final model per seed; several: their probability ensemble
+
+
+def _recipe_text(train: TrainConfig) -> str:
+    """The recipe options that are on, as words (empty when none is)."""
+    parts = [
+        f"AdamW weight decay {train.weight_decay}" if train.weight_decay else "",
+        f"{train.lr_schedule.replace('_', '-')} learning-rate schedule"
+        if train.lr_schedule != "constant"
+        else "",
+        f"label smoothing {train.label_smoothing}" if train.label_smoothing else "",
+        "test-time flip (mean over the sample and its mirror)" if train.test_flip else "",
+    ]
+    return "".join(f", {part}" for part in parts if part)
+
+
+def _seeds_text(seeds: list[int]) -> str:
+    if len(seeds) == 1:
+        return f"seed {seeds[0]}"
+    return (
+        f"seeds {', '.join(map(str, seeds))}: the registered model is their probability "
+        f"ensemble (the mean of {len(seeds)} final models' probabilities; evaluate's "
+        f"`ensemble` row)"
+    )
 
 
 def _metric_rows(summary: dict) -> list[str]:
@@ -104,7 +128,7 @@ def model_card(facts: CardFacts) -> str:
 ## Training
 - The final model is trained on every subject for {facts.epochs} epochs ({facts.epochs_source}),
   learning rate {train.learning_rate}, batch {train.batch_size} per replica,
-  class weighting `{train.class_weighting}`, seed {p.seed}; code version `{facts.code_version}`.{budget_text}
+  class weighting `{train.class_weighting}`{_recipe_text(train)}, {_seeds_text(facts.seeds)}; code version `{facts.code_version}`.{budget_text}
 ## Evaluation (MEGC protocol, `{evaluation.protocol}`{"" if complete else ", INCOMPLETE"}, {len(evaluation.seeds)} seed(s))
 {evaluation.selection_statement}.
 

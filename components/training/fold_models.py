@@ -8,8 +8,9 @@ uses a CPU far better for MER's tiny networks. Both give a fold
 - the same initial weights: the ordinary model built from the fold's seed;
 - the same batches: the fold's own planned schedule (:mod:`components.training.schedule`);
 - the same loss: class-weighted cross-entropy over the fold's rows of the step;
-- the same optimizer arithmetic: Adam with the fold's own step count (:class:`FoldAdam`;
-  a stacked fold idle in a step is not updated at all),
+- the same optimizer arithmetic: Adam (AdamW with ``train.weight_decay``) with the fold's own
+  step count (:class:`FoldAdam`; a stacked fold idle in a step is not updated at all) and the
+  same learning rate each epoch (:mod:`components.training.learning_rate`),
 
 so what a fold learns does not depend on which implementation, or which unit, trains it (up to
 float rounding; dropout masks are drawn differently). Whether folds stack is decided by
@@ -77,6 +78,14 @@ def stacking(
     return True, ""
 
 
+def ordinary_loss(label_smoothing: float) -> str | keras.losses.Loss:
+    """The ordinary model's loss: Keras' cross-entropy on class indices, or on one-hot targets
+    smoothed by ``label_smoothing``."""
+    if not label_smoothing:
+        return "sparse_categorical_crossentropy"
+    return keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+
+
 class FoldAdam(keras.optimizers.Adam):
     """Adam over fold-stacked variables (the fold axis first) whose folds step independently.
     Each step the model says which folds had training rows (:meth:`apply_fold_gradients`); an
@@ -106,6 +115,18 @@ class FoldAdam(keras.optimizers.Adam):
         self.fold_alpha.assign(active * rate * ops.sqrt(1 - beta_2_power) / (1 - beta_1_power))
         self.apply_gradients(zip(gradients, variables, strict=True))
         self.fold_steps.assign_add(active)
+
+    def _apply_weight_decay(self, variables):
+        """AdamW's decoupled decay ``w ← w − w·decay·rate``, for the active folds only."""
+        if self.weight_decay is None:
+            return
+        for variable in variables:
+            if self._use_weight_decay(variable):
+                shape = (self.folds,) + (1,) * (len(variable.shape) - 1)
+                active = ops.reshape(ops.cast(self.fold_active, variable.dtype), shape)
+                decay = ops.cast(self.weight_decay, variable.dtype)
+                rate = ops.cast(self.learning_rate, variable.dtype)
+                variable.assign(variable - active * variable * decay * rate)
 
     def update_step(self, gradient, variable, learning_rate):
         """Adam's update, masked per fold: ``m + a·(g − m)(1 − β₁)`` is ``m`` exactly for an
@@ -140,9 +161,11 @@ class FoldModels(ABC):
         options: StreamOptions,
         num_classes: int,
         balanced: bool = True,
+        test_flip: bool = False,
     ):
         self.inputs, self.labels, self.folds = inputs, labels, list(folds)
         self.options, self.num_classes = options, num_classes
+        self.test_flip = test_flip  # predictions: the mean over each sample and its mirror image
         self.class_weights = [
             class_weights(labels[f.train], num_classes)
             if balanced
@@ -179,8 +202,23 @@ class FoldModels(ABC):
     ) -> Callable[[], list[np.ndarray]]:
         """A function returning, for each fold, its probabilities ``(n_f, K)`` for its own
         ``positions`` of the inputs, with the current weights."""
+        from components.features.augment import mirror
+
         batches, _ = self._forward_batches(positions)
-        forward = tf.function(lambda batch: self.model(batch, training=False))
+        model, kind = self.model, self.options.kind
+
+        def views(batch) -> list:
+            if not self.test_flip:
+                return [batch]
+            if isinstance(batch, tuple):  # stacked: (x, fold mask)
+                return [batch, (mirror(batch[0], kind), *batch[1:])]
+            return [batch, mirror(batch, kind)]
+
+        forward = tf.function(
+            lambda batch: (
+                tf.add_n([model(v, training=False) for v in views(batch)]) / len(views(batch))
+            )
+        )
         pieces = [
             _slice(batches, start, start + chunk) for start in range(0, _rows(batches), chunk)
         ]
@@ -211,7 +249,9 @@ class OrdinaryFolds(FoldModels):
 
     def __init__(self, inputs, labels, folds, options, num_classes, *, model_cfg, train_cfg,
                  input_sizes, strategy):  # fmt: skip
-        super().__init__(inputs, labels, folds, options, num_classes, balanced(train_cfg))
+        super().__init__(
+            inputs, labels, folds, options, num_classes, balanced(train_cfg), train_cfg.test_flip
+        )
         from components.models import build_model
         from components.training.runtime import seed_everything
 
@@ -221,9 +261,12 @@ class OrdinaryFolds(FoldModels):
         with strategy.scope():
             seed_everything(fold.seed)
             self.model = build_model(model_cfg, num_classes=num_classes, **input_sizes)
+            self.label_smoothing = train_cfg.label_smoothing
             self.model.compile(
-                optimizer=keras.optimizers.Adam(train_cfg.learning_rate),
-                loss="sparse_categorical_crossentropy",
+                optimizer=keras.optimizers.Adam(
+                    train_cfg.learning_rate, weight_decay=train_cfg.weight_decay or None
+                ),
+                loss=ordinary_loss(train_cfg.label_smoothing),
                 # one call per epoch; MirroredStrategy's distributed iterator fails inside
                 # Keras' multi-step loop, so several replicas step one by one
                 steps_per_execution=self.steps if strategy.num_replicas_in_sync == 1 else 1,
@@ -231,9 +274,13 @@ class OrdinaryFolds(FoldModels):
 
     def stream(self, epochs: range) -> tf.data.Dataset:
         fold = self.folds[0]
-        return training_stream(
+        data = training_stream(
             self.inputs, self.labels, self.train, fold.seed, self.options, epochs
         )
+        if not self.label_smoothing:
+            return data
+        k = self.num_classes  # smoothing takes one-hot targets (class weights still apply)
+        return data.map(lambda x, y: (x, tf.one_hot(y, k)))
 
     def fit_arguments(self) -> dict:
         return {"class_weight": dict(enumerate(self.class_weights[0]))}
@@ -259,7 +306,9 @@ class StackedFolds(FoldModels):
 
     def __init__(self, inputs, labels, folds, options, num_classes, *, model_cfg, train_cfg,
                  input_sizes, run_seed):  # fmt: skip
-        super().__init__(inputs, labels, folds, options, num_classes, balanced(train_cfg))
+        super().__init__(
+            inputs, labels, folds, options, num_classes, balanced(train_cfg), train_cfg.test_flip
+        )
         from components.imports import load_target
         from components.models.registry import BACKBONES
         from components.training.runtime import seed_everything
@@ -269,9 +318,14 @@ class StackedFolds(FoldModels):
         self.model = build(model_cfg, len(self.folds), input_sizes, num_classes)
         self.model.initialise([f.seed for f in self.folds])  # each fold's ordinary weights
         self.model.class_weights.assign(np.stack(self.class_weights))
+        self.model.label_smoothing = train_cfg.label_smoothing
         self.steps = unit_steps([f.train for f in self.folds], options.batch)
         self.model.compile(
-            optimizer=FoldAdam(len(self.folds), learning_rate=train_cfg.learning_rate),
+            optimizer=FoldAdam(
+                len(self.folds),
+                learning_rate=train_cfg.learning_rate,
+                weight_decay=train_cfg.weight_decay or None,
+            ),
             loss=None,
             steps_per_execution=self.steps,
         )

@@ -22,6 +22,7 @@ import tensorflow as tf
 from components.config import ModelConfig, TrainConfig
 from components.errors import ArtifactError
 from components.training.fold_models import FoldData, FoldModels, fold_models
+from components.training.learning_rate import schedule_callback
 from components.training.selection import FoldSelection
 
 
@@ -89,12 +90,13 @@ class FoldRun:
         stop = self.train_cfg.epochs if stop is None else stop
         if start >= stop or self.stopped:
             return
+        rate = schedule_callback(self.train_cfg)
         self.models.model.fit(
             self.models.stream(range(start, stop)),
             initial_epoch=start,
             epochs=stop,
             steps_per_epoch=self.models.steps,
-            callbacks=[self._record_loss, self.selection],
+            callbacks=[*([rate] if rate else []), self._record_loss, self.selection],
             shuffle=False,
             verbose=0,
             **self.models.fit_arguments(),
@@ -140,10 +142,19 @@ class FoldRun:
                 epochs_run=int(selection.epochs_run[index]),
                 history=selection.history[index],
                 probabilities=probabilities[index],
-                export=lambda f=index: models.export(f),
+                export=lambda f=index: self.export(f),
             )
             for index, fold in enumerate(folds)
         ]
+
+    def export(self, f: int) -> keras.Model:
+        """Fold ``f``'s Keras model as it predicts (with the test-time flip when on)."""
+        from components.models.layers import with_test_flip
+
+        model = self.models.export(f)
+        return (
+            with_test_flip(model, self.models.options.kind) if self.train_cfg.test_flip else model
+        )
 
 
 def _assign_all(variables: Sequence, values: Sequence, what: str) -> None:
