@@ -31,6 +31,15 @@ PLACEMENT = {
 }
 
 
+def placement_point(backbone: str) -> str:
+    """Where the table puts a feature-map attention: the point named above, else the
+    backbone's middle feature-map point."""
+    if backbone in PLACEMENT:
+        return PLACEMENT[backbone]
+    maps = [p for p, kind in BACKBONES[backbone].points.items() if kind != "sequence"]
+    return maps[len(maps) // 2]
+
+
 def flops(model: tf.keras.Model) -> int:
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2,
@@ -70,7 +79,7 @@ def main() -> None:
     rows = []
     for backbone, spec in BACKBONES.items():
         for kind in TYPES:
-            point = "temporal" if kind == "temporal_mhsa" else PLACEMENT[backbone]
+            point = "temporal" if kind == "temporal_mhsa" else placement_point(backbone)
             if point not in spec.points:
                 continue
             cfg = ModelConfig(

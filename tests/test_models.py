@@ -14,6 +14,7 @@ ALL_MAP_POINTS = {
     "ststnet": ("streams", "fused", "pre_head"),
     "off_apexnet": ("stem", "block1", "fused"),
     "resnet_small": ("stem", "block1", "block2", "block3"),
+    "htnet": ("stem", "regions", "global"),
     "clip_net": ("frame",),
 }
 # Parameter counts (trainable + BN statistics) with the attention at every feature-map point
@@ -46,6 +47,15 @@ PINNED = {
         "spatial": 78607,
         "cbam": 81583,
         "mhsa": 136003,
+    },
+    "htnet": {
+        "none": 64675,
+        "se": 67503,
+        "eca": 64684,
+        "channel": 67503,
+        "spatial": 64972,
+        "cbam": 67800,
+        "mhsa": 108803,
     },
     "clip_net": {
         "none": 5091,
@@ -151,8 +161,9 @@ def test_clip_net_maps_per_frame_and_over_time() -> None:
         config("ststnet", "cbam"),
         config("off_apexnet", "mhsa", ("fused",)),
         config("clip_net", "temporal_mhsa"),
+        config("htnet", "cbam", ("regions",)),
     ],
-    ids=["ststnet-cbam", "off_apexnet-mhsa", "clip_net-temporal"],
+    ids=["ststnet-cbam", "off_apexnet-mhsa", "clip_net-temporal", "htnet-cbam"],
 )
 def test_model_save_load_round_trip(cfg: ModelConfig, tmp_path: Path) -> None:
     model = build_model(cfg, clip_frames=4, clip_size=32)
@@ -164,3 +175,24 @@ def test_model_save_load_round_trip(cfg: ModelConfig, tmp_path: Path) -> None:
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
     probabilities = model.predict(x, verbose=0)
     np.testing.assert_allclose(probabilities.sum(-1), 1, rtol=1e-5)
+
+
+def test_region_attention_stays_inside_each_facial_region() -> None:
+    """HTNet's local block: changing one region of the map changes the outputs of that region
+    only; with a 1×1 grid (global attention) it changes every position. Splitting a map into
+    regions and merging them back is the identity."""
+    from components.models.transformer import RegionTransformer
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 14, 14, 8)).astype("float32")
+    changed = x.copy()
+    changed[:, :7, 7:] += rng.normal(size=(2, 7, 7, 8)).astype("float32")  # top-right region
+    local = RegionTransformer(heads=2, key_dim=4, regions=2)
+    moved = np.abs(local(changed).numpy() - local(x).numpy()).max(axis=(0, 3))
+    assert moved[:7, 7:].min() > 1e-3
+    assert moved[:7, :7].max() < 1e-6 and moved[7:].max() < 1e-6
+    np.testing.assert_array_equal(local._merge(local._split(x), 14, 14).numpy(), x)
+    everywhere = RegionTransformer(heads=2, key_dim=4, regions=1)
+    assert np.abs(everywhere(changed).numpy() - everywhere(x).numpy()).max(axis=3).min() > 1e-4
+    with pytest.raises(ValueError, match="does not split into a 3×3 grid"):
+        RegionTransformer(regions=3)(x)

@@ -12,6 +12,11 @@ which input it takes and which points it has.
 - ``resnet_small`` — a stem and three residual stages (16, 32, 64) for larger flow inputs.
 - ``clip_net`` — a per-frame CNN over the T-frame clip, then temporal attention (or average
   pooling) over the frame features.
+- ``htnet`` — HTNet-style (Wang et al. 2024) hierarchical transformer on (u, v, strain) 28×28:
+  a conv stem, 2×2 patches embedded as 14×14 tokens, a transformer block attending within each
+  of the four facial regions (the 2×2 grid of 7×7 tokens: eyes, mouth halves), aggregation
+  (3×3/2 max-pool, 3×3 conv, layer norm) to 7×7, a global transformer block, average pooling.
+  Scaled to the composite's 442 clips (widths 32/64, one block per level, ~60 k weights).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import keras
 from keras import layers
 
 from components.models.layers import ChannelSlice
+from components.models.transformer import RegionTransformer
 
 Place = Callable[[str, object], object]
 
@@ -109,6 +115,21 @@ def clip_net(inputs, place: Place, num_classes: int, dropout: float):
     x = frames(layers.GlobalAveragePooling2D(), "frame_gap")(x)  # (B, T, 32)
     x = place("temporal", x)
     x = layers.GlobalAveragePooling1D(name="temporal_pool")(x)
+    return classifier(x, num_classes, dropout)
+
+
+def htnet(inputs, place: Place, num_classes: int, dropout: float):
+    x = place("stem", conv_bn_relu(inputs, 16, 3, name="stem"))
+    x = layers.Conv2D(32, 2, strides=2, name="patch_embed")(x)  # 14×14 tokens
+    x = RegionTransformer(heads=2, key_dim=16, regions=2, name="regions_block")(x)
+    x = place("regions", x)
+    x = layers.MaxPooling2D(3, strides=2, padding="same", name="aggregate_pool")(x)  # 7×7
+    x = layers.Conv2D(64, 3, padding="same", name="aggregate_conv")(x)
+    x = layers.LayerNormalization(epsilon=1e-6, name="aggregate_norm")(x)
+    x = RegionTransformer(heads=2, key_dim=16, regions=1, name="global_block")(x)
+    x = place("global", x)
+    x = layers.LayerNormalization(epsilon=1e-6, name="head_norm")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
     return classifier(x, num_classes, dropout)
 
 

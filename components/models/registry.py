@@ -43,6 +43,11 @@ BACKBONES: dict[str, BackboneEntry] = {
         "flow",
         {"stem": "map", "block1": "map", "block2": "map", "block3": "map"},
     ),
+    "htnet": BackboneEntry(
+        "components.models.backbones:htnet",
+        "flow",
+        {"stem": "map", "regions": "map", "global": "map"},
+    ),
     "clip_net": BackboneEntry(
         "components.models.backbones:clip_net",
         "clip",

@@ -44,7 +44,8 @@ def save_model(model, path: str, mlflow_model: Model | None = None, **kwargs: An
 def register_custom_layers() -> None:
     """Make the project's Keras classes known to Keras (they register on import), as loading
     a saved model needs."""
-    import components.models.layers  # noqa: F401
+    import components.models.layers
+    import components.models.transformer  # noqa: F401
     from components.attention.factory import register_all
 
     register_all()
