@@ -63,14 +63,20 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 RISING = [{"epoch": e, "val_uf1": min(1.0, e / 59), "val_loss": 1 - e / 60} for e in range(60)]
 
 
-def evaluation_result(project: Path, uf1: float, complete: bool) -> Evaluation:
-    """What the evaluate stage would have written, with composite UF1 ``uf1``."""
+def evaluation_result(
+    project: Path, uf1: float, complete: bool, ensemble_uf1: float | None = None
+) -> Evaluation:
+    """What the evaluate stage would have written, with composite UF1 ``uf1`` (and given
+    ``ensemble_uf1``, two seeds and their ensemble's row)."""
     params = load_params(project / "params.yaml")
     block = {
         "uf1": uf1, "uf1_ci_low": uf1 - 0.1, "uf1_ci_high": min(1.0, uf1 + 0.1),
         "uar": uf1, "uar_ci_low": uf1 - 0.1, "uar_ci_high": min(1.0, uf1 + 0.1),
         "accuracy": uf1, "samples": 24, "subjects": 4,
     }  # fmt: skip
+    summary = {"composite": block, "casme2": block}
+    if ensemble_uf1 is not None:
+        summary["ensemble"] = {**block, "uf1": ensemble_uf1, "uf1_ci_high": ensemble_uf1 + 0.1}
     return Evaluation(
         protocol="loso",
         complete=complete,
@@ -78,8 +84,8 @@ def evaluation_result(project: Path, uf1: float, complete: bool) -> Evaluation:
         selection_statement="given configuration (test)",
         model=parse(ModelConfig, MODEL, "test").as_dict(),
         train=asdict(params.train),
-        seeds=[1],
-        summary={"composite": block, "casme2": block},
+        seeds=[1] if ensemble_uf1 is None else [1, 2],
+        summary=summary,
         folds=[  # both trained all of train.epochs (60), their UF1 still rising at the end
             {"fold": f, "seed": 1, "best_epoch": 59, "epochs_run": 60, "history": RISING}
             for f in ("a", "b")
@@ -89,10 +95,15 @@ def evaluation_result(project: Path, uf1: float, complete: bool) -> Evaluation:
 
 
 def register_version(
-    project: Path, server: str, monkeypatch: pytest.MonkeyPatch, uf1: float, complete: bool = True
+    project: Path,
+    server: str,
+    monkeypatch: pytest.MonkeyPatch,
+    uf1: float,
+    complete: bool = True,
+    ensemble_uf1: float | None = None,
 ) -> dict:
     """Run the register stage with an evaluate result of ``uf1``; return registration.json."""
-    evaluation = evaluation_result(project, uf1, complete)
+    evaluation = evaluation_result(project, uf1, complete, ensemble_uf1)
     write_json(project / "reports" / "metrics.json", evaluation.metrics())
     write_json(project / "reports" / "evaluation.json", asdict(evaluation))
     monkeypatch.chdir(project)
@@ -226,3 +237,35 @@ def test_the_mlflow_ui_shows_the_model_and_its_champion(
     assert screenshot.stat().st_size > 20_000  # a rendered page, not an empty one
     with open(screenshot, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_two_evaluated_seeds_register_their_probability_ensemble_as_one_model(
+    history: list[dict], server: str, project: Path, monkeypatch
+) -> None:
+    """With two evaluated seeds, register trains a final model per seed and registers their
+    mean as one model: the champion rule compares the ensemble's evaluated UF1, and the model
+    predicts a clip (probabilities = the mean of its members', attention of the first)."""
+    from components.inference import load_registered_model
+    from components.inference.predict import predict_clip
+    from tests.test_inference import synthetic_clips
+
+    found = register_version(project, server, monkeypatch, 0.65, ensemble_uf1=0.75)
+    assert found["version"] == 7 and found["alias_moved"]
+    assert "UF1 0.7500 beats v6's 0.7000" in found["reason"]  # the ensemble's, not 0.65
+    client = MlflowClient(server)
+    version = client.get_model_version(NAME, "7")
+    assert version.tags["registered_seeds"] == "1,2"
+    assert float(version.tags["registered.uf1"]) == pytest.approx(0.75)
+    assert "probability ensemble (the mean of 2 final models" in version.description
+    mlflow.set_tracking_uri(server)
+    loaded = load_registered_model(f"models:/{NAME}/7")
+    members = [loaded.model.get_layer(f"member{i}") for i in range(2)]
+    _, frames = synthetic_clips(1)[0]
+    prediction = predict_clip(loaded, frames, "clip")
+    x = prediction.features.flow[None].astype(np.float32)
+    outputs = [np.asarray(m(x, training=False)) for m in members]
+    assert not np.allclose(outputs[0], outputs[1], atol=1e-4)  # two different models
+    expected = np.mean(outputs, axis=0)[0]
+    np.testing.assert_allclose(list(prediction.probabilities.values()), expected, atol=1e-5)
+    assert prediction.attention is not None and prediction.attention.ndim >= 2
+    client.set_registered_model_alias(NAME, "champion", "6")

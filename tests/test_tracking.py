@@ -85,3 +85,28 @@ def test_git_commit_is_dirty_for_code_changes_not_for_pipeline_outputs(
     assert git_commit() == clean + "-dirty"
     monkeypatch.chdir(tmp_path.parent)
     assert git_commit() == "unknown"
+
+
+def test_the_champion_rule_compares_what_each_version_registered() -> None:
+    """A seed ensemble is judged by its ensemble's evaluated UF1; a version registered before
+    the ``registered.uf1`` tag is read through its older names (``composite.uf1``, ``uf1``)."""
+    from types import SimpleNamespace
+
+    from components.tracking.registry import REGISTERED_UF1, decide, evaluation_tags
+
+    block = {"uf1": 0.60, "uf1_ci_low": 0.5, "uf1_ci_high": 0.7, "uar": 0.6}
+    evaluation = SimpleNamespace(
+        protocol="loso",
+        complete=True,
+        seeds=[1, 2],
+        summary={"composite": block, "ensemble": {**block, "uf1": 0.66}},
+    )
+    single = evaluation_tags(evaluation, "d1")
+    ensemble = evaluation_tags(evaluation, "d1", ensemble=True)
+    assert single[REGISTERED_UF1] == "0.600000" and ensemble[REGISTERED_UF1] == "0.660000"
+    common = {"protocol": "loso", "data_version": "d1"}
+    for older in ({"composite.uf1": "0.63"}, {"uf1": "0.63"}):
+        holder = SimpleNamespace(version="3", tags={**common, **older})
+        assert decide(ensemble, holder, "champion").promote  # 0.66 > 0.63
+        assert not decide(single, holder, "champion").promote  # 0.60 < 0.63
+        assert "0.6300" in decide(single, holder, "champion").reason

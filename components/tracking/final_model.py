@@ -9,6 +9,15 @@ from pathlib import Path
 from components.config import Params, TrainConfig
 
 
+def final_seeds(params: Params, evaluation) -> list[int]:
+    """The seeds of the registered model: every evaluated seed (their probability ensemble)
+    with ``register.ensemble`` and several seeds, else ``seed`` alone."""
+    evaluated = [int(s) for s in evaluation.seeds]
+    if params.register.ensemble and len(evaluated) > 1:
+        return evaluated
+    return [params.seed]
+
+
 def train_final(
     chosen,
     train: TrainConfig,
@@ -25,6 +34,8 @@ def train_final(
     from components.datasets.labels import NUM_CLASSES
     from components.evaluation import plots
     from components.evaluation.examples import overlays_for, pick_examples
+    from components.models.builder import model_name
+    from components.models.layers import probability_ensemble
     from components.progress import Bar
     from components.provenance import code_version, data_version
     from components.tracking.model_card import CardFacts, model_card
@@ -32,18 +43,27 @@ def train_final(
     from components.training.job import TrainingJob
 
     p = params.preprocess
-    job = TrainingJob.open(
-        str(Path(p.records_dir).resolve()),
-        data_version(p.records_dir),
-        chosen.model,
-        train,
-        params.seed,
-        p.input_sizes(),
-        NUM_CLASSES,
+    seeds = final_seeds(params, evaluation)
+    members = []
+    with Bar("register", train.epochs * len(seeds), "epoch") as bar:
+        for seed in seeds:
+            job = TrainingJob.open(
+                str(Path(p.records_dir).resolve()),
+                data_version(p.records_dir),
+                chosen.model,
+                train,
+                seed,
+                p.input_sizes(),
+                NUM_CLASSES,
+            )
+            (fit,) = job.fit([job.everyone()], bar.advance)
+            members.append(fit.export())
+    model = (
+        members[0]
+        if len(members) == 1
+        else probability_ensemble(members, f"{model_name(chosen.model)}_ensemble{len(members)}")
     )
-    with Bar("register", train.epochs, "epoch") as bar:
-        (fit,) = job.fit([job.everyone()], bar.advance)
-    model, records = fit.export(), job.records
+    records = job.records
     examples = sorted(
         pick_examples(records.manifest, params.evaluate.attention_examples, params.seed)
     )
@@ -67,6 +87,7 @@ def train_final(
             data_version=tags["data_version"],
             code_version=code_version(),
             synthetic=synthetic,
+            seeds=seeds,
         )
     )
     return FinalModel(
@@ -78,4 +99,5 @@ def train_final(
         card=card,
         tags=tags,
         synthetic=synthetic,
+        seeds=tuple(seeds),
     )

@@ -30,6 +30,7 @@ class FinalModel:
     card: str
     tags: dict[str, str]  # provenance: git commit, data version, stage
     synthetic: bool
+    seeds: tuple[int, ...] = ()  # the members' seeds (several: the probability ensemble)
 
 
 def runtime_requirements() -> list[str]:
@@ -62,7 +63,8 @@ def register(
     client = MlflowClient()
     holder = reg.alias_holder(client, cfg.model_name, cfg.alias)
     version_tags = {
-        **reg.evaluation_tags(evaluation, final.tags["data_version"]),
+        **reg.evaluation_tags(evaluation, final.tags["data_version"], len(final.seeds) > 1),
+        "registered_seeds": ",".join(map(str, final.seeds)),
         "git_commit": final.tags["git_commit"],
         "model": final.model_cfg.label,
         "synthetic_data": str(final.synthetic).lower(),
@@ -126,7 +128,7 @@ def register(
         reason=decision.reason,
         previous_alias_holder=decision.previous,
         data_version=final.tags["data_version"],
-        uf1=float(version_tags[reg.UF1]),
+        uf1=float(version_tags[reg.REGISTERED_UF1]),
         protocol=version_tags[reg.PROTOCOL],
     )
     return registration, run_id

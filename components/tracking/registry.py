@@ -17,12 +17,18 @@ from mlflow.tracking import MlflowClient
 #: metrics are named ``<subset>.<metric>`` as in ``dvc metrics show`` and the MLflow runs
 PROTOCOL, COMPLETE, DATA_VERSION = "protocol", "complete", "data_version"
 UF1, UAR = "composite.uf1", "composite.uar"
-OLDER_NAMES = {UF1: "uf1", UAR: "uar"}  # how versions registered before read them
+#: the evaluated UF1 of what the version holds: the composite's, or for a registered seed
+#: ensemble the ``ensemble`` subset's (what the champion rule compares)
+REGISTERED_UF1 = "registered.uf1"
+#: how versions registered before read them
+OLDER_NAMES = {REGISTERED_UF1: UF1, UF1: "uf1", UAR: "uar"}
 
 
 def tag(tags: dict[str, str], name: str, default: str = "-") -> str:
-    """A version's tag, also under the name older versions gave it."""
-    return tags.get(name, tags.get(OLDER_NAMES.get(name, name), default))
+    """A version's tag, also under the names older versions gave it."""
+    while name not in tags and name in OLDER_NAMES:
+        name = OLDER_NAMES[name]
+    return tags.get(name, default)
 
 
 @dataclass(frozen=True)
@@ -34,9 +40,10 @@ class Decision:
     previous: str | None = None  # the version that held the alias
 
 
-def evaluation_tags(evaluation, data_version: str) -> dict[str, str]:
+def evaluation_tags(evaluation, data_version: str, ensemble: bool = False) -> dict[str, str]:
     """Version tags from the evaluate stage's record (:class:`components.artifacts.Evaluation`):
-    protocol, completeness, seeds, pooled UF1/UAR with their CIs, per subset."""
+    protocol, completeness, seeds, pooled UF1/UAR with their CIs, per subset, and the UF1 of
+    what is registered (``ensemble``: the seeds' probability ensemble)."""
     from components.evaluation.report import with_ci
 
     composite = evaluation.summary["composite"]
@@ -50,6 +57,7 @@ def evaluation_tags(evaluation, data_version: str) -> dict[str, str]:
     for subset, block in evaluation.summary.items():
         tags[f"{subset}.uf1"] = f"{block['uf1']:.6f}"
         tags[f"{subset}.uar"] = f"{block['uar']:.6f}"
+    tags[REGISTERED_UF1] = tags["ensemble.uf1" if ensemble else UF1]
     return tags
 
 
@@ -80,7 +88,7 @@ def decide(candidate: dict[str, str], holder: ModelVersion | None, alias: str) -
                 f"{theirs.get(key)} there (promote by hand with `mer registry --promote`)",
                 previous,
             )
-    mine, best = float(candidate[UF1]), float(tag(theirs, UF1, "-inf"))
+    mine, best = float(tag(candidate, REGISTERED_UF1)), float(tag(theirs, REGISTERED_UF1, "-inf"))
     if mine > best:
         return Decision(True, f"UF1 {mine:.4f} beats v{previous}'s {best:.4f}", previous)
     return Decision(
@@ -137,7 +145,7 @@ def list_versions(client: MlflowClient, name: str) -> list[VersionRow]:
             VersionRow(
                 version=int(full.version),
                 aliases=tuple(sorted(full.aliases)),
-                uf1=tag(full.tags, UF1),
+                uf1=tag(full.tags, REGISTERED_UF1),
                 uar=tag(full.tags, UAR),
                 protocol=full.tags.get(PROTOCOL, "-")
                 + ("" if full.tags.get(COMPLETE, "true") == "true" else " (partial)"),
