@@ -356,17 +356,10 @@ class Comparison:
         }
 
     def write(self, folder: Path) -> None:
-        """Every output but the figures into ``folder`` (the stage's staging folder)."""
-        from components.evaluation import comparison_report as report
-
+        """The record and its metrics into ``folder`` (the stage's staging folder; the tables
+        and figures are the report's: :func:`components.evaluation.comparison.publish`)."""
         write_json(folder / "comparison.json", asdict(self))
         write_json(folder / "metrics.json", self.metrics())
-        (folder / "comparison.md").write_text(
-            report.markdown(self.rows, self.effects, self.header, self.correction)
-        )
-        report.table(self.rows, self.correction).to_csv(folder / "comparison.csv", index=False)
-        (folder / "comparison.tex").write_text(report.latex(self.rows, self.correction))
-        report.effects_table(self.effects).to_csv(folder / "main_effects.csv", index=False)
 
     @classmethod
     def read(cls, params: Params) -> Comparison:

@@ -265,6 +265,13 @@ def publish(params: Params, comparison) -> Path:
         folder, "compare.reports_dir", Protected.of(params), Comparison.FILES
     ) as staging:
         comparison.write(staging)
+        rows, correction = comparison.rows, comparison.correction
+        (staging / "comparison.md").write_text(
+            report.markdown(rows, comparison.effects, comparison.header, correction)
+        )
+        report.table(rows, correction).to_csv(staging / "comparison.csv", index=False)
+        (staging / "comparison.tex").write_text(report.latex(rows, correction))
+        report.effects_table(comparison.effects).to_csv(staging / "main_effects.csv", index=False)
         title = f"{params.evaluate.protocol}, {len(comparison.seeds)} seeds"
         report.forest_png(comparison.rows, staging / "forest.png", title, comparison.correction)
         report.heatmap_png(comparison.rows, staging / "heatmap.png", f"ΔUF1 ({title})")
