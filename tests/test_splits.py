@@ -127,3 +127,26 @@ def test_the_costliest_units_start_first(tmp_path, monkeypatch) -> None:
     )
     assert started == [3, 1, 0]  # unit 2 was stored; the rest by decreasing cost
     assert [r.spec for r in out] == specs
+
+
+def test_folds_that_cannot_stack_are_units_of_one_fold() -> None:
+    """A stacked backbone's folds share units of folds_per_unit; folds trained one by one
+    (no stacked form, stack_folds off, several devices) each get a unit, so they pack onto
+    the cores."""
+    from dataclasses import replace
+
+    from components.config import AttentionConfig, ModelConfig, TrainConfig
+    from components.evaluation.protocol import unit_specs
+
+    manifest = composite_manifest()
+    folds = loso_folds(SUBJECTS, 0.2, seed=42)
+    stacked = unit_specs(ModelConfig(), TrainConfig(), [1, 2], folds, 17, manifest)
+    assert len(stacked) == 2 * 4 and {len(s.folds) for s in stacked} == {17}
+    htnet = ModelConfig("htnet", AttentionConfig("none"), ())
+    for model, train in (
+        (htnet, TrainConfig()),
+        (ModelConfig(), TrainConfig(stack_folds=False)),
+        (ModelConfig(), replace(TrainConfig(), devices=2)),
+    ):
+        specs = unit_specs(model, train, [1, 2], folds, 17, manifest)
+        assert len(specs) == 2 * len(folds) and {len(s.folds) for s in specs} == {1}

@@ -72,9 +72,14 @@ def unit_specs(
     examples: dict[str, set[str]] | None = None,
     phase: str = "outer",
 ) -> list[UnitSpec]:
-    """The units of one variant: every seed × block of folds (:func:`blocks`, by training size).
-    ``examples`` maps a subject to the example uids it holds (drawn by the fold that tests that
-    subject)."""
+    """The units of one variant: every seed × block of folds (:func:`blocks`, by training size;
+    a block of one fold when the folds cannot stack: trained one by one, they gain nothing from
+    sharing a unit, and single folds pack onto the cores). ``examples`` maps a subject to the
+    example uids it holds (drawn by the fold that tests that subject)."""
+    from components.models.registry import unstacked_because
+
+    if unstacked_because(variant.backbone, train.stack_folds) or train.devices > 1:
+        per_unit = 1
     specs = []
     layout = blocks(folds, per_unit, train_sizes(folds, manifest))
     for seed in seeds:
@@ -243,16 +248,19 @@ def _run(specs: list[UnitSpec], execution: Execution, manifest: pd.DataFrame) ->
 
 def run_variants(
     variants: Sequence[ModelConfig],
-    train: TrainConfig,
+    train: TrainConfig | Sequence[TrainConfig],
     seeds: Sequence[int],
     folds: Sequence[Fold],
     manifest: pd.DataFrame,
     execution: Execution,
 ) -> list[ProtocolRun]:
-    """The protocol for several configurations, all their units submitted together (so a
-    cluster packs them), on the same folds and seeds (so they can be compared pairwise)."""
+    """The protocol for several configurations (one training config for all, or one each),
+    all their units submitted together (so a cluster packs them), on the same folds and seeds
+    (so they can be compared pairwise)."""
+    trains = [train] * len(variants) if isinstance(train, TrainConfig) else list(train)
     specs = [
-        unit_specs(v, train, seeds, folds, execution.folds_per_unit, manifest) for v in variants
+        unit_specs(v, t, seeds, folds, execution.folds_per_unit, manifest)
+        for v, t in zip(variants, trains, strict=True)
     ]
     results = _run([s for group in specs for s in group], execution, manifest)
     runs, start = [], 0

@@ -59,3 +59,13 @@ BACKBONES: dict[str, BackboneEntry] = {
 def backbone(name: str) -> BackboneEntry:
     """The entry of backbone ``name``; ``ValueError`` lists the valid names."""
     return lookup(BACKBONES, name, "backbone")
+
+
+def unstacked_because(backbone_name: str, stack_folds: bool = True) -> str:
+    """Why the folds of ``backbone_name`` cannot train as one fold-stacked model ("" when they
+    can; the distribution strategy aside: several replicas never stack)."""
+    if not stack_folds:
+        return "train.stack_folds is off"
+    if not backbone(backbone_name).stacked:
+        return f"backbone {backbone_name} has no fold-stacked form"
+    return ""

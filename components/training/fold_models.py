@@ -67,12 +67,11 @@ def stacking(
     """Whether folds of ``model_cfg`` train stacked, and if not, why: the backbone needs a
     fold-stacked form (every attention type has one), ``train.stack_folds`` must be on, and
     there must be one replica (masked BatchNorm moments are per replica)."""
-    from components.models.registry import BACKBONES
+    from components.models.registry import unstacked_because
 
-    if not train_cfg.stack_folds:
-        return False, "train.stack_folds is off"
-    if not BACKBONES[model_cfg.backbone].stacked:
-        return False, f"backbone {model_cfg.backbone} has no fold-stacked form"
+    reason = unstacked_because(model_cfg.backbone, train_cfg.stack_folds)
+    if reason:
+        return False, reason
     if strategy.num_replicas_in_sync != 1:
         return False, f"{strategy.num_replicas_in_sync} replicas (MirroredStrategy)"
     return True, ""
