@@ -324,6 +324,9 @@ class TrainConfig:
     lr_schedule: Literal["constant", "cosine", "one_cycle"] = "constant"
     #: targets (1 − ε)·one-hot + ε/K in the cross-entropy
     label_smoothing: Annotated[float, Range(ge=0, lt=1)] = 0.0
+    #: mixup (Zhang et al. 2018) of each training row with another row of its step: samples
+    #: and one-hot labels mixed with weight λ ~ Beta(α, α) (0 = off)
+    mixup_alpha: Annotated[float, Range(ge=0, le=10)] = 0.0
     #: test-time flip: a sample's probabilities are the mean over it and its mirror image
     test_flip: bool = False
 

@@ -294,17 +294,23 @@ class StackedModel(keras.Model):
         return ops.sum(self.fold_losses(x, y, y_pred))
 
     def fold_losses(self, x, y, y_pred):
-        """Each fold's loss ``(F,)``: the class-weighted cross-entropy over its rows (targets
-        smoothed by :attr:`label_smoothing`)."""
+        """Each fold's loss ``(F,)``: the class-weighted cross-entropy over its rows. ``y``: class
+        indices (B,) shared by the folds or (B, F), or soft targets (B, F, K) (mixup: weighted
+        by the class of their largest entry, as Keras weights soft targets); targets smoothed
+        by :attr:`label_smoothing`."""
         fold_mask = x[1]
-        labels = ops.cast(y, "int32")  # (B,) shared by the folds, or (B, F)
-        if len(labels.shape) == 1:
-            labels = labels[:, None] * ops.ones((1, self.folds), "int32")
-        chosen = ops.one_hot(labels, self.num_classes)  # (B, F, K)
-        if self.label_smoothing:  # as Keras' CategoricalCrossentropy(label_smoothing=ε)
-            targets = (
-                chosen * (1.0 - self.label_smoothing) + self.label_smoothing / self.num_classes
-            )
+        if len(y.shape) == 3:  # soft targets
+            targets = ops.cast(y, "float32")
+            chosen = ops.one_hot(ops.argmax(targets, axis=-1), self.num_classes)
+        else:
+            labels = ops.cast(y, "int32")  # (B,) shared by the folds, or (B, F)
+            if len(labels.shape) == 1:
+                labels = labels[:, None] * ops.ones((1, self.folds), "int32")
+            chosen = targets = ops.one_hot(labels, self.num_classes)  # (B, F, K)
+        if self.label_smoothing or len(y.shape) == 3:
+            # as Keras' CategoricalCrossentropy(label_smoothing=ε)
+            eps = self.label_smoothing
+            targets = targets * (1.0 - eps) + eps / self.num_classes
             p = ops.clip(y_pred / ops.sum(y_pred, axis=-1, keepdims=True), 1e-7, 1.0 - 1e-7)
             cross_entropy = -ops.sum(targets * ops.log(p), axis=-1)
         else:

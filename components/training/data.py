@@ -27,14 +27,34 @@ class StreamOptions:
     batch: int
     flip: bool = False
     shift_px: int = 0
+    mixup_alpha: float = 0.0  # > 0: samples and one-hot labels mixed (targets become soft)
+    classes: int = 3  # for the soft targets of mixup
 
     @classmethod
-    def training(cls, cfg: TrainConfig, kind: str, batch: int) -> StreamOptions:
+    def training(cls, cfg: TrainConfig, kind: str, batch: int, classes: int = 3) -> StreamOptions:
         """The options of ``cfg``'s augmentation."""
-        return cls(kind, batch, cfg.augment_flip, cfg.augment_shift_px)
+        return cls(kind, batch, cfg.augment_flip, cfg.augment_shift_px, cfg.mixup_alpha, classes)
 
     def plan(self, train: np.ndarray, key: int, epoch: int) -> EpochPlan:
-        return fold_epoch(train, self.batch, key, epoch, self.flip, self.shift_px)
+        return fold_epoch(train, self.batch, key, epoch, self.flip, self.shift_px, self.mixup_alpha)
+
+
+def _mix(x, y, partner, lam, classes: int):
+    """Mixup of a step's rows along axis 0 (``partner``, ``lam``: (rows,) or (rows, F) for a
+    batch per fold): ``λ·x + (1 − λ)·x[partner]`` and the same mix of one-hot labels."""
+    if len(partner.shape) == 1:
+        other_x, other_y = tf.gather(x, partner), tf.gather(y, partner)
+    else:  # per fold: row r of fold f mixes with row partner[r, f] of the same fold
+        folds = tf.broadcast_to(tf.range(tf.shape(partner)[1])[None], tf.shape(partner))
+        where = tf.stack([partner, folds], axis=-1)
+        other_x, other_y = tf.gather_nd(x, where), tf.gather_nd(y, where)
+    shape = tf.concat([tf.shape(lam), tf.ones([len(x.shape) - len(lam.shape)], tf.int32)], 0)
+    weight = tf.reshape(lam, shape)
+    mixed = weight * x + (1.0 - weight) * other_x
+    soft = lam[..., None] * tf.one_hot(y, classes) + (1.0 - lam[..., None]) * tf.one_hot(
+        other_y, classes
+    )
+    return mixed, soft
 
 
 def _without_autotune(data: tf.data.Dataset) -> tf.data.Dataset:
@@ -76,16 +96,18 @@ def training_stream(
     y = tf.constant(labels, tf.int64)
     plan = _concatenate([options.plan(train, key, e) for e in epochs])
 
-    def one(index, mask, mirror, offsets):
+    def one(index, mask, mirror, offsets, partner, lam):
         real = mask > 0
         rows, mirror, offsets = index[real], mirror[real], offsets[real]
         xb = apply_augmentation(
             tf.gather(x, rows), options.kind, mirror, offsets, options.flip, options.shift_px
         )
-        return xb, tf.gather(y, rows)
+        if not options.mixup_alpha:
+            return xb, tf.gather(y, rows)
+        return _mix(xb, tf.gather(y, rows), partner[real], lam[real], options.classes)
 
     data = tf.data.Dataset.from_tensor_slices(
-        (plan.index, plan.mask, plan.mirror, plan.offsets.astype(np.int32))
+        (plan.index, plan.mask, plan.mirror, plan.offsets.astype(np.int32), plan.partner, plan.lam)
     )
     return _without_autotune(data.map(one))
 
@@ -119,7 +141,7 @@ def fold_stream(
             raise ValueError(f"patch statistics for {variants} augmentations, not this stream's")
         table = tf.constant(patch_stats.reshape(-1, patch_stats.shape[-1]))
 
-    def one(index, mask, mirror, offsets):
+    def one(index, mask, mirror, offsets, partner, lam):
         rows = tf.reshape(index, [-1])
         flat_mirror = tf.reshape(mirror, [-1])
         flat_offsets = tf.reshape(offsets, [-1, 2])
@@ -127,6 +149,9 @@ def fold_stream(
             tf.gather(x, rows), kind, flat_mirror, flat_offsets, flip, shift_px
         )
         xb = tf.reshape(flat, (*index.shape, *sample))
+        if options.mixup_alpha:  # mixed rows have no patch statistics of their own
+            xb, soft = _mix(xb, tf.gather(y, index), partner, lam, options.classes)
+            return (xb, mask), soft
         if patch_stats is None:
             return (xb, mask), tf.gather(y, index)
         entry = tf.cast(rows, tf.int32) * variants + augmentation_index(
@@ -136,7 +161,7 @@ def fold_stream(
         return (xb, mask, stats), tf.gather(y, index)
 
     data = tf.data.Dataset.from_tensor_slices(
-        (plan.index, plan.mask, plan.mirror, plan.offsets.astype(np.int32))
+        (plan.index, plan.mask, plan.mirror, plan.offsets.astype(np.int32), plan.partner, plan.lam)
     )
     return _without_autotune(data.map(one))
 

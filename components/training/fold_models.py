@@ -77,10 +77,10 @@ def stacking(
     return True, ""
 
 
-def ordinary_loss(label_smoothing: float) -> str | keras.losses.Loss:
-    """The ordinary model's loss: Keras' cross-entropy on class indices, or on one-hot targets
-    smoothed by ``label_smoothing``."""
-    if not label_smoothing:
+def ordinary_loss(label_smoothing: float, soft: bool = False) -> str | keras.losses.Loss:
+    """The ordinary model's loss: Keras' cross-entropy on class indices, or on one-hot or soft
+    (mixup) targets smoothed by ``label_smoothing``."""
+    if not soft:
         return "sparse_categorical_crossentropy"
     return keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
 
@@ -261,11 +261,12 @@ class OrdinaryFolds(FoldModels):
             seed_everything(fold.seed)
             self.model = build_model(model_cfg, num_classes=num_classes, **input_sizes)
             self.label_smoothing = train_cfg.label_smoothing
+            soft = bool(train_cfg.label_smoothing or train_cfg.mixup_alpha)
             self.model.compile(
                 optimizer=keras.optimizers.Adam(
                     train_cfg.learning_rate, weight_decay=train_cfg.weight_decay or None
                 ),
-                loss=ordinary_loss(train_cfg.label_smoothing),
+                loss=ordinary_loss(train_cfg.label_smoothing, soft),
                 # one call per epoch; MirroredStrategy's distributed iterator fails inside
                 # Keras' multi-step loop, so several replicas step one by one
                 steps_per_execution=self.steps if strategy.num_replicas_in_sync == 1 else 1,
@@ -276,8 +277,8 @@ class OrdinaryFolds(FoldModels):
         data = training_stream(
             self.inputs, self.labels, self.train, fold.seed, self.options, epochs
         )
-        if not self.label_smoothing:
-            return data
+        if self.options.mixup_alpha or not self.label_smoothing:
+            return data  # mixup's targets are soft already
         k = self.num_classes  # smoothing takes one-hot targets (class weights still apply)
         return data.map(lambda x, y: (x, tf.one_hot(y, k)))
 
@@ -333,7 +334,7 @@ class StackedFolds(FoldModels):
         o = self.options
         table = (
             patch_stats_table(self.inputs, o.kind, o.flip, o.shift_px)
-            if self.model.patch_stats_input
+            if self.model.patch_stats_input and not o.mixup_alpha  # a mixed row has none
             else None
         )
         return fold_stream(
@@ -385,14 +386,14 @@ def fold_models(
     ordinary model per fold."""
     stacked, _ = stacking(model_cfg, train_cfg, strategy)
     if stacked:
-        options = StreamOptions.training(train_cfg, kind, train_cfg.batch_size)
+        options = StreamOptions.training(train_cfg, kind, train_cfg.batch_size, num_classes)
         return [
             StackedFolds(inputs, labels, folds, options, num_classes, model_cfg=model_cfg,
                          train_cfg=train_cfg, input_sizes=input_sizes, run_seed=seed)
         ]  # fmt: skip
     # an ordinary model's batch is split over its replicas
     batch = train_cfg.batch_size * strategy.num_replicas_in_sync
-    options = StreamOptions.training(train_cfg, kind, batch)
+    options = StreamOptions.training(train_cfg, kind, batch, num_classes)
     return [
         OrdinaryFolds(inputs, labels, [fold], options, num_classes, model_cfg=model_cfg,
                       train_cfg=train_cfg, input_sizes=input_sizes, strategy=strategy)

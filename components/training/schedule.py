@@ -42,6 +42,10 @@ class EpochPlan:
     mask: np.ndarray  # (steps, rows) float32
     mirror: np.ndarray  # (steps, rows) bool
     offsets: np.ndarray  # (steps, rows, 2) int32
+    #: mixup: each row is mixed with row ``partner`` of its step (itself: unmixed) with weight
+    #: ``lam`` on its own sample and label
+    partner: np.ndarray  # (steps, rows) int32
+    lam: np.ndarray  # (steps, rows) float32
 
     @property
     def steps(self) -> int:
@@ -49,10 +53,18 @@ class EpochPlan:
 
 
 def fold_epoch(
-    train: np.ndarray, batch: int, key: int, epoch: int, flip: bool, shift_px: int
+    train: np.ndarray,
+    batch: int,
+    key: int,
+    epoch: int,
+    flip: bool,
+    shift_px: int,
+    mixup_alpha: float = 0.0,
 ) -> EpochPlan:
     """Fold ``key``'s batches of ``epoch`` over its ``train`` positions: each sample once, in
-    ``ceil(n / batch)`` steps whose sizes differ by at most one."""
+    ``ceil(n / batch)`` steps whose sizes differ by at most one. With ``mixup_alpha`` > 0, each
+    row's mixup partner (a permutation of its step's rows) and weight λ ~ Beta(α, α) are drawn
+    from the same key (Zhang et al. 2018)."""
     train = np.asarray(train, np.int64)
     count = len(train)
     steps = steps_per_epoch(count, batch)
@@ -65,6 +77,9 @@ def fold_epoch(
     mask = np.zeros((steps, rows), np.float32)
     mirror = np.zeros((steps, rows), bool)
     offsets = np.zeros((steps, rows, 2), np.int32)
+    partner = np.tile(np.arange(rows, dtype=np.int32), (steps, 1))
+    lam = np.ones((steps, rows), np.float32)
+    mixing = np.random.default_rng([key, epoch, 2]) if mixup_alpha > 0 else None
     bounds = (np.arange(steps + 1) * count) // max(steps, 1)
     for step in range(steps):
         part = slice(bounds[step], bounds[step + 1])
@@ -72,7 +87,10 @@ def fold_epoch(
         index[step, :size], index[step, size:] = order[part], order[part][:1]
         mask[step, :size] = 1.0
         mirror[step, :size], offsets[step, :size] = mirror_all[part], offsets_all[part]
-    return EpochPlan(index, mask, mirror, offsets)
+        if mixing is not None:
+            partner[step, :size] = mixing.permutation(size)
+            lam[step, :size] = mixing.beta(mixup_alpha, mixup_alpha, size)
+    return EpochPlan(index, mask, mirror, offsets, partner, lam)
 
 
 def unit_epoch(plans: Sequence[EpochPlan]) -> EpochPlan:
@@ -86,9 +104,12 @@ def unit_epoch(plans: Sequence[EpochPlan]) -> EpochPlan:
     mask = np.zeros((steps, rows, folds), np.float32)
     mirror = np.zeros((steps, rows, folds), bool)
     offsets = np.zeros((steps, rows, folds, 2), np.int32)
+    partner = np.tile(np.arange(rows, dtype=np.int32)[:, None], (steps, 1, folds))
+    lam = np.ones((steps, rows, folds), np.float32)
     for f, plan in enumerate(plans):
         s, r = plan.index.shape
         index[:s, :r, f], mask[:s, :r, f] = plan.index, plan.mask
         mirror[:s, :r, f], offsets[:s, :r, f] = plan.mirror, plan.offsets
+        partner[:s, :r, f], lam[:s, :r, f] = plan.partner, plan.lam
         index[s:, :, f] = plan.index[0, 0] if s else 0  # idle steps: masked, any real sample
-    return EpochPlan(index, mask, mirror, offsets)
+    return EpochPlan(index, mask, mirror, offsets, partner, lam)
