@@ -82,3 +82,24 @@ def ensure(folder: Path = FOLDER) -> Path:
     mer(path, "preprocess")
     stamp.write_text(key)
     return path
+
+
+def kfold_params(name: str, folds: int = 5):
+    """The development set's params with grouped ``folds``-fold evaluation and units and
+    reports in a folder of the benchmark's own (``name``, beside the set); returns both."""
+    from dataclasses import replace
+
+    from components.config import load_params
+
+    base = ensure()
+    folder = base.parent / name
+    folder.mkdir(exist_ok=True)
+    params = load_params(base)
+    evaluate = replace(
+        params.evaluate,
+        protocol="kfold",
+        folds=folds,
+        units_dir=str(folder / "units"),
+        reports_dir=str(folder / "reports"),
+    )
+    return replace(params, evaluate=evaluate), folder

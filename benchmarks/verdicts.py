@@ -188,24 +188,10 @@ def family_rates(baseline, variant, groups, subjects, draw, confidence, with_noi
 
 
 def main() -> None:
-    from components.config import load_params
     from components.evaluation.protocol import run_given
     from components.evaluation.session import Session
 
-    base = composite.ensure()
-    folder = base.parent / "verdicts"
-    folder.mkdir(exist_ok=True)
-    params = load_params(base)
-    params = replace(
-        params,
-        evaluate=replace(
-            params.evaluate,
-            protocol="kfold",
-            folds=5,
-            units_dir=str(folder / "units"),
-            reports_dir=str(folder / "reports"),
-        ),
-    )
+    params, folder = composite.kfold_params("verdicts")
     variant_records = without_strain(
         Path(params.preprocess.records_dir), folder / "records_without_strain"
     )
