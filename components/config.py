@@ -391,9 +391,9 @@ class EvaluateConfig:
     selection: Literal["given", "nested"] = "given"
     candidates: tuple[ModelConfig, ...] = ()  # for nested selection (in addition to `model`)
     inner_folds: Annotated[int, Range(ge=2)] = 3  # nested: grouped folds over training subjects
-    seeds: Annotated[int, Range(ge=1, le=1000)] = (
-        1  # training seeds per variant (seed, seed+1, ...)
-    )
+    #: training seeds per variant (seed, seed+1, ...); the metrics are their mean, and with 2 or
+    #: more the ``ensemble`` row is their probability ensemble (what register registers)
+    seeds: Annotated[int, Range(ge=1, le=1000)] = 3
     bootstrap: Annotated[int, Range(ge=100, le=100_000)] = 2000  # subject-bootstrap resamples
     confidence: Fraction = 0.95
     attention_examples: NonNegative = 2  # samples per class drawn as attention-map overlays

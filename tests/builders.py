@@ -180,9 +180,11 @@ def merged(params: dict, overrides: dict) -> dict:
 
 def output_params(folder: Path, experiment: str = "test") -> dict:
     """The params sections that put every output of every stage (reports, units, MLflow, Ray
-    results) inside ``folder``, with a quick bootstrap."""
+    results) inside ``folder``, with a quick bootstrap and one evaluation seed (tests of
+    several seeds and of the ensemble say so; the end-to-end repro runs params.yaml's)."""
     return {
         "evaluate": {
+            "seeds": 1,
             "bootstrap": 200,
             "attention_examples": 1,
             "units_dir": str(folder / "units"),
