@@ -22,8 +22,14 @@ def attention_layers(model: keras.Model) -> list[AttentionLayer]:
     found = [a for layer in model.layers if (a := _attention_of(layer)) is not None]
     if found:
         return found
-    nested = [m for m in model.layers if isinstance(m, keras.Model) and _has_attention(m)]
-    return attention_layers(nested[0]) if nested else []
+    nested = _nested_with_attention(model)
+    return attention_layers(nested) if nested is not None else []
+
+
+def _nested_with_attention(model: keras.Model) -> keras.Model | None:
+    """The first model nested in ``model`` (a test-time-flip or ensemble wrapper) that has
+    attention layers, at any depth."""
+    return next((m for m in model.layers if isinstance(m, keras.Model) and _has_attention(m)), None)
 
 
 def _has_attention(model: keras.Model) -> bool:
@@ -43,8 +49,8 @@ def attention_maps(model: keras.Model, inputs) -> dict[str, np.ndarray]:
     """
     hosts = [layer for layer in model.layers if _attention_of(layer) is not None]
     if not hosts:  # a wrapper (test-time flip, ensemble): the first nested model with attention
-        nested = [m for m in model.layers if isinstance(m, keras.Model) and _has_attention(m)]
-        return attention_maps(nested[0], inputs) if nested else {}
+        nested = _nested_with_attention(model)
+        return attention_maps(nested, inputs) if nested is not None else {}
     probe = keras.Model(model.input, [host.input for host in hosts])
     features = probe(inputs, training=False)
     if len(hosts) == 1:

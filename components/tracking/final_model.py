@@ -44,12 +44,13 @@ def train_final(
 
     p = params.preprocess
     seeds = final_seeds(params, evaluation)
+    records_dir, version = str(Path(p.records_dir).resolve()), data_version(p.records_dir)
     members = []
     with Bar("register", train.epochs * len(seeds), "epoch") as bar:
         for seed in seeds:
             job = TrainingJob.open(
-                str(Path(p.records_dir).resolve()),
-                data_version(p.records_dir),
+                records_dir,
+                version,
                 chosen.model,
                 train,
                 seed,

@@ -213,11 +213,11 @@ class FoldModels(ABC):
                 return [batch, (mirror(batch[0], kind), *batch[1:])]
             return [batch, mirror(batch, kind)]
 
-        forward = tf.function(
-            lambda batch: (
-                tf.add_n([model(v, training=False) for v in views(batch)]) / len(views(batch))
-            )
-        )
+        @tf.function
+        def forward(batch):
+            outputs = [model(v, training=False) for v in views(batch)]
+            return tf.add_n(outputs) / len(outputs)
+
         pieces = [
             _slice(batches, start, start + chunk) for start in range(0, _rows(batches), chunk)
         ]

@@ -152,9 +152,7 @@ class FoldRun:
         from components.models.layers import with_test_flip
 
         model = self.models.export(f)
-        return (
-            with_test_flip(model, self.models.options.kind) if self.train_cfg.test_flip else model
-        )
+        return with_test_flip(model, self.models.options.kind) if self.models.test_flip else model
 
 
 def _assign_all(variables: Sequence, values: Sequence, what: str) -> None:
