@@ -38,6 +38,7 @@ from scipy.stats import spearmanr
 
 from benchmarks import composite
 from benchmarks.composite import mer
+from benchmarks.loso import units_of
 from benchmarks.results import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,6 +173,34 @@ def seed_study(root: Path, objective: str, first: dict[str, list[tuple[float, fl
     }
 
 
+def loso_predictions(folder: Path, records_dir: str) -> dict[str, pd.DataFrame]:
+    """Each attention type's LOSO test predictions (all seeds) from the units ``mer compare``
+    stored in ``folder``."""
+    from components.evaluation.protocol import predictions_frame
+    from components.records.store import load_records
+
+    manifest = load_records(records_dir).manifest
+    by_type: dict[str, list] = {}
+    for unit in units_of(folder):
+        by_type.setdefault(unit.spec.variant.attention, []).append(unit)
+    return {kind: predictions_frame(units, manifest) for kind, units in by_type.items()}
+
+
+def paired_to_best(raw: dict, predictions: dict[str, pd.DataFrame], picked: str, best: str):
+    """LOSO ΔUF1 (picked − best) with mer compare's paired subject-bootstrap interval (its
+    resampling from ``raw`` params, training noise pooled over the types)."""
+    from components.evaluation.report import resampling
+    from components.statistics import TrainingNoise, paired_bootstrap
+
+    any_frame = predictions[best]
+    subjects = sorted(any_frame.subject_id.unique())
+    draw = resampling(raw["evaluate"]["bootstrap"], raw["seed"], raw["evaluate"]["confidence"])
+    noise = TrainingNoise.pooled(predictions.values(), subjects, draw)
+    return paired_bootstrap(
+        predictions[picked], predictions[best], subjects, draw, noise, (picked, best)
+    )["uf1"]
+
+
 def setup_times(folder: Path) -> list[float]:
     return [t["history"][0]["setup_s"] for t in finished_trials(folder) if t["history"]]
 
@@ -191,6 +220,8 @@ def main() -> None:
         root = Path(tmp)
         loso_params = variant_params(root / "loso")
         mer(loso_params, "compare")
+        loso_raw = yaml.safe_load(loso_params.read_text())
+        predictions = loso_predictions(root / "loso/units", loso_raw["preprocess"]["records_dir"])
         loso = {
             r["attention"]: r
             for r in json.loads((root / "loso/reports/compare/comparison.json").read_text())["rows"]
@@ -235,15 +266,22 @@ def main() -> None:
             ratio = table.epochs_run.sum() / fifo.epochs_run.sum()
             picked = float(fifo.set_index("label").best_val_uf1.get(best["label"], float("nan")))
             same = best["label"] == fifo_best["label"] or picked == fifo_best["score"]
+            kind_of = dict(zip(widened.label, widened.attention, strict=True))
+            delta = paired_to_best(
+                loso_raw, predictions, kind_of[best["label"]], kind_of[fifo_best["label"]]
+            )
             summary[objective, scheduler] = (
-                rho, ratio, same, fifo_wall / ideal, fifo_best, best, fifo, table, fifo_wall, wall
+                rho, ratio, same, fifo_wall / ideal, fifo_best, best, fifo, table, fifo_wall, wall,
+                delta,
             )  # fmt: skip
             lines.append(
                 f"{objective}/{scheduler}: Spearman ρ(search, LOSO) = {rho:.2f}; ran "
                 f"{table.epochs_run.sum()} of {fifo.epochs_run.sum()} epochs ({ratio:.2f}×), best "
                 f"{best['label']} vs grid {fifo_best['label']} ({'same' if same else 'DIFFERENT'}"
                 f"{', tied in the grid' if same and best['label'] != fifo_best['label'] else ''}); "
-                f"grid wall / ideal packing {fifo_wall / ideal:.2f}×"
+                f"grid wall / ideal packing {fifo_wall / ideal:.2f}×; LOSO Δ(pick − grid's best) "
+                f"{delta.estimate:+.3f} [{delta.low:+.3f}, {delta.high:+.3f}] "
+                f"({'kept: inside' if delta.high >= 0 else 'LOST: below'} the paired CI)"
             )
     scores_of = {
         o: runs[o, "fifo"][1].set_index("attention").best_val_uf1 for o in ("holdout", "kfold")
@@ -292,15 +330,19 @@ def main() -> None:
     mean_setup = sum(setups) / len(setups) if setups else float("nan")
 
     def row(o: str, k: str) -> str:
-        rho, ratio, same, packing, fifo_best, best, fifo, table, fifo_wall, wall = summary[o, k]
+        rho, ratio, same, packing, fifo_best, best, fifo, table, fifo_wall, wall, delta = summary[
+            o, k
+        ]
         return (
             f"| `{o}` | `{k}` | {rho:.2f} | {table.epochs_run.sum()} / {fifo.epochs_run.sum()} = **{ratio:.2f}×** | "
             f"{best['label']} / {fifo_best['label']} ({'same' if same else 'different'}"
             f"{', tied' if same and best['label'] != fifo_best['label'] else ''}) | "
+            f"{delta.estimate:+.3f} [{delta.low:+.3f}, {delta.high:+.3f}] "
+            f"({'kept' if delta.high >= 0 else '**lost**'}) | "
             f"{fifo_wall:.0f} s ({packing:.2f}× ideal) | {wall:.0f} s |"
         )
 
-    body = f"""Embedded records (LOSO over all their subjects). Rank correlation: the params.yaml
+    body = f"""The development set (68 subjects, 442 clips; LOSO over all of them). Rank correlation: the params.yaml
 search with `attention` widened to {", ".join(loso)} ({len(loso)} points, {cfg["space"]["epochs"]}
 epochs), full grid, {slots} trial slots. Schedulers on params.yaml's own search
 ({", ".join(cfg["space"]["attention"])}), against that space's full grid: `asha` with params.yaml's
@@ -311,11 +353,13 @@ one trial within 0.5× the grid's epochs). LOSO:
 `mer compare`, {params["compare"]["seeds"]} seeds. "Same best" also counts a pick whose full-grid
 score ties the grid's best (the grid breaks ties by validation loss).
 
-| objective | scheduler | Spearman ρ (search score vs LOSO UF1) | epochs / full grid | best: scheduler / grid | widened grid wall | scheduler wall |
-| --- | --- | ---: | ---: | --- | ---: | ---: |
+| objective | scheduler | Spearman ρ (search score vs LOSO UF1) | epochs / full grid | best: scheduler / grid | LOSO ΔUF1 pick − grid's best [paired 95% CI] | widened grid wall | scheduler wall |
+| --- | --- | ---: | ---: | --- | ---: | ---: | ---: |
 {chr(10).join(row(o, k) for o in ("holdout", "kfold") for k in SCHEDULERS)}
 
-Goals: ≤ 0.5× the grid's epochs with the same best configuration. Per point (search
+Goals: ≤ 0.5× the grid's epochs keeping a configuration whose LOSO UF1 is inside the paired
+CI of the grid's best ("kept": the paired interval of pick − best reaches 0; `mer compare`'s
+paired subject bootstrap with training noise). Per point (search
 score = best validation UF1 of the full grid's trial; epochs each scheduler's trial ran):
 
 | attention | LOSO UF1 [95% CI] | `holdout` score | `kfold` score |
