@@ -1,6 +1,7 @@
 """Which training choices help? Each recipe option and backbone against params.yaml's, paired.
 
-    python -m benchmarks.recipe        (builds the development set on first use; ~30 min)
+    python -m benchmarks.recipe                  (builds the development set on first use; ~30 min)
+    python -m benchmarks.recipe --only balance   (params.yaml and the arms whose name has a word)
 
 On the development set (68 subjects, 442 clips, calibrated like the real composite), every arm
 is params.yaml's model and training with one thing changed (an option of
@@ -41,6 +42,7 @@ def arms(params) -> dict[str, tuple]:
         "test_flip": (model, replace(train, test_flip=True)),
         "mixup_alpha 0.2": (model, replace(train, mixup_alpha=0.2)),
         "backbone htnet (cbam at regions)": (htnet, train),
+        "balance_datasets": (model, replace(train, balance_datasets=True)),
     }
 
 
@@ -60,16 +62,25 @@ def ensemble_gain(frame, seeds: list[int], subjects: list[str], draw):
     return difference(float(estimate), deltas, draw.confidence)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
     from components.evaluation.comparison import per_dataset_uf1
     from components.evaluation.protocol import run_variants
     from components.evaluation.report import ensemble_predictions, resampling
     from components.evaluation.session import Session
     from components.statistics import TrainingNoise, bootstrap, holm, paired_bootstrap, verdict
 
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.recipe")
+    parser.add_argument("--only", nargs="+", metavar="WORD", help="arms whose name has a word")
+    only = parser.parse_args(argv).only
     params, _ = composite.kfold_params("recipe")
     seeds = [params.seed + k for k in range(SEEDS)]
-    named = arms(params)
+    named = {
+        name: arm
+        for name, arm in arms(params).items()
+        if not only or name == "params.yaml" or any(word in name for word in only)
+    }
     session = Session.open(params, "recipe")
     started = time.perf_counter()
     runs = run_variants(
@@ -163,7 +174,8 @@ Per dataset (UF1, mean over seeds):
 | --- | {" | ".join("---:" for _ in datasets)} |
 {dataset_rows}
 """
-    write_section("recipe", "python -m benchmarks.recipe", body)
+    command = "python -m benchmarks.recipe" + "".join(f" --only {w}" for w in only or [])
+    write_section(f"recipe: {', '.join(only)}" if only else "recipe", command, body)
 
 
 if __name__ == "__main__":

@@ -329,6 +329,10 @@ class TrainConfig:
     mixup_alpha: Annotated[float, Range(ge=0, le=10)] = 0.0
     #: test-time flip: a sample's probabilities are the mean over it and its mirror image
     test_flip: bool = False
+    #: dataset-balanced epochs: each dataset (CASME II, SAMM, SMIC, ...) of a fold's training
+    #: subjects is drawn as often as the largest (a smaller one topped up with its own samples
+    #: drawn without replacement, anew each epoch); class weights follow the balanced counts
+    balance_datasets: bool = False
 
 
 @dataclass(frozen=True)

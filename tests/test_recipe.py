@@ -1,6 +1,6 @@
-"""Training recipe options (weight decay, learning-rate schedules, label smoothing, test-time
-flip) and the probability ensemble: each against a reference computation, and each the same
-for a fold trained stacked or alone."""
+"""Training recipe options (weight decay, learning-rate schedules, label smoothing, mixup,
+test-time flip, dataset-balanced epochs) and the probability ensemble: each against a reference
+computation, and each the same for a fold trained stacked or alone."""
 
 import itertools
 from dataclasses import replace
@@ -98,6 +98,7 @@ RECIPES = {
         label_smoothing=0.1, weight_decay=0.05, lr_schedule="one_cycle", test_flip=True
     ),
     "cosine": dict(lr_schedule="cosine"),
+    "dataset-balanced epochs": dict(balance_datasets=True),
     "mixup": dict(mixup_alpha=0.4),
     "mixup and smoothing": dict(mixup_alpha=0.4, label_smoothing=0.1),
 }
@@ -114,11 +115,12 @@ def test_a_recipe_trains_a_fold_the_same_stacked_or_alone(recipe: dict) -> None:
 
     runtime.configure(FAST, 0)
     x, y, subject = planted(subjects=8, per_class=2)
+    datasets = datasets_of(subject)
     train = replace(FAST, epochs=8, patience=8, augment_flip=True, augment_shift_px=2, **recipe)
     a = fold("a", subject, 0, 1, seed=17)
     large = replace(fold("l", subject, 4, 5, seed=6), train=np.arange(len(y)))
     options = dict(kind="flow", input_sizes=SIZES, num_classes=3, seed=1,
-                   strategy=runtime.make_strategy(train))  # fmt: skip
+                   strategy=runtime.make_strategy(train), datasets=datasets)  # fmt: skip
     (ordinary,) = fold_models(x, y, [a], MODEL, replace(train, stack_folds=False), **options)
     (stack,) = fold_models(x, y, [a, large], MODEL, train, **options)
     (xo, yo) = next(iter(ordinary.stream(range(1))))
@@ -133,16 +135,17 @@ def test_a_recipe_trains_a_fold_the_same_stacked_or_alone(recipe: dict) -> None:
     per_fold = stack.model.fold_losses(inputs, ys, stack.model(inputs, training=True))
     assert float(per_fold[0]) == pytest.approx(float(loss_alone), abs=1e-5)
 
-    history, _ = fold_outcome(fit(x, y, [a], MODEL, replace(train, stack_folds=False)), "a", x)
-    other_history, _ = fold_outcome(fit(x, y, [a, large], MODEL, train), "a", x)
+    alone = replace(train, stack_folds=False)
+    history, _ = fold_outcome(fit(x, y, [a], MODEL, alone, datasets), "a", x)
+    other_history, _ = fold_outcome(fit(x, y, [a, large], MODEL, train, datasets), "a", x)
     assert len(other_history) == len(history)
     for mine, theirs in zip(history, other_history, strict=True):
         assert mine["val_loss"] == pytest.approx(theirs["val_loss"], abs=5e-3)
     # the models after the last epoch (no validation subjects, so no epoch choice, whose
     # near-ties can fall either way on rounding-level differences)
     last = replace(a, validation=a.validation[:0])
-    _, outputs = fold_outcome(fit(x, y, [last], MODEL, replace(train, stack_folds=False)), "a", x)
-    _, other_outputs = fold_outcome(fit(x, y, [last, large], MODEL, train), "a", x)
+    _, outputs = fold_outcome(fit(x, y, [last], MODEL, alone, datasets), "a", x)
+    _, other_outputs = fold_outcome(fit(x, y, [last, large], MODEL, train, datasets), "a", x)
     np.testing.assert_allclose(other_outputs, outputs, atol=2e-2)
     top = np.sort(outputs, axis=1)
     clear = top[:, -1] - top[:, -2] > 4e-2  # not a near-tie within the tolerance above
@@ -155,18 +158,81 @@ def test_each_recipe_option_changes_training() -> None:
     without (a wiring check: an option that is parsed but ignored fails here)."""
     runtime.configure(FAST, 0)
     x, y, subject = planted(subjects=6, per_class=2)
+    datasets = datasets_of(subject)
     a = fold("a", subject, 0, 1, seed=17)
     base = replace(FAST, epochs=3, patience=3, min_epochs=1)
-    _, reference = fold_outcome(fit(x, y, [a], MODEL, base), "a", x)
+    _, reference = fold_outcome(fit(x, y, [a], MODEL, base, datasets), "a", x)
     for option in (
         dict(label_smoothing=0.2),
         dict(weight_decay=0.1),
         dict(lr_schedule="cosine"),
         dict(test_flip=True),
         dict(mixup_alpha=0.4),
+        dict(balance_datasets=True),
     ):
-        _, outputs = fold_outcome(fit(x, y, [a], MODEL, replace(base, **option)), "a", x)
+        trained = fit(x, y, [a], MODEL, replace(base, **option), datasets)
+        _, outputs = fold_outcome(trained, "a", x)
         assert not np.allclose(outputs, reference, atol=1e-5), option
+
+
+def datasets_of(subject: np.ndarray) -> np.ndarray:
+    """Three datasets of unequal sizes: half the subjects, a third, the rest."""
+    count = subject.max() + 1
+    return np.where(subject < count // 2, "big", np.where(subject < 5 * count // 6, "mid", "small"))
+
+
+def test_a_balanced_epoch_draws_every_dataset_as_often_as_the_largest() -> None:
+    """Every sample at least once, each dataset topped up to the largest's count with its own
+    samples (no sample more than once beyond its round), anew each epoch, the same for the same
+    key; steps and class weights follow the balanced epoch."""
+    from collections import Counter
+
+    from components.training.data import StreamOptions
+    from components.training.fold_models import class_weights
+    from components.training.schedule import fold_epoch
+
+    _, y, subject = planted(subjects=12, per_class=2)
+    datasets = datasets_of(subject)
+    # 11 subjects of 6 samples (5 big, 4 mid, 2 small); the small dataset without class 2, so
+    # balancing the datasets shifts the class counts
+    train = np.flatnonzero((subject != 0) & ~((datasets == "small") & (y == 2)))
+    sizes = Counter(datasets[train])
+    assert sizes == {"big": 30, "mid": 24, "small": 8}
+    largest = max(sizes.values())
+    cfg = replace(FAST, balance_datasets=True)
+    options = StreamOptions.training(cfg, "flow", 7, 3, datasets)
+    epochs = []
+    for epoch in (0, 1):
+        plan = options.plan(train, key=5, epoch=epoch)
+        drawn = plan.index[plan.mask > 0]
+        assert len(drawn) == largest * len(sizes)
+        assert Counter(datasets[drawn]) == {name: largest for name in sizes}
+        assert set(drawn) == set(train)  # nobody left out
+        uses = Counter(drawn)
+        for name in sizes:  # a dataset's samples used equally, ±1
+            counts = [uses[i] for i in train[datasets[train] == name]]
+            assert max(counts) - min(counts) <= 1 and sum(counts) == largest, name
+        epochs.append(drawn)
+    again = options.plan(train, key=5, epoch=1)
+    np.testing.assert_array_equal(again.index[again.mask > 0], epochs[1])
+    assert Counter(epochs[0]) != Counter(epochs[1])  # the top-up is drawn anew
+    assert options.steps([train]) == plan.steps == -(-largest * len(sizes) // 7)
+    plain = fold_epoch(train, 7, key=5, epoch=0, flip=False, shift_px=0)
+    assert plain.steps == -(-len(train) // 7)
+    # class weights: balanced over the class counts a balanced epoch draws on average
+    drawn = [options.plan(train, key=5, epoch=e) for e in range(300)]
+    mean = np.bincount(np.concatenate([y[p.index[p.mask > 0]] for p in drawn]), minlength=3)
+    mean = mean / len(drawn)
+    expected = sum(
+        np.bincount(y[train[datasets[train] == name]], minlength=3) * largest / size
+        for name, size in sizes.items()
+    )
+    np.testing.assert_allclose(mean, expected, rtol=0.02)
+    weights = class_weights(y[train], 3, options.shares(train))
+    np.testing.assert_allclose(weights, expected.sum() / (3 * expected), rtol=1e-6)
+    assert not np.allclose(weights, class_weights(y[train], 3), rtol=1e-3)
+    with pytest.raises(ValueError, match="dataset"):
+        StreamOptions.training(cfg, "flow", 7, 3, None)
 
 
 def test_mixup_mixes_each_row_with_a_row_of_its_step() -> None:

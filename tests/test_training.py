@@ -52,16 +52,16 @@ def fold(name: str, subject: np.ndarray, test: int, validation: int, seed: int =
 MODEL = ModelConfig("ststnet", AttentionConfig("cbam"), ("fused",), 0.0)
 
 
-def runs(x, y, folds, model, train, seed: int = 1) -> list:
+def runs(x, y, folds, model, train, seed: int = 1, datasets=None) -> list:
     return fold_runs(
         x, y, folds, model, train, kind="flow", input_sizes=SIZES, num_classes=3, seed=seed,
-        strategy=runtime.make_strategy(train),
+        strategy=runtime.make_strategy(train), datasets=datasets,
     )  # fmt: skip
 
 
-def fit(x, y, folds, model, train) -> list:
+def fit(x, y, folds, model, train, datasets=None) -> list:
     out = []
-    for run in runs(x, y, folds, model, train):
+    for run in runs(x, y, folds, model, train, datasets=datasets):
         run.fit()
         out += run.finish()
     return out

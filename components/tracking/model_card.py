@@ -42,7 +42,9 @@ def _recipe_text(train: TrainConfig) -> str:
         if train.lr_schedule != "constant"
         else "",
         f"label smoothing {train.label_smoothing}" if train.label_smoothing else "",
+        f"mixup α {train.mixup_alpha}" if train.mixup_alpha else "",
         "test-time flip (mean over the sample and its mirror)" if train.test_flip else "",
+        "dataset-balanced epochs" if train.balance_datasets else "",
     ]
     return "".join(f", {part}" for part in parts if part)
 

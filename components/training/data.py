@@ -6,14 +6,21 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import tensorflow as tf
 
 from components.config import TrainConfig
 from components.features.augment import apply_augmentation, augmentation_count, augmentation_index
-from components.training.schedule import EpochPlan, fold_epoch, steps_per_epoch, unit_epoch
+from components.training.schedule import (
+    EpochPlan,
+    balanced_shares,
+    epoch_samples,
+    fold_epoch,
+    steps_per_epoch,
+    unit_epoch,
+)
 
 PREFETCH = 2  # batches made ahead of the training step
 
@@ -21,7 +28,8 @@ PREFETCH = 2  # batches made ahead of the training step
 @dataclass(frozen=True)
 class StreamOptions:
     """How a fold's batches are drawn: ``batch`` samples a step at most (its own, in a stack),
-    mirror and shifts of up to ``shift_px`` pixels as augmentation."""
+    mirror and shifts of up to ``shift_px`` pixels as augmentation; given ``datasets`` (each
+    record's dataset), every epoch is dataset-balanced."""
 
     kind: str  # flow | clip
     batch: int
@@ -29,14 +37,47 @@ class StreamOptions:
     shift_px: int = 0
     mixup_alpha: float = 0.0  # > 0: samples and one-hot labels mixed (targets become soft)
     classes: int = 3  # for the soft targets of mixup
+    datasets: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def training(cls, cfg: TrainConfig, kind: str, batch: int, classes: int = 3) -> StreamOptions:
-        """The options of ``cfg``'s augmentation."""
-        return cls(kind, batch, cfg.augment_flip, cfg.augment_shift_px, cfg.mixup_alpha, classes)
+    def training(
+        cls,
+        cfg: TrainConfig,
+        kind: str,
+        batch: int,
+        classes: int = 3,
+        datasets: np.ndarray | None = None,
+    ) -> StreamOptions:
+        """The options of ``cfg``'s augmentation and sampling (``datasets``: each record's
+        dataset, needed when ``cfg.balance_datasets`` is on)."""
+        if cfg.balance_datasets and datasets is None:
+            raise ValueError("train.balance_datasets needs each record's dataset")
+        return cls(
+            kind, batch, cfg.augment_flip, cfg.augment_shift_px, cfg.mixup_alpha, classes,
+            np.asarray(datasets) if cfg.balance_datasets else None,
+        )  # fmt: skip
+
+    def groups(self, train: np.ndarray) -> np.ndarray | None:
+        """The dataset of each of ``train``'s samples when epochs are balanced, else None."""
+        return None if self.datasets is None else self.datasets[np.asarray(train, np.int64)]
 
     def plan(self, train: np.ndarray, key: int, epoch: int) -> EpochPlan:
-        return fold_epoch(train, self.batch, key, epoch, self.flip, self.shift_px, self.mixup_alpha)
+        return fold_epoch(
+            train, self.batch, key, epoch, self.flip, self.shift_px, self.mixup_alpha,
+            self.groups(train),
+        )  # fmt: skip
+
+    def steps(self, folds_train: Sequence[np.ndarray]) -> int:
+        """Steps per epoch of a stack of folds: its longest fold's."""
+        return max(
+            (steps_per_epoch(epoch_samples(t, self.groups(t)), self.batch) for t in folds_train),
+            default=0,
+        )
+
+    def shares(self, train: np.ndarray) -> np.ndarray:
+        """Each training sample's expected draws per epoch (1, or its dataset's top-up)."""
+        groups = self.groups(train)
+        return np.ones(len(train)) if groups is None else balanced_shares(groups)
 
 
 def _mix(x, y, partner, lam, classes: int):
@@ -164,8 +205,3 @@ def fold_stream(
         (plan.index, plan.mask, plan.mirror, plan.offsets.astype(np.int32), plan.partner, plan.lam)
     )
     return _without_autotune(data.map(one))
-
-
-def unit_steps(folds_train: Sequence[np.ndarray], batch: int) -> int:
-    """Steps per epoch of a stack of folds: its longest fold's."""
-    return max((steps_per_epoch(len(t), batch) for t in folds_train), default=0)

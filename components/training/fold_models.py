@@ -30,7 +30,7 @@ from keras import ops
 
 from components.config import ModelConfig, TrainConfig
 from components.models.patch_stats import patch_stats_table
-from components.training.data import StreamOptions, fold_stream, training_stream, unit_steps
+from components.training.data import StreamOptions, fold_stream, training_stream
 from components.training.selection import FoldWeights
 
 
@@ -47,9 +47,12 @@ class FoldData:
     seed: int
 
 
-def class_weights(labels: Sequence[int], num_classes: int) -> np.ndarray:
-    """Balanced weights n / (k · n_c) (classes absent from training get weight 0)."""
-    counts = np.bincount(np.asarray(labels, int), minlength=num_classes).astype(float)
+def class_weights(
+    labels: Sequence[int], num_classes: int, shares: np.ndarray | None = None
+) -> np.ndarray:
+    """Balanced weights n / (k · n_c) (classes absent from training get weight 0); with
+    ``shares`` (each sample's expected draws per epoch), over the counts an epoch draws."""
+    counts = np.bincount(np.asarray(labels, int), weights=shares, minlength=num_classes)
     total = counts.sum()
     return np.array(
         [total / (num_classes * counts[c]) if counts[c] else 0.0 for c in range(num_classes)],
@@ -166,7 +169,7 @@ class FoldModels(ABC):
         self.options, self.num_classes = options, num_classes
         self.test_flip = test_flip  # predictions: the mean over each sample and its mirror image
         self.class_weights = [
-            class_weights(labels[f.train], num_classes)
+            class_weights(labels[f.train], num_classes, options.shares(f.train))
             if balanced
             else np.ones(num_classes, np.float32)
             for f in folds
@@ -256,7 +259,7 @@ class OrdinaryFolds(FoldModels):
 
         (fold,) = self.folds
         self.train = np.unique(fold.train)
-        self.steps = unit_steps([self.train], options.batch)
+        self.steps = options.steps([self.train])
         with strategy.scope():
             seed_everything(fold.seed)
             self.model = build_model(model_cfg, num_classes=num_classes, **input_sizes)
@@ -319,7 +322,7 @@ class StackedFolds(FoldModels):
         self.model.initialise([f.seed for f in self.folds])  # each fold's ordinary weights
         self.model.class_weights.assign(np.stack(self.class_weights))
         self.model.label_smoothing = train_cfg.label_smoothing
-        self.steps = unit_steps([f.train for f in self.folds], options.batch)
+        self.steps = options.steps([f.train for f in self.folds])
         self.model.compile(
             optimizer=FoldAdam(
                 len(self.folds),
@@ -381,19 +384,22 @@ def fold_models(
     num_classes: int,
     seed: int,
     strategy: tf.distribute.Strategy,
+    datasets: np.ndarray | None = None,
 ) -> list[FoldModels]:
     """The models that train ``folds``: one stack of them all when they stack, else one
-    ordinary model per fold."""
+    ordinary model per fold (``datasets``: each record's dataset, for balanced epochs)."""
     stacked, _ = stacking(model_cfg, train_cfg, strategy)
     if stacked:
-        options = StreamOptions.training(train_cfg, kind, train_cfg.batch_size, num_classes)
+        options = StreamOptions.training(
+            train_cfg, kind, train_cfg.batch_size, num_classes, datasets
+        )
         return [
             StackedFolds(inputs, labels, folds, options, num_classes, model_cfg=model_cfg,
                          train_cfg=train_cfg, input_sizes=input_sizes, run_seed=seed)
         ]  # fmt: skip
     # an ordinary model's batch is split over its replicas
     batch = train_cfg.batch_size * strategy.num_replicas_in_sync
-    options = StreamOptions.training(train_cfg, kind, batch, num_classes)
+    options = StreamOptions.training(train_cfg, kind, batch, num_classes, datasets)
     return [
         OrdinaryFolds(inputs, labels, [fold], options, num_classes, model_cfg=model_cfg,
                       train_cfg=train_cfg, input_sizes=input_sizes, strategy=strategy)

@@ -118,6 +118,7 @@ class TrainingJob:
             input_sizes=self.input_sizes,
             num_classes=self.num_classes,
             seed=self.seed,
+            datasets=self.records.manifest["dataset"].to_numpy(),
         )
 
 

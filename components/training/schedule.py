@@ -33,6 +33,37 @@ def steps_per_epoch(samples: int, batch: int) -> int:
     return -(-samples // batch)
 
 
+def balanced_shares(groups: np.ndarray) -> np.ndarray:
+    """Each training sample's share of a dataset-balanced epoch: a dataset of ``n_g`` samples
+    contributes as many draws as the largest (``max n / n_g`` per sample)."""
+    _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    return (counts.max() / counts)[inverse]
+
+
+def epoch_samples(train: np.ndarray, groups: np.ndarray | None = None) -> int:
+    """Samples in one epoch: each training sample once, or with ``groups`` (the dataset of
+    each) every dataset as many times as the largest has samples."""
+    if groups is None or not len(train):
+        return len(train)
+    _, counts = np.unique(groups, return_counts=True)
+    return int(counts.max() * len(counts))
+
+
+def balanced_draw(train: np.ndarray, groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One dataset-balanced epoch's samples: every sample of every dataset once, and a smaller
+    dataset topped up to the largest's size with samples drawn from it without replacement
+    (cycling through it again when it is less than half the largest)."""
+    parts = []
+    names, counts = np.unique(groups, return_counts=True)
+    target = counts.max()
+    for name in names:
+        mine = train[groups == name]
+        extra = target - len(mine)
+        rounds = [rng.permutation(mine) for _ in range(-(-extra // len(mine)))]
+        parts += [mine, np.concatenate(rounds)[:extra] if rounds else mine[:0]]
+    return np.concatenate(parts)
+
+
 @dataclass(frozen=True)
 class EpochPlan:
     """One epoch of one fold: per step, the rows' sample positions (``index``), whether a row is
@@ -60,12 +91,17 @@ def fold_epoch(
     flip: bool,
     shift_px: int,
     mixup_alpha: float = 0.0,
+    groups: np.ndarray | None = None,
 ) -> EpochPlan:
     """Fold ``key``'s batches of ``epoch`` over its ``train`` positions: each sample once, in
-    ``ceil(n / batch)`` steps whose sizes differ by at most one. With ``mixup_alpha`` > 0, each
-    row's mixup partner (a permutation of its step's rows) and weight λ ~ Beta(α, α) are drawn
-    from the same key (Zhang et al. 2018)."""
+    ``ceil(n / batch)`` steps whose sizes differ by at most one. With ``groups`` (each training
+    sample's dataset), the epoch is dataset-balanced instead (:func:`balanced_draw`, its top-up
+    drawn from the same key). With ``mixup_alpha`` > 0, each row's mixup partner (a permutation
+    of its step's rows) and weight λ ~ Beta(α, α) are drawn from the same key (Zhang et al.
+    2018)."""
     train = np.asarray(train, np.int64)
+    if groups is not None and len(train):
+        train = balanced_draw(train, np.asarray(groups), np.random.default_rng([key, epoch, 3]))
     count = len(train)
     steps = steps_per_epoch(count, batch)
     rows = -(-count // steps) if steps else 0
