@@ -43,6 +43,10 @@ def arms(params) -> dict[str, tuple]:
         "mixup_alpha 0.2": (model, replace(train, mixup_alpha=0.2)),
         "backbone htnet (cbam at regions)": (htnet, train),
         "balance_datasets": (model, replace(train, balance_datasets=True)),
+        f"backbone rcn ({model.attention.type} at {', '.join(model.placement)})": (
+            replace(model, backbone="rcn"),
+            train,
+        ),
     }
 
 

@@ -15,6 +15,7 @@ ALL_MAP_POINTS = {
     "off_apexnet": ("stem", "block1", "fused"),
     "resnet_small": ("stem", "block1", "block2", "block3"),
     "htnet": ("stem", "regions", "global"),
+    "rcn": ("fused", "recurrent", "pre_head"),
     "clip_net": ("frame",),
 }
 # Parameter counts (trainable + BN statistics) with the attention at every feature-map point
@@ -56,6 +57,15 @@ PINNED = {
         "spatial": 64972,
         "cbam": 67800,
         "mhsa": 108803,
+    },
+    "rcn": {
+        "none": 13987,
+        "se": 15643,
+        "eca": 13996,
+        "channel": 15643,
+        "spatial": 14284,
+        "cbam": 15940,
+        "mhsa": 34051,
     },
     "clip_net": {
         "none": 5091,
@@ -162,8 +172,9 @@ def test_clip_net_maps_per_frame_and_over_time() -> None:
         config("off_apexnet", "mhsa", ("fused",)),
         config("clip_net", "temporal_mhsa"),
         config("htnet", "cbam", ("regions",)),
+        config("rcn", "spatial", ("recurrent",)),
     ],
-    ids=["ststnet-cbam", "off_apexnet-mhsa", "clip_net-temporal", "htnet-cbam"],
+    ids=["ststnet-cbam", "off_apexnet-mhsa", "clip_net-temporal", "htnet-cbam", "rcn-spatial"],
 )
 def test_model_save_load_round_trip(cfg: ModelConfig, tmp_path: Path) -> None:
     model = build_model(cfg, clip_frames=4, clip_size=32)
@@ -175,6 +186,39 @@ def test_model_save_load_round_trip(cfg: ModelConfig, tmp_path: Path) -> None:
     np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
     probabilities = model.predict(x, verbose=0)
     np.testing.assert_allclose(probabilities.sum(-1), 1, rtol=1e-5)
+
+
+def test_rcn_is_the_authors_strided_dilated_streams_and_recurrent_layer() -> None:
+    """RCN-W's streams are PyTorch's stride-3 convs (padding = dilation), computed here tap by
+    tap, and its recurrent layer is y ← relu(bn(conv(x + y))) twice with the same weights, on
+    top of the 1×1 feed-forward conv."""
+    model = build_model(config("rcn", "none", ()))
+    x = np.random.default_rng(4).normal(size=(2, 28, 28, 3)).astype("float32")
+    for stream, dilation, output in (("stream1", 1, "stream1_conv"),
+                                     ("stream2", 2, "stream2_stride"),
+                                     ("stream3", 3, "stream3_stride")):  # fmt: skip
+        kernel, bias = model.get_layer(f"{stream}_conv").get_weights()
+        padded = np.pad(x, ((0, 0), (dilation, dilation), (dilation, dilation), (0, 0)))
+        expected = np.zeros((2, 10, 10, kernel.shape[-1]), np.float64) + bias
+        for i, j, a, b in np.ndindex(10, 10, 3, 3):
+            tap = padded[:, 3 * i + dilation * a, 3 * j + dilation * b]  # (2, 3)
+            expected[:, i, j] += tap @ kernel[a, b]
+        found = keras.Model(model.input, model.get_layer(output).output)(x)
+        np.testing.assert_allclose(found, expected, atol=1e-4)
+    fused = keras.Model(model.input, model.get_layer("fuse").output)(x, training=False)
+    layer = model.get_layer
+
+    def step(inputs, name):
+        return layer(f"{name}_relu")(
+            layer(f"{name}_bn")(layer(f"{name}_conv")(inputs), training=False)
+        )
+
+    y = step(fused, "rcl_feedforward")
+    for _ in range(2):
+        y = step(fused + y, "rcl_recurrent")
+    found = keras.Model(model.input, layer("rcl_pool").input)(x, training=False)
+    np.testing.assert_allclose(found, y, atol=1e-5)
+    assert model.count_params() == PINNED["rcn"]["none"]
 
 
 def test_region_attention_stays_inside_each_facial_region() -> None:

@@ -17,6 +17,15 @@ which input it takes and which points it has.
   of the four facial regions (the 2×2 grid of 7×7 tokens: eyes, mouth halves), aggregation
   (3×3/2 max-pool, 3×3 conv, layer norm) to 7×7, a global transformer block, average pooling.
   Scaled to the composite's 442 clips (widths 32/64, one block per level, ~60 k weights).
+- ``rcn`` — RCN-W of Xia et al. 2020 ("Revealing the invisible with model and data shrinking
+  for composite-database micro-expression recognition", IEEE TIP), the recurrent convolutional
+  network built for the MEGC 2019 composite, as in the authors' code: three stride-3 streams on
+  (u, v, strain) — a 3×3 conv (16) and 3×3 convs dilated 2 and 3 (8 each), each conv → ReLU →
+  BN → dropout — concatenated (32 × 10×10), one recurrent convolutional layer (a 1×1
+  feed-forward conv y, then a shared 3×3 conv applied twice, y ← conv(x + y)), 2×2 max-pool,
+  dropout, dense (13,795 trainable weights). The authors' 60×60 input is the released 28×28 here (5×5 maps before the head,
+  as theirs after adaptive pooling); dilated stride-3 convs are dilated convs sampled every 3
+  pixels (the same taps); every dropout takes ``model.dropout``.
 """
 
 from __future__ import annotations
@@ -131,6 +140,37 @@ def htnet(inputs, place: Place, num_classes: int, dropout: float):
     x = layers.LayerNormalization(epsilon=1e-6, name="head_norm")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     return classifier(x, num_classes, dropout)
+
+
+def rcn(inputs, place: Place, num_classes: int, dropout: float):
+    streams = []
+    for name, filters, dilation in (("stream1", 16, 1), ("stream2", 8, 2), ("stream3", 8, 3)):
+        if dilation == 1:
+            x = layers.Conv2D(filters, 3, strides=3, padding="same", name=f"{name}_conv")(inputs)
+        else:  # Keras has no strided dilated conv: the dilated conv sampled every 3rd pixel
+            x = layers.Conv2D(
+                filters, 3, dilation_rate=dilation, padding="same", name=f"{name}_conv"
+            )(inputs)
+            x = layers.AveragePooling2D(1, strides=3, name=f"{name}_stride")(x)
+        x = layers.ReLU(name=f"{name}_relu")(x)
+        x = batch_norm(f"{name}_bn")(x)
+        streams.append(layers.Dropout(dropout, name=f"{name}_dropout")(x))
+    x = place("fused", layers.Concatenate(name="fuse")(streams))  # (10, 10, 32)
+    width = x.shape[-1]
+    y = conv_bn_relu(x, width, 1, name="rcl_feedforward")
+    recurrent = [
+        layers.Conv2D(width, 3, padding="same", name="rcl_recurrent_conv"),
+        batch_norm("rcl_recurrent_bn"),
+        layers.ReLU(name="rcl_recurrent_relu"),
+    ]
+    for step in (1, 2):  # the same weights each step
+        y = layers.Add(name=f"rcl_input{step}")([x, y])
+        for layer in recurrent:
+            y = layer(y)
+    y = place("recurrent", y)
+    y = layers.MaxPooling2D(2, name="rcl_pool")(y)  # (5, 5, 32)
+    y = place("pre_head", y)
+    return classifier(layers.Flatten(name="flatten")(y), num_classes, dropout)
 
 
 def input_layer(kind: str, flow_size: int, clip_frames: int, clip_size: int) -> keras.KerasTensor:

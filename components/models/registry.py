@@ -48,6 +48,11 @@ BACKBONES: dict[str, BackboneEntry] = {
         "flow",
         {"stem": "map", "regions": "map", "global": "map"},
     ),
+    "rcn": BackboneEntry(
+        "components.models.backbones:rcn",
+        "flow",
+        {"fused": "map", "recurrent": "map", "pre_head": "map"},
+    ),
     "clip_net": BackboneEntry(
         "components.models.backbones:clip_net",
         "clip",
