@@ -342,3 +342,40 @@ def test_a_fold_trains_the_same_stacked_or_alone() -> None:
             assert mine["val_loss"] == pytest.approx(theirs["val_loss"], abs=5e-3)
         np.testing.assert_allclose(other_outputs, outputs, atol=2e-2)
         assert other_outputs.argmax(1).tolist() == outputs.argmax(1).tolist()
+
+
+def test_stopped_folds_leave_the_stack_and_the_others_train_on_unchanged(monkeypatch) -> None:
+    """Folds that stopped leave a stack (a smaller stack takes over every other fold's weights,
+    optimizer and selection state): each fold's curve, chosen epoch and predictions are those
+    of the same stack keeping every fold to the end, and the stopped folds' exported models
+    are their best epochs'."""
+    import components.training.run as run_module
+
+    runtime.configure(FAST, 0)
+    x, y, subject = planted(subjects=10, per_class=2)
+    train = replace(FAST, epochs=14, patience=2, min_epochs=3)
+    folds = [fold(f"f{k}", subject, 2 * k, 2 * k + 1, seed=20 + k) for k in range(4)]
+    folds[0] = replace(folds[0], train=folds[0].train[:12])  # another size
+
+    def trained(leaving: bool):
+        monkeypatch.setattr(run_module, "leave_after", (lambda n: 1) if leaving else (lambda n: 0))
+        (run,) = runs(x, y, folds, MODEL, train)
+        run.fit()
+        return run, run.finish()
+
+    run, fits = trained(True)
+    assert len(run.folds) < len(folds)  # some left before the end
+    kept, reference = trained(False)
+    assert len(kept.folds) == len(folds)
+    stops = sorted({f.epochs_run for f in reference})
+    assert len(stops) > 1 and stops[0] < train.epochs  # they stopped at different epochs
+    assert [f.name for f in fits] == [f.name for f in folds]
+    for mine, theirs in zip(fits, reference, strict=True):
+        assert (mine.epochs_run, mine.best_epoch) == (theirs.epochs_run, theirs.best_epoch)
+        assert len(mine.history) == len(theirs.history)
+        for a, b in zip(mine.history, theirs.history, strict=True):
+            assert a["val_loss"] == pytest.approx(b["val_loss"], abs=5e-3)
+        np.testing.assert_allclose(mine.probabilities, theirs.probabilities, atol=2e-2)
+        index = folds[[f.name for f in folds].index(mine.name)].predict
+        exported = mine.export()(x[index]).numpy()
+        np.testing.assert_allclose(exported, mine.probabilities, atol=1e-5)

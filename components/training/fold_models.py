@@ -308,7 +308,7 @@ class StackedFolds(FoldModels):
     stacked = True
 
     def __init__(self, inputs, labels, folds, options, num_classes, *, model_cfg, train_cfg,
-                 input_sizes, run_seed):  # fmt: skip
+                 input_sizes, run_seed, initialise: bool = True):  # fmt: skip
         super().__init__(
             inputs, labels, folds, options, num_classes, balanced(train_cfg), train_cfg.test_flip
         )
@@ -316,10 +316,13 @@ class StackedFolds(FoldModels):
         from components.models.registry import BACKBONES
         from components.training.runtime import seed_everything
 
+        self._setup = dict(model_cfg=model_cfg, train_cfg=train_cfg, input_sizes=input_sizes,
+                           run_seed=run_seed)  # fmt: skip
         build = load_target(BACKBONES[model_cfg.backbone].stacked)
         seed_everything(run_seed)  # the dropout seed generator: not whatever was drawn before
         self.model = build(model_cfg, len(self.folds), input_sizes, num_classes)
-        self.model.initialise([f.seed for f in self.folds])  # each fold's ordinary weights
+        if initialise:
+            self.model.initialise([f.seed for f in self.folds])  # each fold's ordinary weights
         self.model.class_weights.assign(np.stack(self.class_weights))
         self.model.label_smoothing = train_cfg.label_smoothing
         self.steps = options.steps([f.train for f in self.folds])
@@ -353,6 +356,28 @@ class StackedFolds(FoldModels):
     def fit_arguments(self) -> dict:
         return {}
 
+    def keeping(self, keep: Sequence[int]) -> StackedFolds:
+        """The training of this stack continued by the folds at ``keep`` only: a smaller stack
+        whose every per-fold variable (weights, BatchNorm statistics, Adam's moments and step
+        counts) is those folds' slice of this one's, and whose other state (the dropout seed
+        generators, Adam's iteration count) is this one's."""
+        keep = np.asarray(keep, np.int64)
+        smaller = StackedFolds(
+            self.inputs, self.labels, [self.folds[k] for k in keep], self.options,
+            self.num_classes, **self._setup, initialise=False,
+        )  # fmt: skip
+        fold_axis = {id(v) for v in self.model.fold_state()} | {id(self.model.class_weights)}
+        _carry(self.model.variables, smaller.model.variables, keep, fold_axis)
+        old, new = self.model.optimizer, smaller.model.optimizer
+        new.build(smaller.model.trainable_variables)
+        by_fold = {id(old.fold_steps), id(old.fold_active), id(old.fold_alpha)}
+        for variable in self.model.trainable_variables:
+            if id(variable) in fold_axis:  # its Adam moments have the fold axis too
+                index = old._get_variable_index(variable)
+                by_fold |= {id(old._momentums[index]), id(old._velocities[index])}
+        _carry(old.variables, new.variables, keep, by_fold)
+        return smaller
+
     def weights(self) -> FoldWeights:
         return FoldWeights(self.model.fold_state(), fold_axis=True)
 
@@ -370,6 +395,20 @@ class StackedFolds(FoldModels):
 
     def _by_fold(self, outputs: np.ndarray) -> np.ndarray:
         return outputs
+
+
+def _carry(old: Sequence, new: Sequence, keep: np.ndarray, fold_axis: set[int]) -> None:
+    """Assign ``old`` variables to the ``new`` ones of a smaller stack: a variable with a fold
+    axis (its id in ``fold_axis``) by the folds at ``keep``, any other as it is."""
+    if len(old) != len(new):
+        raise AssertionError("a smaller stack of another structure")
+    for before, after in zip(old, new, strict=True):
+        value = keras.ops.convert_to_numpy(before)
+        if id(before) in fold_axis:
+            value = value[keep]
+        if tuple(value.shape) != tuple(after.shape):
+            raise AssertionError(f"{after.path}: {value.shape} does not fit {tuple(after.shape)}")
+        after.assign(value)
 
 
 def fold_models(

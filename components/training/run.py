@@ -54,20 +54,28 @@ class FoldRun:
     ):
         self.models, self.train_cfg = models, train_cfg
         self.folds = models.folds
-        labels = models.labels
-        self.selection = FoldSelection(
-            models.fold_predictor([f.validation for f in self.folds]),
-            [labels[f.validation] for f in self.folds],
-            patience=train_cfg.patience if early_stopping else train_cfg.epochs,
-            min_epochs=train_cfg.min_epochs,
-            weights=models.weights(),
-            on_epoch=on_epoch,
-        )
-        self.selection.set_model(models.model)
+        self.early_stopping = early_stopping
+        self.selection = self._selection(models, on_epoch)
+        self._order = [f.name for f in models.folds]
+        self._left: list[FoldFit] = []  # folds that left the stack, finished
         self.losses: list[float] = []  # training loss per epoch (the sum over the folds)
         self._record_loss = keras.callbacks.LambdaCallback(
             on_epoch_end=lambda epoch, logs: self.losses.append(float(logs["loss"]))
         )  # before selection: an on_epoch hook's checkpoint has this epoch's loss
+
+    def _selection(self, models: FoldModels, on_epoch) -> FoldSelection:
+        cfg = self.train_cfg
+        selection = FoldSelection(
+            models.fold_predictor([f.validation for f in models.folds]),
+            [models.labels[f.validation] for f in models.folds],
+            patience=cfg.patience if self.early_stopping else cfg.epochs,
+            min_epochs=cfg.min_epochs,
+            weights=models.weights(),
+            on_epoch=on_epoch,
+            leave_after=leave_after(len(models.folds)) if models.stacked else 0,
+        )
+        selection.set_model(models.model)
+        return selection
 
     @property
     def stacked(self) -> bool:
@@ -87,20 +95,38 @@ class FoldRun:
         return bool(self.selection.stopped.all()) or bool(self.models.model.stop_training)
 
     def fit(self, start: int = 0, stop: int | None = None) -> None:
+        """Train epochs ``[start, stop)``; in a stack, folds that stopped leave it on the way
+        (:meth:`_leave`) so the others train on without carrying them."""
         stop = self.train_cfg.epochs if stop is None else stop
-        if start >= stop or self.stopped:
-            return
-        rate = schedule_callback(self.train_cfg)
-        self.models.model.fit(
-            self.models.stream(range(start, stop)),
-            initial_epoch=start,
-            epochs=stop,
-            steps_per_epoch=self.models.steps,
-            callbacks=[*([rate] if rate else []), self._record_loss, self.selection],
-            shuffle=False,
-            verbose=0,
-            **self.models.fit_arguments(),
-        )
+        while start < stop and not self.stopped:
+            rate = schedule_callback(self.train_cfg)
+            self.models.model.fit(
+                self.models.stream(range(start, stop)),
+                initial_epoch=start,
+                epochs=stop,
+                steps_per_epoch=self.models.steps,
+                callbacks=[*([rate] if rate else []), self._record_loss, self.selection],
+                shuffle=False,
+                verbose=0,
+                **self.models.fit_arguments(),
+            )
+            start = self.selection.next_epoch
+            if not self.selection.folds_leaving or start >= stop:
+                return
+            self._leave()
+
+    def _leave(self) -> None:
+        """The stopped folds leave the stack, finished (best weights, test predictions); the
+        others go on in a smaller stack holding exactly their state (weights, optimizer,
+        selection), so what they learn does not change."""
+        stopped = self.selection.stopped.copy()
+        self._left += self._finished(np.flatnonzero(stopped))
+        keep = np.flatnonzero(~stopped)
+        state, on_epoch = self.selection.kept(keep), self.selection.on_epoch
+        self.models = self.models.keeping(keep)
+        self.folds = self.models.folds
+        self.selection = self._selection(self.models, on_epoch)
+        self.selection.load_state(state)
 
     def state(self, next_epoch: int) -> dict[str, Any]:
         model = self.models.model
@@ -131,28 +157,51 @@ class FoldRun:
 
     def finish(self) -> list[FoldFit]:
         """Each fold's best weights restored (folds with validation subjects), its test rows
-        predicted; returns every fold's outcome."""
-        self.selection.restore()
+        predicted; returns every fold's outcome, in the order the run was given its folds."""
+        fits = [*self._left, *self._finished(np.arange(len(self.folds)))]
+        by_name = {fit.name: fit for fit in fits}
+        return [by_name[name] for name in self._order]
+
+    def _finished(self, indices: np.ndarray) -> list[FoldFit]:
+        """The folds at ``indices`` of the current stack: best weights restored (those with
+        validation subjects), test rows predicted."""
         folds, models, selection = self.folds, self.models, self.selection
-        probabilities = models.fold_predictor([f.predict for f in folds])()
+        chosen = np.isin(np.arange(len(folds)), indices)
+        selection.weights.restore(chosen & np.array([len(f.validation) > 0 for f in folds]))
+        wanted = [
+            f.predict if pick else f.predict[:0] for f, pick in zip(folds, chosen, strict=True)
+        ]
+        probabilities = models.fold_predictor(wanted)()
         return [
             FoldFit(
-                name=fold.name,
-                best_epoch=int(selection.best_epoch[index]) if len(fold.validation) else -1,
+                name=folds[index].name,
+                best_epoch=int(selection.best_epoch[index]) if len(folds[index].validation) else -1,
                 epochs_run=int(selection.epochs_run[index]),
                 history=selection.history[index],
                 probabilities=probabilities[index],
-                export=lambda f=index: self.export(f),
+                export=lambda m=models, f=int(index): _export(m, f),
             )
-            for index, fold in enumerate(folds)
+            for index in indices
         ]
 
     def export(self, f: int) -> keras.Model:
-        """Fold ``f``'s Keras model as it predicts (with the test-time flip when on)."""
-        from components.models.layers import with_test_flip
+        """Fold ``f`` of the current stack as its Keras model predicts."""
+        return _export(self.models, f)
 
-        model = self.models.export(f)
-        return with_test_flip(model, self.models.options.kind) if self.models.test_flip else model
+
+def leave_after(folds: int) -> int:
+    """In a stack of ``folds``, the stopped folds leave once a quarter of them (at least one)
+    has stopped: each departure costs a new smaller model (built, compiled and traced), so they
+    leave in groups."""
+    return max(1, -(-folds // 4))
+
+
+def _export(models: FoldModels, f: int) -> keras.Model:
+    """Fold ``f`` of ``models`` as its Keras model predicts (with the test-time flip when on)."""
+    from components.models.layers import with_test_flip
+
+    model = models.export(f)
+    return with_test_flip(model, models.options.kind) if models.test_flip else model
 
 
 def _assign_all(variables: Sequence, values: Sequence, what: str) -> None:

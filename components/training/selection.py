@@ -67,12 +67,17 @@ class FoldSelection(keras.callbacks.Callback):
         min_epochs: int,
         weights: FoldWeights,
         on_epoch: Callable[[int, list[dict], list[np.ndarray]], None] | None = None,
+        leave_after: int = 0,
     ):
         super().__init__()
         self.predict, self.truth = predict, truth
         self.patience, self.min_epochs = patience, min_epochs
         self.weights = weights
         self.on_epoch = on_epoch
+        #: stop training (to let the stopped folds leave) once this many folds have stopped
+        #: while others train on (0: never)
+        self.leave_after = leave_after
+        self.next_epoch = 0  # the epoch after the last one scored
         folds = len(truth)
         self.best: list[tuple[float, float] | None] = [None] * folds
         self.best_epoch = np.full(folds, -1)
@@ -106,8 +111,27 @@ class FoldSelection(keras.callbacks.Callback):
             logs.update(metrics[0])
         if self.on_epoch:
             self.on_epoch(epoch, metrics, probabilities)
-        if self.stopped.all():
+        self.next_epoch = epoch + 1
+        if self.stopped.all() or self.folds_leaving:
             self.model.stop_training = True
+
+    @property
+    def folds_leaving(self) -> bool:
+        """Enough folds have stopped, and some still train, for the stopped ones to leave."""
+        stopped = int(self.stopped.sum())
+        return bool(self.leave_after) and self.leave_after <= stopped < len(self.stopped)
+
+    def kept(self, keep: np.ndarray) -> dict[str, Any]:
+        """:meth:`state` of the folds at ``keep`` only (for a smaller stack going on)."""
+        state = self.state()
+        return {
+            "best": [state["best"][k] for k in keep],
+            "best_epoch": [state["best_epoch"][k] for k in keep],
+            "stopped": [state["stopped"][k] for k in keep],
+            "epochs_run": [state["epochs_run"][k] for k in keep],
+            "history": [state["history"][k] for k in keep],
+            "best_weights": [b[keep] for b in state["best_weights"]],
+        }
 
     def restore(self) -> None:
         """Every fold with validation rows back to its best epoch's weights."""
