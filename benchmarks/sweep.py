@@ -1,6 +1,6 @@
 """The whole question: the compare stage's factorial sweep on the development set.
 
-    python -m benchmarks.sweep            (the full grid: 25 models × 3 seeds × 68 folds)
+    python -m benchmarks.sweep            (the full grid: 23 distinct models × 3 seeds × 68 folds)
     python -m benchmarks.sweep --quick    (7 types at fused and pre_head, 1 seed)
 
 The full grid of issue 25: the 7 attention types at ``streams``, ``fused`` and ``pre_head``,

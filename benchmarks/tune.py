@@ -201,6 +201,17 @@ def paired_to_best(raw: dict, predictions: dict[str, pd.DataFrame], picked: str,
     )["uf1"]
 
 
+def write_attention_section(report: Path) -> None:
+    """The LOSO comparison of step 1 (``mer compare``'s own table: each type vs ``none``,
+    paired) as RESULTS.md's evidence for the default attention."""
+    body = (
+        "The attention types at params.yaml's placement on the development set, LOSO over its 68\n"
+        "subjects (step 1 of `benchmarks.tune`: `mer compare` on the set, `compare.seeds` seeds);\n"
+        "`mer compare`'s report as written:\n\n" + report.read_text()
+    )
+    write_section("attention on the development set", "python -m benchmarks.tune", body)
+
+
 def setup_times(folder: Path) -> list[float]:
     return [t["history"][0]["setup_s"] for t in finished_trials(folder) if t["history"]]
 
@@ -222,6 +233,7 @@ def main() -> None:
         mer(loso_params, "compare")
         loso_raw = yaml.safe_load(loso_params.read_text())
         predictions = loso_predictions(root / "loso/units", loso_raw["preprocess"]["records_dir"])
+        write_attention_section(root / "loso/reports/compare/comparison.md")
         loso = {
             r["attention"]: r
             for r in json.loads((root / "loso/reports/compare/comparison.json").read_text())["rows"]

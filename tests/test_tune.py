@@ -49,6 +49,42 @@ def test_space_has_no_duplicate_or_invalid_points() -> None:
     assert len(trials(space, 0.5)) == len(variants)
 
 
+def test_a_mean_gated_attention_is_one_model_before_or_after_an_average_pooling() -> None:
+    """se / eca at ststnet's pre_head (a 2×2 average pooling of fused) compute the very model
+    they compute at fused: same weights, same outputs; a space keeps one of them. Where the
+    gate is not a function of the channel means (channel: max pooling too) both stay."""
+    import numpy as np
+
+    from components.config import AttentionConfig, ModelConfig
+    from components.models import build_model
+
+    x = np.random.default_rng(1).normal(size=(4, 28, 28, 3)).astype("float32")
+    for kind, same in (("se", True), ("eca", True), ("channel", False)):
+        outputs = []
+        for point in ("fused", "pre_head"):
+            keras_seed(3)
+            model = build_model(ModelConfig("ststnet", AttentionConfig(kind), (point,), 0.0))
+            outputs.append(model(x, training=False).numpy())
+        assert np.allclose(outputs[0], outputs[1], atol=1e-6) == same, kind
+    space = TuneSpaceConfig(
+        backbone=("ststnet", "rcn"),
+        attention=("se", "eca", "channel"),
+        placement=(("fused",), ("pre_head",), ("fused", "pre_head")),
+    )
+    found = {(v.backbone, v.attention.type, v.placement) for v in model_variants(space, 0.5)}
+    both = {("fused",), ("pre_head",), ("fused", "pre_head")}
+    assert {p for b, t, p in found if b == "ststnet" and t == "se"} == both - {("pre_head",)}
+    assert {p for b, t, p in found if b == "ststnet" and t == "eca"} == both - {("pre_head",)}
+    assert {p for b, t, p in found if b == "ststnet" and t == "channel"} == both
+    assert {p for b, t, p in found if b == "rcn" and t == "se"} == both  # max-pooled: kept
+
+
+def keras_seed(seed: int) -> None:
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
 def test_a_space_with_no_valid_point_names_what_was_rejected() -> None:
     space = TuneSpaceConfig(attention=("temporal_mhsa",), placement=(("fused",),))
     with pytest.raises(

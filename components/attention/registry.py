@@ -24,6 +24,9 @@ class AttentionEntry:
     #: "module:Class" of a hand-written fold-stacked form, where one is measurably faster than
     #: the form derived from the layer itself (components.attention.stacked.FoldVectorized)
     stacked: str | None = None
+    #: its output is the input scaled per channel by a function of the channel means alone, so
+    #: it commutes with an average pooling (it is the same model before or after one)
+    mean_gated: bool = False
 
 
 STACKED = "components.attention.stacked:"
@@ -34,11 +37,13 @@ ATTENTION: dict[str, AttentionEntry] = {
         "components.attention.channel:SqueezeExcitation",
         ("reduction",),
         f"{STACKED}FoldSqueezeExcitation",
+        mean_gated=True,
     ),
     "eca": AttentionEntry(
         "components.attention.channel:EfficientChannelAttention",
         ("kernel_size",),
         f"{STACKED}FoldEfficientChannelAttention",
+        mean_gated=True,
     ),
     "channel": AttentionEntry(
         "components.attention.channel:ChannelAttention",

@@ -24,6 +24,9 @@ class BackboneEntry:
     input_kind: Literal["flow", "clip"]
     points: dict[str, PointKind] = field(default_factory=dict)  # in network order
     stacked: str | None = None  # "module:function" of the fold-stacked form, if any
+    #: point → the earlier point whose map it is an exact average pooling of (nothing between):
+    #: a mean-gated attention (se, eca) is the same model at either, so a space keeps one
+    pooled_from: dict[str, str] = field(default_factory=dict)
 
 
 BACKBONES: dict[str, BackboneEntry] = {
@@ -32,6 +35,7 @@ BACKBONES: dict[str, BackboneEntry] = {
         "flow",
         {"streams": "map", "fused": "map", "pre_head": "map"},
         stacked="components.models.stacked:ststnet",
+        pooled_from={"pre_head": "fused"},  # 2×2 average pooling of the 10×10 fused map
     ),
     "off_apexnet": BackboneEntry(
         "components.models.backbones:off_apexnet",

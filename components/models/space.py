@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 
 from components.attention import used_options
+from components.attention.registry import entry
 from components.config import AttentionConfig, ModelConfig, ModelSpaceConfig
 from components.errors import ConfigError
 from components.models.placement import PlacementError, Placer
@@ -15,9 +16,21 @@ from components.models.registry import BACKBONES
 OPTIONS = ("heads", "key_dim", "reduction", "kernel_size")
 
 
+def same_model_placement(backbone: str, kind: str, placement: tuple[str, ...]) -> tuple[str, ...]:
+    """The placement that gives the same model: a mean-gated attention (se, eca) at a point
+    that is an exact average pooling of an earlier one is the same function there (its gate
+    sees the same channel means; scaling commutes with the pooling), with the same weights."""
+    pooled_from = BACKBONES[backbone].pooled_from
+    if not entry(kind).mean_gated:
+        return placement
+    moved = tuple(pooled_from.get(point, point) for point in placement)
+    return moved if len(set(moved)) == len(moved) else placement
+
+
 def model_variants(space: ModelSpaceConfig, dropout: float) -> list[ModelConfig]:
     """Every distinct, valid model: options only where the type uses them, placements only
-    where the backbone has them and the attention fits (``none`` once per backbone)."""
+    where the backbone has them and the attention fits (``none`` once per backbone), and one
+    placement of the ones that give the same model (:func:`same_model_placement`)."""
     variants: list[ModelConfig] = []
     rejected: list[str] = []
     for backbone, kind in itertools.product(space.backbone, space.attention):
@@ -34,7 +47,8 @@ def model_variants(space: ModelSpaceConfig, dropout: float) -> list[ModelConfig]
                 except PlacementError as exc:
                     rejected.append(f"{backbone}/{kind}@{'+'.join(placement)}: {exc}")
                     continue
-                variants.append(ModelConfig(backbone, attention, tuple(placement), dropout))
+                same = same_model_placement(backbone, kind, tuple(placement))
+                variants.append(ModelConfig(backbone, attention, same, dropout))
     unique = list(dict.fromkeys(variants))
     if not unique:
         raise ConfigError(
