@@ -1,6 +1,7 @@
 """Parameters, FLOPs and CPU inference latency per backbone × attention type.
 
     python -m benchmarks.models
+    python -m benchmarks.models --backbones rcn     (only these: a section of their own)
 
 FLOPs are TensorFlow's profiler count of the frozen inference graph for one sample (a
 multiply-add is 2 FLOPs). Latency is the median wall time of a compiled forward pass on one
@@ -75,9 +76,17 @@ def latency_ms(model: tf.keras.Model, batch: int, repeats: int = 30) -> float:
     return 1000 * statistics.median(times) / batch
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.models")
+    parser.add_argument("--backbones", nargs="+", choices=list(BACKBONES), metavar="NAME")
+    only = parser.parse_args(argv).backbones
+    load = os.getloadavg()[0]
     rows = []
     for backbone, spec in BACKBONES.items():
+        if only and backbone not in only:
+            continue
         for kind in TYPES:
             point = "temporal" if kind == "temporal_mhsa" else placement_point(backbone)
             if point not in spec.points:
@@ -113,9 +122,18 @@ def main() -> None:
         )
     body = (
         "Inputs: flow 28×28×3 (clip_net: 8 frames of 64×64). One attention module at the point "
-        "named in `at`, default options (heads 2, reduction 4, kernel 7).\n\n" + "\n".join(lines)
+        "named in `at`, default options (heads 2, reduction 4, kernel 7). Load average at the "
+        f"start: {load:.1f} on {os.cpu_count()} cores (latency is this machine's as it was "
+        "then; FLOPs and parameters do not depend on it).\n\n" + "\n".join(lines)
     )
-    write_section("models", "python -m benchmarks.models", body)
+    if only:
+        name, command = (
+            f"models: {', '.join(only)}",
+            f"python -m benchmarks.models --backbones {' '.join(only)}",
+        )
+    else:
+        name, command = "models", "python -m benchmarks.models"
+    write_section(name, command, body)
 
 
 if __name__ == "__main__":
