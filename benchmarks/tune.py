@@ -1,6 +1,7 @@
 """The tune stage: does its objective rank configurations as LOSO does, and what do its schedulers save?
 
     python -m benchmarks.tune        (builds the development set on first use; ~2 h here)
+    python -m benchmarks.tune --work DIR   (keeps its runs in DIR; a re-run reuses the LOSO units)
 
 On the development set (calibrated like the real composite), with params.yaml's search widened to the attention types of
 ``compare.space``'s attention types (so there is a ranking to compare), in one run:
@@ -182,7 +183,7 @@ def loso_predictions(folder: Path, records_dir: str) -> dict[str, pd.DataFrame]:
     manifest = load_records(records_dir).manifest
     by_type: dict[str, list] = {}
     for unit in units_of(folder):
-        by_type.setdefault(unit.spec.variant.attention, []).append(unit)
+        by_type.setdefault(unit.spec.variant.attention.type, []).append(unit)
     return {kind: predictions_frame(units, manifest) for kind, units in by_type.items()}
 
 
@@ -216,8 +217,14 @@ def setup_times(folder: Path) -> list[float]:
     return [t["history"][0]["setup_s"] for t in finished_trials(folder) if t["history"]]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
     from components.tuning.halving import replay
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.tune")
+    parser.add_argument("--work", type=Path, help="keep the runs here (units reused when there)")
+    work = parser.parse_args(argv).work
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     cfg = params["tune"]
@@ -228,7 +235,7 @@ def main() -> None:
         "halving": halving_settings(len(cfg["space"]["attention"]), max_t),
     }
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
+        root = work or Path(tmp)
         loso_params = variant_params(root / "loso")
         mer(loso_params, "compare")
         loso_raw = yaml.safe_load(loso_params.read_text())
@@ -260,7 +267,8 @@ def main() -> None:
                 first, halving["grace_period"], halving["reduction_factor"], max_t
             )
         setups = setup_times(root / "holdout-fifo")
-        shutil.rmtree(root, ignore_errors=True)
+        if work is None:
+            shutil.rmtree(root, ignore_errors=True)
 
     rows, lines = [], []
     summary = {}
