@@ -16,7 +16,6 @@ from components.features.augment import apply_augmentation, augmentation_count, 
 from components.training.schedule import (
     EpochPlan,
     balanced_shares,
-    epoch_samples,
     fold_epoch,
     steps_per_epoch,
     unit_epoch,
@@ -68,9 +67,10 @@ class StreamOptions:
         )  # fmt: skip
 
     def steps(self, folds_train: Sequence[np.ndarray]) -> int:
-        """Steps per epoch of a stack of folds: its longest fold's."""
+        """Steps per epoch of a stack of folds: its longest fold's (a fold's epoch draws its
+        samples' shares: each once, or its dataset's top-up when balanced)."""
         return max(
-            (steps_per_epoch(epoch_samples(t, self.groups(t)), self.batch) for t in folds_train),
+            (steps_per_epoch(round(self.shares(t).sum()), self.batch) for t in folds_train),
             default=0,
         )
 

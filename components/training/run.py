@@ -184,10 +184,6 @@ class FoldRun:
             for index in indices
         ]
 
-    def export(self, f: int) -> keras.Model:
-        """Fold ``f`` of the current stack as its Keras model predicts."""
-        return _export(self.models, f)
-
 
 def leave_after(folds: int) -> int:
     """In a stack of ``folds``, the stopped folds leave once a quarter of them (at least one)

@@ -40,15 +40,6 @@ def balanced_shares(groups: np.ndarray) -> np.ndarray:
     return (counts.max() / counts)[inverse]
 
 
-def epoch_samples(train: np.ndarray, groups: np.ndarray | None = None) -> int:
-    """Samples in one epoch: each training sample once, or with ``groups`` (the dataset of
-    each) every dataset as many times as the largest has samples."""
-    if groups is None or not len(train):
-        return len(train)
-    _, counts = np.unique(groups, return_counts=True)
-    return int(counts.max() * len(counts))
-
-
 def balanced_draw(train: np.ndarray, groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """One dataset-balanced epoch's samples: every sample of every dataset once, and a smaller
     dataset topped up to the largest's size with samples drawn from it without replacement

@@ -55,7 +55,7 @@ class FoldSelection(keras.callbacks.Callback):
     """Each epoch: every fold scored on its own validation samples (``predict()`` returns each
     fold's probabilities for them); best epoch per fold (UF1, then lower loss); a fold stops
     counting after ``patience`` epochs without improvement (never before ``min_epochs``);
-    training stops when every fold has; :meth:`restore` brings back the best weights.
+    training stops when every fold has; ``weights.restore`` brings back the best weights.
     ``on_epoch(epoch, per-fold metrics, per-fold probabilities)`` sees every epoch."""
 
     def __init__(
@@ -132,10 +132,6 @@ class FoldSelection(keras.callbacks.Callback):
             "history": [state["history"][k] for k in keep],
             "best_weights": [b[keep] for b in state["best_weights"]],
         }
-
-    def restore(self) -> None:
-        """Every fold with validation rows back to its best epoch's weights."""
-        self.weights.restore(np.array([len(t) > 0 for t in self.truth]))
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint needs to resume selection exactly."""
