@@ -29,7 +29,7 @@ def differences(default: object, given: object, where: str) -> list[str]:
 def test_a_key_left_out_of_params_yaml_takes_the_value_params_yaml_documents() -> None:
     """The typed defaults are params.yaml's values, so a params.yaml without a key runs as the
     README and params.yaml's comments describe. The one exception: a model without an
-    ``attention`` key has none (params.yaml's default model is the tuned-for cbam)."""
+    ``attention`` key has none (params.yaml's default model has the evidence-chosen spatial)."""
     found = differences(Params(), load_params(ROOT / "params.yaml"), "params")
     assert found == ["params.model.attention.type"]
 
