@@ -1,7 +1,8 @@
 """The development set for benchmarks: shaped and calibrated like the real MEGC 2019 composite (68
 subjects, 442 clips, CASME II / SAMM / SMIC sub-datasets in their real layouts;
 ``synthesize.clips: megc2019_dev``), written and preprocessed once by the real stages into
-``.mer/benchmarks/composite`` (reused while its params are unchanged)."""
+``.mer/benchmarks/composite`` (reused while its params are unchanged); and params.yaml's
+embedded default the same way into ``.mer/benchmarks/embedded``."""
 
 from __future__ import annotations
 
@@ -15,16 +16,27 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDER = ROOT / ".mer" / "benchmarks" / "composite"
+#: params.yaml's own embedded default (10 subjects, 90 clips), for the budget of ``dvc repro``
+EMBEDDED = ROOT / ".mer" / "benchmarks" / "embedded"
 
 
 def params(folder: Path = FOLDER) -> dict:
-    """The project's params.yaml pointed at the composite-size set inside ``folder``."""
+    """The project's params.yaml pointed at the composite-size set inside ``folder`` (at
+    params.yaml's embedded default, written there, when ``folder`` is :data:`EMBEDDED`)."""
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["synthesize"] = {**raw["synthesize"], "clips": "megc2019_dev", "root": str(folder / "raw")}
-    raw["datasets"] = [
-        {"name": name, "root": str(folder / "raw" / sub)}
-        for name, sub in (("casme2", "CASME2"), ("samm", "SAMM"), ("smic", "SMIC"))
-    ]
+    if folder == EMBEDDED:
+        raw["synthesize"] = {**raw["synthesize"], "root": str(folder / "raw")}
+        raw["datasets"] = [{"name": "casme2", "root": str(folder / "raw")}]
+    else:
+        raw["synthesize"] = {
+            **raw["synthesize"],
+            "clips": "megc2019_dev",
+            "root": str(folder / "raw"),
+        }
+        raw["datasets"] = [
+            {"name": name, "root": str(folder / "raw" / sub)}
+            for name, sub in (("casme2", "CASME2"), ("samm", "SAMM"), ("smic", "SMIC"))
+        ]
     raw["preprocess"] = {
         **raw["preprocess"],
         "records_dir": str(folder / "records"),
@@ -77,7 +89,8 @@ def ensure(folder: Path = FOLDER) -> Path:
     if stamp.exists() and stamp.read_text() == key and path.exists():
         return path
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    print("development set: synthesize (68 subjects, 442 clips) and preprocess...", flush=True)
+    what = "embedded default" if folder == EMBEDDED else "development set (68 subjects, 442 clips)"
+    print(f"{what}: synthesize and preprocess...", flush=True)
     mer(path, "synthesize")
     mer(path, "preprocess")
     stamp.write_text(key)

@@ -298,13 +298,20 @@ def fold_outcome(fits, name: str, x: np.ndarray):
     return found.history, found.export()(x).numpy()
 
 
-def test_a_fold_trains_the_same_stacked_or_alone() -> None:
+STACKED_MODELS = {
+    "ststnet": MODEL,
+    "rcn": ModelConfig("rcn", AttentionConfig("spatial"), ("recurrent",), 0.0),
+}
+
+
+@pytest.mark.parametrize("model", STACKED_MODELS.values(), ids=STACKED_MODELS.keys())
+def test_a_fold_trains_the_same_stacked_or_alone(model: ModelConfig) -> None:
     """The same fold gets the same batches (flip and shifts on) and the same loss whether it
     trains in a stack of folds of other sizes or alone as an ordinary Keras model: the first
     step's loss agrees to float rounding. Adam turns rounding-level gradients (a conv bias
     before BatchNorm has a gradient of ~1e-6, noise) into full steps, so the curves then agree
     within its amplified noise, and the final models predict the same classes (dropout off:
-    its masks are drawn differently)."""
+    its masks are drawn differently). For every backbone with a stacked form."""
     import tensorflow as tf
 
     from components.training.fold_models import fold_models
@@ -318,25 +325,24 @@ def test_a_fold_trains_the_same_stacked_or_alone() -> None:
     large = replace(fold("l", subject, 4, 5, seed=6), train=np.arange(len(y)))
     options = dict(kind="flow", input_sizes=SIZES, num_classes=3, seed=1,
                    strategy=runtime.make_strategy(train))  # fmt: skip
-    (ordinary,) = fold_models(x, y, [a], MODEL, replace(train, stack_folds=False), **options)
-    (stack,) = fold_models(x, y, [small, a, large], MODEL, train, **options)
+    (ordinary,) = fold_models(x, y, [a], model, replace(train, stack_folds=False), **options)
+    (stack,) = fold_models(x, y, [small, a, large], model, train, **options)
+    assert stack.stacked
     (xo, yo) = next(iter(ordinary.stream(range(1))))
-    ((xs, mask, stats), ys) = next(iter(stack.stream(range(1))))
-    real = mask.numpy()[:, 1] > 0
-    np.testing.assert_array_equal(xs.numpy()[real, 1], xo.numpy())  # the same batch
+    (inputs, ys) = next(iter(stack.stream(range(1))))  # (x, mask[, patch statistics])
+    real = inputs[1].numpy()[:, 1] > 0
+    np.testing.assert_array_equal(inputs[0].numpy()[real, 1], xo.numpy())  # the same batch
     weights = tf.constant(ordinary.class_weights[0][yo.numpy()])
     loss_alone = ordinary.model.compute_loss(
         x=xo, y=yo, y_pred=ordinary.model(xo, training=True), sample_weight=weights
     )
-    per_fold = stack.model.fold_losses(
-        (xs, mask, stats), ys, stack.model((xs, mask, stats), training=True)
-    )
+    per_fold = stack.model.fold_losses(inputs, ys, stack.model(inputs, training=True))
     assert float(per_fold[1]) == pytest.approx(float(loss_alone), abs=1e-5)
 
-    alone = fit(x, y, [a], MODEL, replace(train, stack_folds=False))
+    alone = fit(x, y, [a], model, replace(train, stack_folds=False))
     history, outputs = fold_outcome(alone, "a", x)
     for members in ([small, a, large], [a, small]):
-        other_history, other_outputs = fold_outcome(fit(x, y, members, MODEL, train), "a", x)
+        other_history, other_outputs = fold_outcome(fit(x, y, members, model, train), "a", x)
         assert len(other_history) == len(history)
         for mine, theirs in zip(history, other_history, strict=True):
             assert mine["val_loss"] == pytest.approx(theirs["val_loss"], abs=5e-3)

@@ -56,6 +56,7 @@ BACKBONES: dict[str, BackboneEntry] = {
         "components.models.backbones:rcn",
         "flow",
         {"fused": "map", "recurrent": "map", "pre_head": "map"},
+        stacked="components.models.stacked_rcn:rcn",
     ),
     "clip_net": BackboneEntry(
         "components.models.backbones:clip_net",

@@ -43,7 +43,8 @@ STREAMS = (3, 5, 8)  # ststnet's stream widths (the authors' code)
 BN_MOMENTUM, BN_EPSILON = 0.99, 1e-3  # keras.layers.BatchNormalization defaults
 
 
-def _attention(cfg: ModelConfig, folds: int, name: str):
+def stacked_attention(cfg: ModelConfig, folds: int, name: str):
+    """The fold-stacked form of ``cfg``'s attention (its options), named ``name``."""
     a = cfg.attention
     return make_stacked_attention(
         a.type,
@@ -347,16 +348,20 @@ class StackedSTSTNet(StackedModel):
         kind = model_cfg.attention.type
         self.stream_attention = (
             [
-                _attention(model_cfg, folds, f"streams_{kind}" + (f"_{k}" if k else ""))
+                stacked_attention(model_cfg, folds, f"streams_{kind}" + (f"_{k}" if k else ""))
                 for k in range(3)
             ]
             if "streams" in placed
             else None
         )
         self.streams = FoldStreams(folds, self.stream_attention, name="streams")
-        self.fused = _attention(model_cfg, folds, f"fused_{kind}") if "fused" in placed else None
+        self.fused = (
+            stacked_attention(model_cfg, folds, f"fused_{kind}") if "fused" in placed else None
+        )
         self.pre_head = (
-            _attention(model_cfg, folds, f"pre_head_{kind}") if "pre_head" in placed else None
+            stacked_attention(model_cfg, folds, f"pre_head_{kind}")
+            if "pre_head" in placed
+            else None
         )
         self.dropout = keras.layers.Dropout(model_cfg.dropout, name="dropout")
         self.head = FoldDense(folds, self.num_classes, name="probabilities")
