@@ -75,7 +75,9 @@ def code() -> str:
 
 def ensure(folder: Path = FOLDER) -> Path:
     """Synthesize and preprocess the set unless it exists for the same params; returns the
-    params file whose records every benchmark run reads."""
+    params file every benchmark run starts from: params.yaml as it is now (model, training,
+    evaluation), pointed at the set's records (rewritten on every call: a file kept from when
+    the set was built would hold the model and training of that day)."""
     folder.mkdir(parents=True, exist_ok=True)
     raw = params(folder)
     paths = ("root", "records_dir", "report")  # not the checkout's own folder
@@ -85,10 +87,10 @@ def ensure(folder: Path = FOLDER) -> Path:
     ]
     key = hashlib.sha1(yaml.safe_dump([raw["seed"], *settings, code()]).encode()).hexdigest()[:12]
     path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))  # params.yaml's values of today
     stamp = folder / "ready"
-    if stamp.exists() and stamp.read_text() == key and path.exists():
+    if stamp.exists() and stamp.read_text() == key:
         return path
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
     what = "embedded default" if folder == EMBEDDED else "development set (68 subjects, 442 clips)"
     print(f"{what}: synthesize and preprocess...", flush=True)
     mer(path, "synthesize")
