@@ -7,6 +7,11 @@ import tensorflow as tf
 from components.config import AttentionConfig, ModelConfig
 from components.models.patch_stats import patch_statistics
 from components.models.stacked import ststnet
+from tests.stacking import (
+    assert_fold_is_its_ordinary_model,
+    assert_padded_training_is_each_fold_alone,
+    assert_per_fold_batches_match_the_shared_batch,
+)
 
 SIZES = {"flow_size": 28, "clip_frames": 8, "clip_size": 64}
 CASES = [("none", ())] + [
@@ -34,16 +39,7 @@ def test_each_fold_is_its_ordinary_model(kind: str, placement: tuple) -> None:
     streams.moving_variance.assign(
         rng.uniform(0.2, 2, streams.moving_variance.shape).astype("float32")
     )
-    mask = np.ones((8, 3), "float32")
-    ordinary = model.export_fold(1)
-    np.testing.assert_allclose(
-        model((x, mask), training=False).numpy()[:, 1],
-        ordinary(x, training=False).numpy(),
-        atol=1e-6,
-    )
-    np.testing.assert_allclose(
-        model((x, mask), training=True).numpy()[:, 1], ordinary(x, training=True).numpy(), atol=5e-5
-    )
+    assert_fold_is_its_ordinary_model(model, x, 1)
 
 
 def test_a_fold_starts_from_its_own_seed_whatever_the_other_folds() -> None:
@@ -149,35 +145,16 @@ def test_training_on_per_fold_batches_is_each_fold_trained_alone(
     kind, placement, with_stats
 ) -> None:
     """Training mode on per-fold batches with padding rows (BatchNorm moments from the
-    outputs, or from the rows' patch statistics): fold f's outputs on its real rows
-    are its ordinary model's on those rows alone (batch statistics from them only), and one
-    training step's loss is the sum of each fold's class-weighted loss on its own rows."""
-    import keras
+    outputs, or from the rows' patch statistics): each fold is its ordinary model trained on its
+    own rows alone, and the loss the sum of the folds' own."""
 
-    rng = np.random.default_rng(4)
-    cfg = ModelConfig("ststnet", AttentionConfig(kind), placement, 0.0)
-    model = ststnet(cfg, 3, SIZES, 3)
-    model.initialise([1, 2, 3])
-    weights = rng.uniform(0.5, 2, size=(3, 3)).astype("float32")
-    model.class_weights.assign(weights)
-    xs = rng.uniform(size=(6, 3, 28, 28, 3)).astype("float32")
-    ys = rng.integers(0, 3, size=(6, 3))
-    mask = np.ones((6, 3), "float32")
-    mask[4:, 0], mask[5:, 2] = 0, 0  # padding rows
-    inputs = (xs, mask)
-    if with_stats:
+    def stats(xs):
         flat = tf.constant(xs.reshape(-1, 28, 28, 3))
-        inputs = (xs, mask, patch_statistics(flat).numpy().reshape(6, 3, -1))
-    out = model(inputs, training=True).numpy()
-    loss = 0.0
-    for f in range(3):
-        real = mask[:, f] > 0
-        alone = model.export_fold(f)(xs[real, f], training=True).numpy()
-        np.testing.assert_allclose(out[real, f], alone, atol=5e-5)
-        picked = alone[np.arange(real.sum()), ys[real, f]]
-        loss += float(np.mean(weights[f, ys[real, f]] * -np.log(picked)))
-    computed = model.compute_loss(inputs, ys, keras.ops.convert_to_tensor(out))
-    np.testing.assert_allclose(float(computed), loss, rtol=1e-4)
+        return patch_statistics(flat).numpy().reshape(*xs.shape[:2], -1)
+
+    model = ststnet(ModelConfig("ststnet", AttentionConfig(kind), placement, 0.0), 3, SIZES, 3)
+    model.initialise([1, 2, 3])
+    assert_padded_training_is_each_fold_alone(model, stats if with_stats else None)
 
 
 def test_one_batch_per_fold_gives_what_the_shared_batch_gives() -> None:
@@ -188,12 +165,7 @@ def test_one_batch_per_fold_gives_what_the_shared_batch_gives() -> None:
     for kind, placement in (("cbam", ("fused",)), ("se", ("streams",)), ("none", ())):
         model = ststnet(ModelConfig("ststnet", AttentionConfig(kind), placement, 0.0), 3, SIZES, 3)
         model.initialise([1, 2, 3])
-        xs = rng.uniform(size=(5, 3, 28, 28, 3)).astype("float32")
-        mask = np.zeros((5, 3), "float32")
-        per_fold = model((xs, mask), training=False).numpy()
-        for f in range(3):
-            shared = model((xs[:, f], mask), training=False).numpy()[:, f]
-            np.testing.assert_allclose(per_fold[:, f], shared, atol=1e-6)
+        assert_per_fold_batches_match_the_shared_batch(model, rng)
 
 
 def test_fold_predictor_gives_each_fold_its_own_samples() -> None:

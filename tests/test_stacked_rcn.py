@@ -6,6 +6,11 @@ import pytest
 
 from components.config import AttentionConfig, ModelConfig
 from components.models.stacked_rcn import rcn
+from tests.stacking import (
+    assert_fold_is_its_ordinary_model,
+    assert_padded_training_is_each_fold_alone,
+    assert_per_fold_batches_match_the_shared_batch,
+)
 
 SIZES = {"flow_size": 28, "clip_frames": 8, "clip_size": 64}
 EVERY_POINT = ("fused", "recurrent", "pre_head")
@@ -33,17 +38,9 @@ def test_each_fold_is_its_ordinary_model(kind: str, placement: tuple) -> None:
     model = rcn(ModelConfig("rcn", AttentionConfig(kind), placement, 0.0), 3, SIZES, 3)
     model.initialise([1, 2, 3])
     randomised(model)
-    mask = np.ones((8, 3), "float32")
     ordinary = model.export_fold(1)
     assert ordinary.count_params() == sum(int(np.prod(v.shape[1:])) for v in model.fold_state())
-    np.testing.assert_allclose(
-        model((x, mask), training=False).numpy()[:, 1],
-        ordinary(x, training=False).numpy(),
-        atol=1e-6,
-    )
-    np.testing.assert_allclose(
-        model((x, mask), training=True).numpy()[:, 1], ordinary(x, training=True).numpy(), atol=5e-5
-    )
+    assert_fold_is_its_ordinary_model(model, x, 1)
 
 
 def test_a_fold_starts_as_the_ordinary_model_of_its_seed() -> None:
@@ -67,25 +64,9 @@ def test_training_on_per_fold_batches_is_each_fold_trained_alone() -> None:
     """Per-fold batches with padding rows: fold f's training-mode outputs on its real rows are
     its ordinary model's on those rows alone (BatchNorm moments from them only, in all five
     norms, the recurrent one applied twice), and the loss is the sum of each fold's own."""
-    rng = np.random.default_rng(4)
     model = rcn(ModelConfig("rcn", AttentionConfig("se"), ("fused",), 0.0), 3, SIZES, 3)
     model.initialise([1, 2, 3])
-    weights = rng.uniform(0.5, 2, size=(3, 3)).astype("float32")
-    model.class_weights.assign(weights)
-    xs = rng.uniform(size=(6, 3, 28, 28, 3)).astype("float32")
-    ys = rng.integers(0, 3, size=(6, 3))
-    mask = np.ones((6, 3), "float32")
-    mask[4:, 0], mask[5:, 2] = 0, 0  # padding rows
-    out = model((xs, mask), training=True).numpy()
-    loss = 0.0
-    for f in range(3):
-        real = mask[:, f] > 0
-        alone = model.export_fold(f)(xs[real, f], training=True).numpy()
-        np.testing.assert_allclose(out[real, f], alone, atol=5e-5)
-        picked = alone[np.arange(real.sum()), ys[real, f]]
-        loss += float(np.mean(weights[f, ys[real, f]] * -np.log(picked)))
-    computed = model.compute_loss((xs, mask), ys, keras.ops.convert_to_tensor(out))
-    np.testing.assert_allclose(float(computed), loss, rtol=1e-4)
+    assert_padded_training_is_each_fold_alone(model)
 
 
 def test_moving_statistics_follow_each_folds_own_rows_and_skip_an_absent_fold() -> None:
@@ -122,9 +103,4 @@ def test_one_batch_per_fold_gives_what_the_shared_batch_gives() -> None:
     model = rcn(ModelConfig("rcn", AttentionConfig("cbam"), ("pre_head",), 0.0), 3, SIZES, 3)
     model.initialise([1, 2, 3])
     randomised(model)
-    xs = rng.uniform(size=(5, 3, 28, 28, 3)).astype("float32")
-    mask = np.zeros((5, 3), "float32")
-    per_fold = model((xs, mask), training=False).numpy()
-    for f in range(3):
-        shared = model((xs[:, f], mask), training=False).numpy()[:, f]
-        np.testing.assert_allclose(per_fold[:, f], shared, atol=1e-6)
+    assert_per_fold_batches_match_the_shared_batch(model, rng)

@@ -43,6 +43,30 @@ STREAMS = (3, 5, 8)  # ststnet's stream widths (the authors' code)
 BN_MOMENTUM, BN_EPSILON = 0.99, 1e-3  # keras.layers.BatchNormalization defaults
 
 
+def masked_moments(h, fold_mask):
+    """Per-fold mean and (biased) variance of maps ``h`` (B, *positions, F, C) over each fold's
+    masked rows (``fold_mask`` (B, F)) and every position, and each fold's row count (F,)."""
+    positions = tuple(range(1, len(h.shape) - 2))
+    count = ops.sum(fold_mask, axis=0)
+    safe = ops.maximum(count, 1.0)[:, None]
+    mean = ops.einsum("bf,bfc->fc", fold_mask, ops.mean(h, axis=positions)) / safe
+    second = ops.einsum("bf,bfc->fc", fold_mask, ops.mean(h * h, axis=positions)) / safe
+    return mean, ops.maximum(second - mean**2, 0.0), count
+
+
+def update_moving(layer, mean, variance, count):
+    """A training step's BatchNorm bookkeeping per fold: ``layer``'s moving statistics take the
+    batch moments as Keras' BatchNormalization does, except that a fold with no rows in the
+    batch (``count`` 0) keeps its own and normalises with them; returns the moments to use."""
+    seen = ops.cast(count > 0, "float32")[:, None]
+    momentum = 1.0 - (1.0 - BN_MOMENTUM) * seen
+    layer.moving_mean.assign(layer.moving_mean * momentum + mean * (1.0 - momentum))
+    layer.moving_variance.assign(layer.moving_variance * momentum + variance * (1.0 - momentum))
+    mean = seen * mean + (1.0 - seen) * layer.moving_mean
+    variance = seen * variance + (1.0 - seen) * layer.moving_variance
+    return mean, variance
+
+
 def stacked_attention(cfg: ModelConfig, folds: int, name: str):
     """The fold-stacked form of ``cfg``'s attention (its options), named ``name``."""
     a = cfg.attention
@@ -117,13 +141,8 @@ class FoldStreams(FoldLayer):
         """Per-fold mean and (biased) variance of the conv outputs ``h`` (B, H, W, F·C) of
         **per-fold** batches, over each fold's masked rows and every position (passes over
         ``h``: used when the rows come without patch statistics)."""
-        folds, width = self.folds, sum(STREAMS)
-        flat = ops.reshape(h, (-1, h.shape[1] * h.shape[2], folds, width))
-        count = ops.sum(fold_mask, axis=0)  # (F,)
-        safe = ops.maximum(count, 1.0)[:, None]
-        mean = ops.einsum("bf,bfc->fc", fold_mask, ops.mean(flat, axis=1)) / safe
-        second = ops.einsum("bf,bfc->fc", fold_mask, ops.mean(flat * flat, axis=1)) / safe
-        return mean, ops.maximum(second - mean**2, 0.0), count
+        flat = ops.reshape(h, (-1, h.shape[1] * h.shape[2], self.folds, sum(STREAMS)))
+        return masked_moments(flat, fold_mask)
 
     def call(self, x, fold_mask, training=None, patch_stats=None):
         """``x``: the shared batch ``(B, H, W, cin)`` or one batch per fold
@@ -144,14 +163,7 @@ class FoldStreams(FoldLayer):
             else:  # moments of sign·conv: the mean flips back, the variance does not change
                 signed_mean, variance, count = self.output_moments(h, fold_mask)
                 mean = signed_mean * sign
-            seen = ops.cast(count > 0, "float32")[:, None]  # a fold absent keeps its stats
-            momentum = 1.0 - (1.0 - BN_MOMENTUM) * seen
-            self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
-            self.moving_variance.assign(
-                self.moving_variance * momentum + variance * (1.0 - momentum)
-            )
-            mean = seen * mean + (1.0 - seen) * self.moving_mean
-            variance = seen * variance + (1.0 - seen) * self.moving_variance
+            mean, variance = update_moving(self, mean, variance, count)
         else:
             mean, variance = self.moving_mean, self.moving_variance
         scale = self.gamma * ops.rsqrt(variance + BN_EPSILON)  # (F, C)

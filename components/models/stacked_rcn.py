@@ -25,10 +25,11 @@ from components.models.placement import Placer
 from components.models.registry import BACKBONES
 from components.models.stacked import (
     BN_EPSILON,
-    BN_MOMENTUM,
     FoldDense,
     StackedModel,
+    masked_moments,
     stacked_attention,
+    update_moving,
 )
 
 #: the streams: (name, filters, dilation), each 3×3 sampled every STRIDE pixels (the authors')
@@ -101,22 +102,7 @@ class FoldBatchNorm(FoldLayer):
 
     def call(self, h, fold_mask, training=None):
         if training:
-            rows = ops.mean(h, axis=(1, 2))  # (B, F, C)
-            squares = ops.mean(h * h, axis=(1, 2))
-            count = ops.sum(fold_mask, axis=0)  # (F,)
-            safe = ops.maximum(count, 1.0)[:, None]
-            mean = ops.einsum("bf,bfc->fc", fold_mask, rows) / safe
-            variance = ops.maximum(
-                ops.einsum("bf,bfc->fc", fold_mask, squares) / safe - mean**2, 0.0
-            )
-            seen = ops.cast(count > 0, "float32")[:, None]
-            momentum = 1.0 - (1.0 - BN_MOMENTUM) * seen
-            self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
-            self.moving_variance.assign(
-                self.moving_variance * momentum + variance * (1.0 - momentum)
-            )
-            mean = seen * mean + (1.0 - seen) * self.moving_mean
-            variance = seen * variance + (1.0 - seen) * self.moving_variance
+            mean, variance = update_moving(self, *masked_moments(h, fold_mask))
         else:
             mean, variance = self.moving_mean, self.moving_variance
         scale = self.gamma * ops.rsqrt(variance + BN_EPSILON)  # (F, C)
