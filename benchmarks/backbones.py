@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     base = composite.ensure(composite.EMBEDDED)
     raw = yaml.safe_load(base.read_text())
     load = os.getloadavg()[0]
-    rows, lines = [], []
+    rows = []
     runs = [(b, True) for b in backbones]
     if args.alone:
         runs += [(b, False) for b in backbones if not unstacked_because(b)]
@@ -93,11 +93,11 @@ def main(argv: list[str] | None = None) -> None:
         )
         ensemble = "" if result["ensemble"] is None else f" (ensemble {result['ensemble']:.3f})"
         verdict = "within" if result["wall"] <= BUDGET_S else "OVER"
-        lines.append(
+        print(
             f"{backbone}: LOSO {result['wall']:.0f} s = {result['wall'] / BUDGET_S:.2f}× the "
-            f"budget ({verdict}); {how}; UF1 {result['uf1']:.3f}{ensemble}"
+            f"budget ({verdict}); {how}; UF1 {result['uf1']:.3f}{ensemble}",
+            flush=True,
         )
-        print(lines[-1], flush=True)
         rows.append(
             f"| `{backbone}` | `{raw['model']['attention']['type']}` at `{POINTS[backbone]}` | "
             f"{result['wall']:.0f} s | {result['wall'] / BUDGET_S:.2f}× ({verdict}) | {how} | "
