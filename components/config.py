@@ -404,6 +404,9 @@ class EvaluateConfig:
     folds_per_unit: Annotated[int, Range(ge=1, le=1000)] = (
         17  # folds trained together (stacked) in one unit of work
     )
+    #: seeds trained together with those folds in one unit (a stack of folds × seeds; 1 =
+    #: a unit per seed); only where the folds stack
+    seeds_per_unit: Annotated[int, Range(ge=1, le=1000)] = 3
     max_failures: NonNegative = 2  # retries of a crashed unit
     units_dir: PathSetting = ".mer/units"  # finished units (predictions, epochs): re-runs resume
     reports_dir: PathSetting = "reports"

@@ -108,7 +108,7 @@ def test_the_costliest_units_start_first(tmp_path, monkeypatch) -> None:
 
     manifest = composite_manifest()
     folds = loso_folds(SUBJECTS, 0.2, seed=42)
-    specs = unit_specs(ModelConfig(), TrainConfig(), [1], folds, 17, manifest)
+    specs = unit_specs(ModelConfig(), TrainConfig(), [1], folds, execution(17), manifest)
     costs = [unit_cost(s, manifest) for s in specs]
     assert costs == sorted(costs)  # blocks by size: the last block is the costliest
     assert costs[0] == 17 * max(train_sizes(specs[0].folds, manifest))
@@ -130,23 +130,57 @@ def test_the_costliest_units_start_first(tmp_path, monkeypatch) -> None:
 
 
 def test_folds_that_cannot_stack_are_units_of_one_fold() -> None:
-    """A stacked backbone's folds share units of folds_per_unit; folds trained one by one
-    (no stacked form, stack_folds off, several devices) each get a unit, so they pack onto
-    the cores."""
+    """A stacked backbone's folds share units of folds_per_unit, and seeds share them by
+    seeds_per_unit; folds trained one by one (no stacked form, stack_folds off, several
+    devices) each get a unit of one seed, so they pack onto the cores."""
     from dataclasses import replace
 
     from components.config import AttentionConfig, ModelConfig, TrainConfig
-    from components.evaluation.protocol import unit_specs
+    from components.evaluation.protocol import unit_cost, unit_specs
 
     manifest = composite_manifest()
     folds = loso_folds(SUBJECTS, 0.2, seed=42)
-    stacked = unit_specs(ModelConfig(), TrainConfig(), [1, 2], folds, 17, manifest)
+    stacked = unit_specs(ModelConfig(), TrainConfig(), [1, 2], folds, execution(17), manifest)
     assert len(stacked) == 2 * 4 and {len(s.folds) for s in stacked} == {17}
+    assert [s.seeds for s in stacked] == [(1,)] * 4 + [(2,)] * 4
+    seeds = unit_specs(ModelConfig(), TrainConfig(), [1, 2, 3], folds, execution(17, 2), manifest)
+    assert [s.seeds for s in seeds] == [(1, 2)] * 4 + [(3,)] * 4
+    assert [s.folds for s in seeds[:4]] == [s.folds for s in stacked[:4]]  # the same blocks
+    assert unit_cost(seeds[0], manifest) == 2 * unit_cost(stacked[0], manifest)
     htnet = ModelConfig("htnet", AttentionConfig("none"), ())
     for model, train in (
         (htnet, TrainConfig()),
         (ModelConfig(), TrainConfig(stack_folds=False)),
         (ModelConfig(), replace(TrainConfig(), devices=2)),
     ):
-        specs = unit_specs(model, train, [1, 2], folds, 17, manifest)
+        specs = unit_specs(model, train, [1, 2], folds, execution(17, 3), manifest)
         assert len(specs) == 2 * len(folds) and {len(s.folds) for s in specs} == {1}
+        assert {s.seeds for s in specs} == {(1,), (2,)}
+
+
+def test_only_the_first_seed_draws_the_attention_examples() -> None:
+    """Each example is drawn once, by the unit holding the first seed and the fold that tests
+    its subject (not once per seed)."""
+    from components.config import ModelConfig, TrainConfig
+    from components.evaluation.protocol import unit_specs
+
+    manifest = composite_manifest()
+    folds = loso_folds(SUBJECTS, 0.2, seed=42)
+    subject = folds[5].test[0]
+    examples = {subject: {"x/1", "x/2"}}
+    for seeds_per_unit in (1, 2):
+        specs = unit_specs(
+            ModelConfig(), TrainConfig(), [1, 2, 3], folds, execution(17, seeds_per_unit),
+            manifest, examples,
+        )  # fmt: skip
+        drawing = [s for s in specs if s.examples]
+        assert len(drawing) == 1 and drawing[0].examples == ("x/1", "x/2")
+        assert drawing[0].seeds[0] == 1 and any(subject in f.test for f in drawing[0].folds)
+
+
+def execution(folds_per_unit: int, seeds_per_unit: int = 1):
+    from components.evaluation.protocol import Execution
+    from components.evaluation.units import UnitContext
+
+    context = UnitContext("records", {}, "data", "code", "units")
+    return Execution(context, False, None, 0, folds_per_unit, seeds_per_unit)

@@ -123,14 +123,14 @@ def test_a_stored_unit_of_another_unit_or_with_bad_predictions_is_refused(tmp_pa
     from components.evaluation.units import FoldResult, UnitResult, UnitSpec, UnitStore
 
     fold = Fold("a", ("a",), ("b", "c"), ("d",))
-    spec = UnitSpec(ModelConfig(), TrainConfig(), 1, (fold,))
-    other = UnitSpec(ModelConfig(), TrainConfig(), 2, (fold,))
+    spec = UnitSpec(ModelConfig(), TrainConfig(), (1,), (fold,))
+    other = UnitSpec(ModelConfig(), TrainConfig(), (2,), (fold,))
     good = {"uid": "x", "true": 0, "predicted": 1, "p_0": 0.2, "p_1": 0.7, "p_2": 0.1}
     store = UnitStore(tmp_path)
 
     def stored(spec: UnitSpec, key: str, prediction: dict) -> Path:
         result = UnitResult(
-            key, spec, [FoldResult(fold, 3, 5, [], [prediction], 9, 2)], 1.0, "n", 1, True
+            key, spec, [FoldResult(fold, 1, 3, 5, [], [prediction], 9, 2)], 1.0, "n", 1, True
         )
         store.save(result)
         return store.path(key)

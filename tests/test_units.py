@@ -8,6 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -127,7 +128,8 @@ def test_units_spread_over_two_nodes_and_a_killed_worker_is_retried(
     assert driver.returncode == 0, err[-3000:]
     assert killed is not None, "no unit worker was seen running"
     units = results(tmp_path)
-    assert len(units) == 2 * 2 * 3  # 2 types × 2 seeds × 3 blocks of 2 folds: none lost
+    assert len(units) == 2 * 3  # 2 types × 3 blocks of 2 folds (each both seeds): none lost
+    assert {u.spec.seeds for u in units} == {(3, 4)}
     assert all(u.pid != killed for u in units)  # the killed worker's unit was done again
     nodes = {n["NodeID"] for n in cluster_nodes(cluster)}
     assert {u.node_id for u in units} == nodes and len(nodes) == 2
@@ -162,3 +164,31 @@ def test_a_fold_predicts_the_same_in_a_unit_of_one_or_of_five(tmp_path) -> None:
     assert len(one) == len(five) == 60
     agreement = float((one == five.loc[one.index]).mean())
     assert agreement >= 0.95, agreement
+
+
+def test_a_seed_predicts_the_same_in_a_unit_of_its_own_or_with_other_seeds(tmp_path) -> None:
+    """Seeds inside units: two seeds × 5 folds stacked in one unit train each (seed, fold) as
+    its own unit of that seed's 5 folds does (its key comes from its seed and fold name only),
+    so the predictions agree per seed and sample (at least 95%; the rest is Adam-amplified
+    float rounding), with half the units."""
+    predictions, units = {}, {}
+    for per_unit in (1, 2):
+        folder = tmp_path / f"seeds_per_unit_{per_unit}"
+        small_project(
+            folder,
+            subjects=10,
+            evaluate={"seeds": 2, "folds_per_unit": 5, "seeds_per_unit": per_unit},
+        )
+        done = mer(folder, "evaluate", "--local")
+        assert done.returncode == 0, done.stderr[-3000:]
+        frame = pd.read_parquet(folder / "reports/predictions.parquet")
+        predictions[per_unit] = frame.set_index(["seed", "uid"]).sort_index()
+        units[per_unit] = sorted(u.spec.seeds for u in results(folder))
+    assert units == {1: [(3,), (3,), (4,), (4,)], 2: [(3, 4), (3, 4)]}
+    alone, together = predictions[1], predictions[2]
+    assert len(alone) == len(together) == 2 * 60
+    assert list(alone.index) == list(together.index)
+    agreement = float((alone.predicted == together.predicted).mean())
+    assert agreement >= 0.95, agreement
+    # the seeds in one unit are two trainings (their probabilities differ), not one copied
+    assert np.abs(together.xs(3).p_0 - together.xs(4).p_0).max() > 1e-3

@@ -34,6 +34,7 @@ class Execution:
     address: str | None
     max_failures: int
     folds_per_unit: int
+    seeds_per_unit: int = 1
     progress: UnitProgress | None = None
 
 
@@ -67,27 +68,30 @@ def unit_specs(
     train: TrainConfig,
     seeds: Sequence[int],
     folds: Sequence[Fold],
-    per_unit: int,
+    execution: Execution,
     manifest: pd.DataFrame,
     examples: dict[str, set[str]] | None = None,
     phase: str = "outer",
 ) -> list[UnitSpec]:
-    """The units of one variant: every seed × block of folds (:func:`blocks`, by training size;
-    a block of one fold when the folds cannot stack: trained one by one, they gain nothing from
-    sharing a unit, and single folds pack onto the cores). ``examples`` maps a subject to the
-    example uids it holds (drawn by the fold that tests that subject)."""
+    """The units of one variant: every group of ``execution.seeds_per_unit`` seeds × block of
+    ``execution.folds_per_unit`` folds (:func:`blocks`, by training size), each unit one stack
+    of its seeds × folds; one seed and one fold per unit when the folds cannot stack (trained
+    one by one, they gain nothing from sharing a unit, and single folds pack onto the cores).
+    ``examples`` maps a subject to the example uids it holds (drawn by the first seed's fold
+    that tests that subject)."""
     from components.models.registry import unstacked_because
 
+    per_unit, seeds_per_unit = execution.folds_per_unit, execution.seeds_per_unit
     if unstacked_because(variant.backbone, train.stack_folds) or train.devices > 1:
-        per_unit = 1
+        per_unit = seeds_per_unit = 1
     specs = []
     layout = blocks(folds, per_unit, train_sizes(folds, manifest))
-    for seed in seeds:
+    for start in range(0, len(seeds), seeds_per_unit):
+        group = tuple(seeds[start : start + seeds_per_unit])
+        drawn = (examples or {}) if start == 0 else {}  # the first seed's folds draw them
         for block in layout:
-            wanted = sorted(
-                uid for fold in block for s in fold.test for uid in (examples or {}).get(s, ())
-            )
-            specs.append(UnitSpec(variant, train, seed, block, tuple(wanted), phase))
+            wanted = sorted(uid for fold in block for s in fold.test for uid in drawn.get(s, ()))
+            specs.append(UnitSpec(variant, train, group, block, tuple(wanted), phase))
     return specs
 
 
@@ -95,7 +99,7 @@ def predictions_frame(results: Sequence[UnitResult], manifest: pd.DataFrame) -> 
     """Every test prediction of ``results`` (one row per seed × sample), joined with the
     manifest; checks that each seed predicts each sample of its folds exactly once."""
     rows = [
-        {"seed": r.spec.seed, "fold": fold.fold.name, **p}
+        {"seed": fold.seed, "fold": fold.fold.name, **p}
         for r in results
         for fold in r.folds
         for p in fold.predictions
@@ -126,7 +130,7 @@ class ProtocolRun:
 def fold_report(result: UnitResult, scores: dict[str, list[float]] | None = None) -> list[dict]:
     return [
         {
-            "seed": result.spec.seed,
+            "seed": f.seed,
             "fold": f.fold.name,
             "test": list(f.fold.test),
             "validation": list(f.fold.validation),
@@ -151,7 +155,7 @@ def run_given(
     examples: dict[str, set[str]] | None = None,
 ) -> ProtocolRun:
     """The protocol for one given configuration."""
-    specs = unit_specs(variant, train, seeds, folds, execution.folds_per_unit, manifest, examples)
+    specs = unit_specs(variant, train, seeds, folds, execution, manifest, examples)
     results = _run(specs, execution, manifest)
     return ProtocolRun(
         predictions_frame(results, manifest),
@@ -191,7 +195,7 @@ def run_nested(
             train,
             seeds,
             every_inner,
-            execution.folds_per_unit,
+            execution,
             manifest,
             phase="inner",
         )
@@ -216,9 +220,7 @@ def run_nested(
     for candidate in candidates:
         mine = [o for o in folds if chosen[o.name] == candidate]
         if mine:
-            outer_specs += unit_specs(
-                candidate, train, seeds, mine, execution.folds_per_unit, manifest, examples
-            )
+            outer_specs += unit_specs(candidate, train, seeds, mine, execution, manifest, examples)
     results = _run(outer_specs, execution, manifest)
     return ProtocolRun(
         predictions_frame(results, manifest),
@@ -229,9 +231,9 @@ def run_nested(
 
 
 def unit_cost(spec: UnitSpec, manifest: pd.DataFrame) -> int:
-    """Rows a unit computes per epoch: its folds × its largest fold's training samples (a
-    stacked unit pads every fold to that); its training time scales with it."""
-    return len(spec.folds) * max(train_sizes(spec.folds, manifest), default=0)
+    """Rows a unit computes per epoch: its seeds × folds × its largest fold's training samples
+    (a stacked unit pads every fold to that); its training time scales with it."""
+    return len(spec.seeds) * len(spec.folds) * max(train_sizes(spec.folds, manifest), default=0)
 
 
 def _run(specs: list[UnitSpec], execution: Execution, manifest: pd.DataFrame) -> list[UnitResult]:
@@ -259,7 +261,7 @@ def run_variants(
     (so they can be compared pairwise)."""
     trains = [train] * len(variants) if isinstance(train, TrainConfig) else list(train)
     specs = [
-        unit_specs(v, t, seeds, folds, execution.folds_per_unit, manifest)
+        unit_specs(v, t, seeds, folds, execution, manifest)
         for v, t in zip(variants, trains, strict=True)
     ]
     results = _run([s for group in specs for s in group], execution, manifest)

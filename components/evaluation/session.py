@@ -123,6 +123,7 @@ class Session:
             address=cluster_address(params.tune.address),
             max_failures=cfg.max_failures,
             folds_per_unit=cfg.folds_per_unit,
+            seeds_per_unit=cfg.seeds_per_unit,
             progress=UnitsProgress(stage),
         )
         return cls(params, records, folds, complete, examples, execution)

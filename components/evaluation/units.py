@@ -1,7 +1,8 @@
 """Units of work: (variant, seed, folds), trained anywhere, stored as soon as they finish.
 
-A unit trains one model configuration with one seed for a block of folds (stacked in one model
-when the backbone allows it, see :mod:`components.training.run`). Its result — every fold's
+A unit trains one model configuration for a block of folds with one or several seeds (every
+seed × fold stacked in one model when the backbone allows it, see
+:mod:`components.training.run`). Its result — every fold's
 chosen epoch, validation history, test predictions, timings and the attention-map examples of
 its test subjects — is written to ``evaluate.units_dir`` (JSON and arrays, never a pickle) under a key that hashes everything it
 depends on (variant, training values, seed, folds, data version, code version). A re-run finds
@@ -33,12 +34,13 @@ from components.parsing import Range, parse
 
 @dataclass(frozen=True)
 class UnitSpec:
-    """One unit: ``variant`` trained with ``train`` and ``seed`` on ``folds``; ``examples``
-    are uids (among its test subjects) whose attention maps it draws."""
+    """One unit: ``variant`` trained with ``train`` on ``folds``, once per seed of ``seeds``;
+    ``examples`` are uids (among its test subjects) whose attention maps its first seed
+    draws."""
 
     variant: ModelConfig
     train: TrainConfig
-    seed: int
+    seeds: tuple[int, ...]
     folds: tuple[Fold, ...]
     examples: tuple[str, ...] = ()
     phase: Literal["outer", "inner"] = "outer"  # the protocol, or nested selection
@@ -48,7 +50,7 @@ class UnitSpec:
             [
                 self.variant.as_dict(),
                 asdict(self.train),
-                self.seed,
+                list(self.seeds),
                 [asdict(f) for f in self.folds],
                 list(self.examples),
                 self.phase,
@@ -64,14 +66,16 @@ class UnitSpec:
     def label(self) -> str:
         names = [f.name for f in self.folds]
         span = names[0] if len(names) == 1 else f"{len(names)} folds ({', '.join(names[:2])}, …)"
-        return f"{self.variant.label} seed {self.seed} {span}"
+        seeds = ", ".join(map(str, self.seeds))
+        return f"{self.variant.label} seed{'s' if len(self.seeds) > 1 else ''} {seeds} {span}"
 
 
 @dataclass
 class FoldResult:
-    """One fold of a finished unit."""
+    """One fold of a finished unit, trained with one seed."""
 
     fold: Fold
+    seed: int
     best_epoch: Annotated[int, Range(ge=-1)]
     epochs_run: Annotated[int, Range(ge=0)]
     history: list[dict[str, Any]]  # per epoch: epoch, val_uf1, val_uar, val_loss
@@ -190,18 +194,19 @@ def run_unit(
         context.data_version,
         spec.variant,
         spec.train,
-        spec.seed,
+        spec.seeds[0],
         context.input_sizes,
         context.num_classes,
         threads=context.threads,
     )
     records = job.records
-    folds = [job.fold_data(f.name, f.train, f.validation, f.test) for f in spec.folds]
-    fits = job.fit(folds, report)
+    members = [(seed, fold) for seed in spec.seeds for fold in spec.folds]
+    data = [job.fold_data(f.name, f.train, f.validation, f.test, seed) for seed, f in members]
+    fits = job.fit(data, report)
     results, overlays = [], []
     wanted = set(spec.examples)
-    for fold, data, fit in zip(spec.folds, folds, fits, strict=True):
-        rows = records.manifest.iloc[data.predict]
+    for (seed, fold), member, fit in zip(members, data, fits, strict=True):
+        rows = records.manifest.iloc[member.predict]
         predictions = [
             {
                 "uid": uid,
@@ -214,15 +219,16 @@ def run_unit(
         results.append(
             FoldResult(
                 fold,
+                seed,
                 fit.best_epoch,
                 fit.epochs_run,
                 fit.history,
                 predictions,
-                len(data.train),
-                len(data.validation),
+                len(member.train),
+                len(member.validation),
             )
         )
-        mine = sorted(wanted & set(rows.uid))
+        mine = sorted(wanted & set(rows.uid)) if seed == spec.seeds[0] else []
         if mine:
             overlays += _overlays(records, fit.export(), spec.variant, mine, job.kind)
     stacked, reason = job.stacking
@@ -305,9 +311,12 @@ def run_units(
     costs: Sequence[float] | None = None,
 ) -> list[UnitResult]:
     """Every unit's result, in ``specs`` order: stored ones are read back, the rest trained
-    (on Ray when ``distributed``, else here), each stored as soon as it finishes. Given each
-    unit's expected cost, the costliest start first (so no long unit is left for the end while
-    the other workers idle)."""
+    (on Ray when ``distributed``, else here), each stored as soon as it finishes. Units start
+    longest expected first (:class:`~components.evaluation.queue.UnitQueue`: ``costs``, each
+    unit's expected cost, scaled by its model's measured time), so no long unit is left for
+    the end while the other workers idle."""
+    from components.evaluation.queue import UnitQueue
+
     store = UnitStore(context.units_dir, context.num_classes)
     keys = [s.key(context.data_version, context.code) for s in specs]
     results: dict[int, UnitResult] = {}
@@ -315,8 +324,9 @@ def run_units(
         if (found := store.load(specs[index], key)) is not None:
             results[index] = found
     pending = [i for i in range(len(specs)) if i not in results]
-    if costs is not None:
-        pending.sort(key=lambda i: -costs[i])  # stable: equal costs keep their order
+    costs = [1.0] * len(specs) if costs is None else costs
+    pending.sort(key=lambda i: -costs[i])  # stable: equal costs keep their order
+    queue = UnitQueue(pending, costs, [(s.variant, s.train, s.phase) for s in specs])
     progress = progress or UnitProgress()
     started = time.perf_counter()
     done = len(results)
@@ -324,21 +334,22 @@ def run_units(
     def finished(index: int, result: UnitResult) -> None:
         nonlocal done
         results[index] = result
+        queue.finished(index, result.seconds)
         done += 1
         progress.finished(done, len(specs), result, time.perf_counter() - started)
 
     progress.start([specs[i] for i in pending])
     try:
         if pending and distributed:
-            _run_on_ray(specs, pending, context, address, max_failures, finished, progress)
+            _run_on_ray(specs, queue, context, address, max_failures, finished, progress)
         else:
-            _run_here(specs, pending, context, max_failures, finished, progress)
+            _run_here(specs, queue, context, max_failures, finished, progress)
     finally:
         progress.close()
     return [results[i] for i in range(len(specs))]
 
 
-def _run_here(specs, pending, context, max_failures, finished, progress: UnitProgress) -> None:
+def _run_here(specs, queue, context, max_failures, finished, progress: UnitProgress) -> None:
     trained = 0
 
     def report(folds: int) -> None:
@@ -346,7 +357,8 @@ def _run_here(specs, pending, context, max_failures, finished, progress: UnitPro
         trained += folds
         progress.epochs(trained)
 
-    for index in pending:
+    while queue:
+        index = queue.pop()
         for attempt in range(max_failures + 1):
             try:
                 result = run_unit(specs[index], context, report=report)
@@ -357,14 +369,20 @@ def _run_here(specs, pending, context, max_failures, finished, progress: UnitPro
         finished(index, result)
 
 
-def _run_on_ray(specs, pending, context, address, max_failures, finished, progress) -> None:
+def _run_on_ray(specs, queue, context, address, max_failures, finished, progress) -> None:
+    """As many units in flight as the cluster has CPUs (one each), the next taken from
+    ``queue`` as one finishes: the order follows what the finished units measured."""
     from components.cluster import ray_session
 
     with ray_session(address) as ray:
         tally = ray.remote(num_cpus=0)(_EpochTally).remote()
         remote = ray.remote(num_cpus=1, max_retries=max_failures, retry_exceptions=True)(_ray_unit)
-        futures = {remote.remote(specs[i], context, tally): i for i in pending}
-        while futures:
+        futures: dict = {}
+        while futures or queue:
+            slots = max(1, int(ray.cluster_resources().get("CPU", 1)))  # nodes may join
+            while queue and len(futures) < slots:
+                index = queue.pop()
+                futures[remote.remote(specs[index], context, tally)] = index
             ready, _ = ray.wait(list(futures), num_returns=1, timeout=1.0)
             progress.epochs(ray.get(tally.total.remote()))
             for future in ready:

@@ -29,12 +29,12 @@ def log_folds(parent_id: str, results: Sequence, tags: dict[str, str]) -> None:
             run = client.create_run(
                 experiment,
                 start_time=now,
-                run_name=f"fold-{fold.fold.name}-seed{result.spec.seed}",
+                run_name=f"fold-{fold.fold.name}-seed{fold.seed}",
                 tags={
                     **tags,
                     "mlflow.parentRunId": parent_id,
                     "fold": fold.fold.name,
-                    "seed": str(result.spec.seed),
+                    "seed": str(fold.seed),
                     "unit": result.key,
                     "node_id": result.node_id,
                     "stacked": str(result.stacked).lower(),

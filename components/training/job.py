@@ -18,7 +18,8 @@ from components.training.schedule import fold_seed
 
 @dataclass
 class TrainingJob:
-    """Training of one model configuration with one seed on a records folder."""
+    """Training of one model configuration on a records folder, seeded by ``seed`` (each
+    fold's key too, unless it is given its own: :meth:`fold_data`)."""
 
     records: object  # components.records.store.RecordSet
     model_cfg: ModelConfig
@@ -62,16 +63,18 @@ class TrainingJob:
         train: Sequence[str],
         validation: Sequence[str] = (),
         predict: Sequence[str] = (),
+        seed: int | None = None,
     ) -> FoldData:
         """A fold as row positions of the records (subjects → their samples); its key drawn
-        from the seed and its name."""
+        from the seed (the job's, or ``seed``: several seeds' copies of a fold can train in
+        one stack, each named with its seed) and its name."""
         records = self.records
         return FoldData(
-            name,
+            name if seed is None else f"{name} (seed {seed})",
             records.positions(train),
             records.positions(validation),
             records.positions(predict),
-            fold_seed(self.seed, name),
+            fold_seed(self.seed if seed is None else seed, name),
         )
 
     def everyone(self, name: str = "all") -> FoldData:
