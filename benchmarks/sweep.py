@@ -1,11 +1,8 @@
 """The whole question: the compare stage's factorial sweep on the development set.
 
     python -m benchmarks.sweep            (the full grid: 23 distinct models × 3 seeds × 68 folds)
-    python -m benchmarks.sweep --quick    (7 types at fused and pre_head, 1 seed)
-
-Units run on a local 2-node Ray cluster (two raylets on this machine, one CPU each, started by
-the benchmark: ``ray.cluster_utils.Cluster``), as the issue's packing goal asks; ``--local-ray``
-runs them on the default local Ray instead.
+    python -m benchmarks.sweep --quick    (none, se, spatial, mhsa at fused; 3 seeds)
+    python -m benchmarks.sweep --plan     (the full grid's compute floor, projected: no sweep)
 
 The full grid of issue 25: the 7 attention types at ``streams``, ``fused`` and ``pre_head``,
 ``mhsa`` with 1, 2 and 4 heads, 3 seeds, LOSO over the development set's 68 subjects
@@ -16,7 +13,15 @@ The full grid of issue 25: the 7 attention types at ``streams``, ``fused`` and `
   epochs × (training samples × training FLOPs + validation samples × forward FLOPs) + test
   forward, with each model's own FLOPs), divided by the best steady-state rate of the default
   model's stacked training on this machine (benchmarks.loso's rate measurement);
-- the packing of its units onto the cores: wall vs max(sum of unit times / cores, longest unit).
+- the packing of its units onto the CPUs: wall vs max(sum of unit times / CPUs, longest unit).
+
+Units run on a local 2-node Ray cluster (two raylets on this machine, one CPU each, started by
+the benchmark: ``ray.cluster_utils.Cluster``), as the issue's packing goal asks; ``--local-ray``
+runs them on the default local Ray instead.
+
+``--plan`` projects the full grid's floor without running it: one 1-seed LOSO of the default
+model gives the work of a LOSO and the rate; each model of the grid is scaled by its training
+FLOPs per sample over the default's (the same epochs assumed), times the seeds.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks import composite
-from benchmarks.loso import RATE_BATCH, steady_rate, units_of
+from benchmarks.loso import RATE_BATCH, run_stage, stage_params, steady_rate, units_of, work_done
 from benchmarks.profile import model_flops
 from benchmarks.results import write_section
 
@@ -43,7 +48,7 @@ FULL = {
     "placement": [["streams"], ["fused"], ["pre_head"]],
     "heads": [1, 2, 4],
 }
-QUICK = {"attention": FULL["attention"], "placement": [["fused"], ["pre_head"]], "heads": [2]}
+QUICK = {"attention": ["none", "se", "spatial", "mhsa"], "placement": [["fused"]], "heads": [2]}
 
 
 @contextlib.contextmanager
@@ -67,14 +72,18 @@ def two_nodes(wanted: bool) -> Iterator[str | None]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.sweep")
-    parser.add_argument("--quick", action="store_true", help="2 placements, 1 seed")
+    parser.add_argument("--quick", action="store_true", help="4 types at fused, 3 seeds")
+    parser.add_argument("--plan", action="store_true", help="project the full grid's floor")
     parser.add_argument(
         "--local-ray", action="store_true", help="the default local Ray, not 2 nodes"
     )
     args = parser.parse_args(argv)
-    space, seeds = (QUICK, 1) if args.quick else (FULL, 3)
     base = composite.ensure()
     cores = os.cpu_count() or 1
+    if args.plan:
+        plan(base, cores)
+        return
+    space, seeds = (QUICK if args.quick else FULL), 3
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         raw = yaml.safe_load(base.read_text())
@@ -118,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     default_train = flops_of.get(
         json.dumps(yaml.safe_load(base.read_text())["model"], sort_keys=True), (0, 0)
     )[1] or max(t for _, t in flops_of.values())
-    rate = steady_rate("stacked-per-fold", per_fold, 1, cores, base) * default_train
+    rate = best_rate(per_fold, cores, base) * default_train
     floor = work / rate
     seconds = [u.seconds for u in units]
     ideal = max(sum(seconds) / cores, max(seconds))
@@ -133,14 +142,14 @@ def main(argv: list[str] | None = None) -> None:
     print("\n".join(lines))
     calls = sum(r.get("verdict_adjusted") in ("better", "worse") for r in found["rows"])
     body = f"""Development set (68 subjects, 442 clips), LOSO, `mer compare` of {models} models
-({"quick: 7 types at fused and pre_head" if args.quick else "the full grid: 7 types × streams / fused / pre_head, mhsa with 1 / 2 / 4 heads"}),
+({"quick: none, se, spatial, mhsa at fused" if args.quick else "the full grid: 7 types × streams / fused / pre_head, mhsa with 1 / 2 / 4 heads"}),
 {seeds} seed(s), units of {per_fold} stacked folds × {seeds_per_unit} seed(s), on {where}.
 
 | measurement | value |
 | --- | ---: |
 | wall time | {wall / 60:.1f} min (goal for the full grid: ≤ 60 min) |
 | floating-point work done | {work / 1e12:.1f} TFLOP |
-| best steady-state rate (default model, stacked, batch {RATE_BATCH}) | {rate / 1e9:.1f} GFLOP/s |
+| best steady-state rate (default model, stacked: shared batch or a batch per fold, batch {RATE_BATCH}) | {rate / 1e9:.1f} GFLOP/s |
 | compute floor | {floor / 60:.1f} min |
 | **wall / floor** | **{wall / floor:.2f}×** (goal ≤ 1.6×) |
 | units: sum, longest | {sum(seconds) / 60:.1f} min, {max(seconds):.0f} s |
@@ -148,6 +157,79 @@ def main(argv: list[str] | None = None) -> None:
 | models called better or worse after adjustment | {calls} of {models - 1} |
 """
     write_section("sweep", "python -m benchmarks.sweep" + (" --quick" if args.quick else ""), body)
+
+
+def best_rate(per_fold: int, cores: int, base: Path) -> float:
+    """Samples per second of the default model's best stacked training (a shared batch, or a
+    batch per fold), one process per core."""
+    return max(
+        steady_rate(mode, per_fold, 1, cores, base) for mode in ("stacked", "stacked-per-fold")
+    )
+
+
+def grid_models(base: Path) -> list:
+    """The full grid's distinct models, as the compare stage expands ``compare.space``."""
+    import dataclasses
+
+    from components.config import load_params
+    from components.models.space import model_variants
+
+    params = load_params(base)
+    space = dataclasses.replace(
+        params.compare.space,
+        attention=tuple(FULL["attention"]),
+        placement=tuple(tuple(p) for p in FULL["placement"]),
+        heads=tuple(FULL["heads"]),
+    )
+    return model_variants(space, params.model.dropout)
+
+
+def plan(base: Path, cores: int) -> None:
+    """The full grid's projected floor (see the module's docstring)."""
+    from components.config import load_params
+
+    params = load_params(base)
+    default_forward, default_train = model_flops(params.model.as_dict())
+    stage = stage_params(base, "sweep-plan", seeds=1)
+    wall = run_stage(stage, stage.parent / "reports", stage.parent / "units", "evaluate")
+    work, _ = work_done(units_of(stage.parent / "units"), default_forward, default_train)
+    rate = best_rate(params.evaluate.folds_per_unit, cores, base) * default_train
+    loso_floor = work / rate
+    relative = {m.label: model_flops(m.as_dict())[1] / default_train for m in grid_models(base)}
+    rows = [
+        f"| `{label}` | {r:.2f}× | {3 * r * loso_floor / 60:.1f} min |"
+        for label, r in relative.items()
+    ]
+    print("\n".join(rows), flush=True)
+    floor = 3 * loso_floor * sum(relative.values())
+    streams = 3 * loso_floor * sum(r for label, r in relative.items() if "mhsa@streams" in label)
+    heavy = sum("mhsa@streams" in label for label in relative)
+    lines = [
+        f"default model's LOSO (1 seed): wall {wall:.0f} s, floor {loso_floor:.0f} s "
+        f"({work / 1e12:.2f} TFLOP at {rate / 1e9:.1f} GFLOP/s)",
+        f"full grid ({len(rows)} models × 3 seeds): projected floor {floor / 3600:.1f} h "
+        f"({floor / 60:.0f} min; mhsa@streams {streams / 60:.0f} min of it)",
+    ]
+    print("\n".join(lines))
+    verdict = "below" if floor > 3600 else "above"
+    body = f"""Development set (68 subjects, 442 clips). One 1-seed LOSO of params.yaml's model
+(`{params.model.label}`): wall {wall:.0f} s, its work {work / 1e12:.2f} TFLOP, the best
+steady-state rate of its stacked training {rate / 1e9:.1f} GFLOP/s (batch {RATE_BATCH}, one
+process per core): **a LOSO's floor {loso_floor:.0f} s**. Each model of the full grid costs its
+training FLOPs per sample over the default's (TensorFlow's profiler) × that floor × 3 seeds,
+assuming the same epochs (early stopping varies them by model):
+
+| model | training FLOPs / default's | projected floor, 3 seeds |
+| --- | ---: | ---: |
+{chr(10).join(rows)}
+
+**Projected floor of the full grid: {floor / 3600:.1f} h** on {cores} cores
+({floor / 60:.0f} min; the {heavy} mhsa models at `streams` — attention over each stream's
+full-resolution map — are {streams / 60:.0f} min of it; without them {(floor - streams) / 60:.0f}
+min for {len(relative) - heavy} models).
+The issue's goal of ≤ 60 min for this grid is {verdict} its floor on this machine.
+"""
+    write_section("sweep: plan", "python -m benchmarks.sweep --plan", body)
 
 
 if __name__ == "__main__":
