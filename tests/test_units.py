@@ -181,6 +181,8 @@ def test_a_seed_predicts_the_same_in_a_unit_of_its_own_or_with_other_seeds(tmp_p
         )
         done = mer(folder, "evaluate", "--local")
         assert done.returncode == 0, done.stderr[-3000:]
+        # progress counts every (seed, fold) member's epochs, planned and trained
+        assert progress_count(done.stderr) == (trained_fold_epochs(folder),) * 2
         frame = pd.read_parquet(folder / "reports/predictions.parquet")
         predictions[per_unit] = frame.set_index(["seed", "uid"]).sort_index()
         units[per_unit] = sorted(u.spec.seeds for u in results(folder))

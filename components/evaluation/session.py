@@ -36,7 +36,7 @@ class UnitsProgress(UnitProgress):
         self.bar: Bar | None = None
 
     def start(self, specs) -> None:
-        epochs = sum(len(s.folds) * s.train.epochs for s in specs)
+        epochs = sum(len(s.seeds) * len(s.folds) * s.train.epochs for s in specs)
         self.bar = Bar(self.stage, epochs, "fold-epoch") if specs else None
 
     def epochs(self, done: int) -> None:
