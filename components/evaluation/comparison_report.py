@@ -94,7 +94,8 @@ def forest_png(rows: list[dict], path: Path, title: str, correction: str) -> Non
     import matplotlib.pyplot as plt
 
     compared = sorted((r for r in rows if r["verdict"] != "baseline"), key=lambda r: r["delta_uf1"])
-    fig, ax = plt.subplots(figsize=(7.5, max(3.0, 0.32 * len(compared) + 2.2)), dpi=120)
+    height = max(3.0, 0.32 * len(compared) + 2.2)
+    fig, ax = plt.subplots(figsize=(7.5, height), dpi=120)
     for y, r in enumerate(compared):
         colour = COLOURS[r["verdict_adjusted"]]
         ax.plot([r["delta_uf1_ci_low"], r["delta_uf1_ci_high"]], [y, y], color=colour, lw=2)
@@ -111,8 +112,10 @@ def forest_png(rows: list[dict], path: Path, title: str, correction: str) -> Non
     ]
     handles.append(plt.Line2D([], [], color="grey", marker="o", mfc="white", lw=0,
                               label="unadjusted call only"))  # fmt: skip
-    ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
-    fig.tight_layout()
+    # below the axes in a band of its own (anchored to the axes, it ran into the axis label
+    # when the sweep had few models)
+    fig.legend(handles=handles, fontsize=7, loc="lower center", ncol=2)
+    fig.tight_layout(rect=(0, 0.6 / height, 1, 1))
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)
 

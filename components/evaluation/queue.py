@@ -2,7 +2,8 @@
 
 A unit's static cost (rows per epoch: seeds × folds × the largest fold's training samples) says
 how its time compares with another unit's of the same model, not across models: an ``mhsa``
-unit takes about four times a ``spatial`` unit of the same cost. So the queue learns each
+unit at ``fused`` takes about 2.8 times a ``spatial`` unit of the same folds and seeds (on the
+development set, benchmarks/RESULTS.md "sweep"). So the queue learns each
 model's seconds per unit of cost from its finished units and starts the unit with the longest
 expected time next (longest-processing-time-first). A model not measured yet counts as the
 slowest measured one and goes before the measured ones of that expected time, so the first

@@ -1,11 +1,11 @@
-"""Units of work: (variant, seed, folds), trained anywhere, stored as soon as they finish.
+"""Units of work: (variant, seeds, folds), trained anywhere, stored as soon as they finish.
 
 A unit trains one model configuration for a block of folds with one or several seeds (every
 seed × fold stacked in one model when the backbone allows it, see
 :mod:`components.training.run`). Its result — every fold's
 chosen epoch, validation history, test predictions, timings and the attention-map examples of
 its test subjects — is written to ``evaluate.units_dir`` (JSON and arrays, never a pickle) under a key that hashes everything it
-depends on (variant, training values, seed, folds, data version, code version). A re-run finds
+depends on (variant, training values, seeds, folds, data version, code version). A re-run finds
 the finished units and trains only the rest, so an interrupted evaluation resumes where it
 stopped. Units run on Ray (a local Ray over every core by default; ``RAY_ADDRESS`` or
 ``tune.address`` attaches to a cluster), each retried up to ``max_failures`` times if its
