@@ -111,22 +111,18 @@ def main(argv: list[str] | None = None) -> None:
         key = json.dumps(unit.spec.variant.as_dict(), sort_keys=True)
         if key not in flops_of:
             flops_of[key] = model_flops(unit.spec.variant.as_dict())
-        forward, train = flops_of[key]
-        for fold in unit.folds:
-            work += fold.epochs_run * (
-                fold.train_samples * train + fold.validation_samples * forward
-            )
-            work += len(fold.predictions) * forward
-    per_fold = yaml.safe_load(base.read_text())["evaluate"]["folds_per_unit"]
-    seeds_per_unit = min(seeds, yaml.safe_load(base.read_text())["evaluate"]["seeds_per_unit"])
+        work += work_done([unit], *flops_of[key])[0]
+    settings = yaml.safe_load(base.read_text())
+    per_fold = settings["evaluate"]["folds_per_unit"]
+    seeds_per_unit = min(seeds, settings["evaluate"]["seeds_per_unit"])
     where = (
         f"the default local Ray over {cores} cores"
         if args.local_ray
         else "a local 2-node Ray cluster (one CPU each)"
     )
-    default_train = flops_of.get(
-        json.dumps(yaml.safe_load(base.read_text())["model"], sort_keys=True), (0, 0)
-    )[1] or max(t for _, t in flops_of.values())
+    default_train = flops_of.get(json.dumps(settings["model"], sort_keys=True), (0, 0))[1] or max(
+        t for _, t in flops_of.values()
+    )
     rate = best_rate(per_fold, cores, base) * default_train
     floor = work / rate
     seconds = [u.seconds for u in units]

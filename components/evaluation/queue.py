@@ -27,27 +27,33 @@ class UnitQueue:
     ):
         self._pending = list(pending)  # in the given order: ties keep it
         self._costs, self._models = costs, models
-        self._sums: dict[Hashable, tuple[float, float]] = {}  # a model's cost and seconds done
-        self._rates: dict[Hashable, float] = {}  # a model's seconds per unit of cost
+        self._done: dict[Hashable, tuple[float, float]] = {}  # a model's cost and seconds done
 
     def __len__(self) -> int:
         return len(self._pending)
 
+    def rate(self, model: Hashable) -> float | None:
+        """``model``'s seconds per unit of cost over its finished units (None: none yet)."""
+        if model not in self._done:
+            return None
+        cost, seconds = self._done[model]
+        return seconds / cost
+
     def expected(self, index: int) -> float:
         """The expected seconds of unit ``index`` (an unmeasured model at the slowest rate)."""
-        slowest = max(self._rates.values(), default=1.0)
-        return self._costs[index] * self._rates.get(self._models[index], slowest)
+        slowest = max((self.rate(m) for m in self._done), default=1.0)
+        rate = self.rate(self._models[index])
+        return self._costs[index] * (slowest if rate is None else rate)
 
     def pop(self) -> int:
         """The next unit to start: the longest expected; among equals an unmeasured model's,
         then the earliest given."""
-        rank = {index: k for k, index in enumerate(self._pending)}
-        chosen = min(
-            self._pending,
-            key=lambda i: (-self.expected(i), self._models[i] in self._rates, rank[i]),
+        pending = self._pending
+        position = min(
+            range(len(pending)),
+            key=lambda k: (-self.expected(pending[k]), self._models[pending[k]] in self._done, k),
         )
-        self._pending.remove(chosen)
-        return chosen
+        return pending.pop(position)
 
     def finished(self, index: int, seconds: float) -> None:
         """Unit ``index`` took ``seconds``: its model's rate is the mean over its finished
@@ -55,6 +61,5 @@ class UnitQueue:
         model, cost = self._models[index], self._costs[index]
         if cost <= 0:
             return
-        done, total = self._sums.get(model, (0.0, 0.0))
-        self._sums[model] = (done + cost, total + seconds)
-        self._rates[model] = (total + seconds) / (done + cost)
+        done, total = self._done.get(model, (0.0, 0.0))
+        self._done[model] = (done + cost, total + seconds)

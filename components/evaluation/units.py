@@ -325,7 +325,7 @@ def run_units(
             results[index] = found
     pending = [i for i in range(len(specs)) if i not in results]
     costs = [1.0] * len(specs) if costs is None else costs
-    pending.sort(key=lambda i: -costs[i])  # stable: equal costs keep their order
+    pending.sort(key=lambda i: -costs[i])  # the queue's tie order: costliest first, stable
     queue = UnitQueue(pending, costs, [(s.variant, s.train, s.phase) for s in specs])
     progress = progress or UnitProgress()
     started = time.perf_counter()
