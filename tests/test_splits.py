@@ -117,7 +117,12 @@ def test_the_costliest_units_start_first(tmp_path, monkeypatch) -> None:
 
     def train(spec, context, node_id="local", report=None):
         started.append(specs.index(spec))
-        return unit_module.UnitResult(spec.key("data", "code"), spec, [], 0.0, "local", 0, True)
+        folds = [
+            unit_module.FoldResult(fold, seed, 0, 0, [], [], 0, 0)
+            for seed in spec.seeds
+            for fold in spec.folds
+        ]  # what a unit stores: one result per seed × fold (read back only if so)
+        return unit_module.UnitResult(spec.key("data", "code"), spec, folds, 0.0, "local", 0, True)
 
     monkeypatch.setattr(unit_module, "run_unit", train)
     unit_module.UnitStore(context.units_dir).save(train(specs[2], context))

@@ -128,9 +128,9 @@ def test_a_stored_unit_of_another_unit_or_with_bad_predictions_is_refused(tmp_pa
     good = {"uid": "x", "true": 0, "predicted": 1, "p_0": 0.2, "p_1": 0.7, "p_2": 0.1}
     store = UnitStore(tmp_path)
 
-    def stored(spec: UnitSpec, key: str, prediction: dict) -> Path:
+    def stored(spec: UnitSpec, key: str, prediction: dict, seed: int = 1) -> Path:
         result = UnitResult(
-            key, spec, [FoldResult(fold, 1, 3, 5, [], [prediction], 9, 2)], 1.0, "n", 1, True
+            key, spec, [FoldResult(fold, seed, 3, 5, [], [prediction], 9, 2)], 1.0, "n", 1, True
         )
         store.save(result)
         return store.path(key)
@@ -139,6 +139,8 @@ def test_a_stored_unit_of_another_unit_or_with_bad_predictions_is_refused(tmp_pa
     assert store.read(path, spec, "k1").folds[0].predictions == [good]
     with pytest.raises(ArtifactError, match="holds another unit"):
         store.read(stored(other, "k2", good), spec, "k2")
+    with pytest.raises(ArtifactError, match="not the seeds × folds"):  # a fold of another seed
+        store.read(stored(spec, "k4", good, seed=2), spec, "k4")
     for bad in ({**good, "predicted": 7}, {**good, "p_0": float("nan")}, {**good, "extra": 1}):
         with pytest.raises(ArtifactError, match="bad prediction"):
             store.read(stored(spec, "k3", bad), spec, "k3")

@@ -150,6 +150,9 @@ class UnitStore:
             raise ArtifactError(str(exc)) from None
         if result.key != key or result.spec != spec:
             raise ArtifactError(f"{path} holds another unit than {spec.label}")
+        members = [(seed, fold) for seed in spec.seeds for fold in spec.folds]
+        if [(f.seed, f.fold) for f in result.folds] != members:
+            raise ArtifactError(f"{path}: its folds are not the seeds × folds of {spec.label}")
         expected = {"uid", "true", "predicted", *(f"p_{k}" for k in range(self.num_classes))}
         for fold in result.folds:
             for row in fold.predictions:
