@@ -216,6 +216,7 @@ class AttentionConfig:
     key_dim: Positive | None = None
     reduction: Positive = 4
     kernel_size: Positive | None = None
+    max_keys: Positive | None = None  # mhsa: keys/values pooled to at most this many positions
 
     def __post_init__(self) -> None:
         """Options the type does not take are reset to their defaults, so two configurations
@@ -271,6 +272,8 @@ def model_label(model: Mapping[str, Any]) -> str:
     """Short label of a model configuration (as a dict): ``ststnet/mhsa@fused h=2``."""
     attention = model["attention"]
     extra = f" h={attention['heads']}" if attention["type"] in ("mhsa", "temporal_mhsa") else ""
+    if attention.get("max_keys") is not None:
+        extra += f" keys≤{attention['max_keys']}"
     where = "+".join(model["placement"]) or "-"
     return f"{model['backbone']}/{attention['type']}@{where}{extra}"
 
@@ -418,8 +421,8 @@ class EvaluateConfig:
 @dataclass(frozen=True)
 class ModelSpaceConfig:
     """Model axes to search or compare. Options apply only to the attention types that use them
-    (``heads`` and ``key_dim`` to mhsa/temporal_mhsa, ``reduction`` to se/channel/cbam,
-    ``kernel_size`` to eca/spatial/cbam), and placements only where the backbone has them, so
+    (``heads`` and ``key_dim`` to mhsa/temporal_mhsa, ``max_keys`` to mhsa, ``reduction`` to
+    se/channel/cbam, ``kernel_size`` to eca/spatial/cbam), and placements only where the backbone has them, so
     no two variants differ only in an option their model ignores."""
 
     backbone: tuple[BackboneName, ...] = ("ststnet",)
@@ -428,6 +431,7 @@ class ModelSpaceConfig:
     key_dim: tuple[Positive | None, ...] = (None,)
     reduction: tuple[Positive, ...] = (4,)
     kernel_size: tuple[Positive | None, ...] = (None,)
+    max_keys: tuple[Positive | None, ...] = (None,)
     placement: tuple[tuple[str, ...], ...] = (("fused",),)
 
     def __post_init__(self) -> None:

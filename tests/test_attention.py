@@ -1,6 +1,7 @@
 """Attention layers: the full Keras contract for every registry entry, and numbers checked
 against independent NumPy references with fixed weights."""
 
+import math
 from pathlib import Path
 
 import keras
@@ -116,7 +117,7 @@ def test_shared_option_names() -> None:
     assert used_options("se") == ("reduction",)
     assert used_options("spatial") == ("kernel_size",)
     assert used_options("cbam") == ("reduction", "kernel_size")
-    assert used_options("mhsa") == ("heads", "key_dim")
+    assert used_options("mhsa") == ("heads", "key_dim", "max_keys")
     # options a type does not use are ignored, None keeps the layer default
     assert make_attention("spatial", heads=4, kernel_size=None).kernel_size == 7
 
@@ -255,6 +256,74 @@ def test_self_attention_matches_reference(name: str) -> None:
     )
 
 
+def average_pool_same(grid: np.ndarray, stride: int) -> np.ndarray:
+    """(B, H, W, C) average-pooled (window = stride) with ``same`` padding, the padding left
+    out of each mean (TensorFlow's rule), written out window by window."""
+    _, height, width, _ = grid.shape
+    out_h, out_w = -(-height // stride), -(-width // stride)
+    top = max((out_h - 1) * stride + stride - height, 0) // 2
+    left = max((out_w - 1) * stride + stride - width, 0) // 2
+    pooled = np.zeros((grid.shape[0], out_h, out_w, grid.shape[-1]))
+    for i in range(out_h):
+        for j in range(out_w):
+            rows = slice(max(i * stride - top, 0), min(i * stride - top + stride, height))
+            cols = slice(max(j * stride - left, 0), min(j * stride - left + stride, width))
+            pooled[:, i, j] = grid[:, rows, cols].mean(axis=(1, 2))
+    return pooled
+
+
+@pytest.mark.parametrize(("side", "max_keys", "stride"), [(7, 9, 3), (28, 100, 3), (6, 4, 3)])
+def test_pooled_self_attention_matches_reference(
+    side: int, max_keys: int, stride: int, tmp_path: Path
+) -> None:
+    """With ``max_keys``, every position queries the map average-pooled by the smallest
+    stride that leaves at most ``max_keys`` positions (PVT's spatial-reduction attention):
+    checked against NumPy, and it survives a .keras save and load."""
+    from components.attention.self_attention import key_stride
+
+    assert key_stride(side, side, max_keys) == stride
+    x = RNG.normal(size=(2, side, side, 6)).astype("float32")
+    layer = make_attention("mhsa", heads=2, key_dim=3, max_keys=max_keys)
+    layer(x)
+    randomise(layer)
+    out, attention = (keras.ops.convert_to_numpy(v) for v in layer(x, return_attention=True))
+    wq, bq, wk, bk, wv, bv, wo, bo = (w.numpy() for w in layer.mha.weights)
+    gamma, beta = layer.norm.gamma.numpy(), layer.norm.beta.numpy()
+    t = x.reshape(2, -1, 6) + layer.position.numpy()
+    keys = average_pool_same(t.reshape(x.shape), stride).reshape(2, -1, 6)
+    assert keys.shape[1] <= max_keys and attention.shape == (2, side * side, keys.shape[1])
+    q = np.einsum("bnc,chk->bhnk", t, wq) + bq[None, :, None, :]
+    k = np.einsum("bmc,chk->bhmk", keys, wk) + bk[None, :, None, :]
+    v = np.einsum("bmc,chk->bhmk", keys, wv) + bv[None, :, None, :]
+    scores = softmax(np.einsum("bhnk,bhmk->bhnm", q, k) / np.sqrt(q.shape[-1]))
+    mixed = np.einsum("bhnm,bhmk,hkc->bnc", scores, v, wo) + bo
+    expected = layer_norm(t + mixed, gamma, beta).reshape(x.shape)
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(attention, scores.mean(axis=1), rtol=1e-4, atol=1e-6)
+
+    inputs = keras.Input(x.shape[1:])
+    model = keras.Model(inputs, layer(inputs))
+    model.save(tmp_path / "pooled.keras")
+    loaded = keras.saving.load_model(tmp_path / "pooled.keras")
+    assert loaded.layers[-1].max_keys == max_keys
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+def test_a_map_within_max_keys_is_attended_in_full() -> None:
+    """``max_keys`` at least the map's positions changes nothing: the same weights give the
+    same outputs as full attention."""
+    x = RNG.normal(size=(2, 10, 10, 4)).astype("float32")
+    limited = make_attention("mhsa", heads=2, max_keys=100)
+    limited(x)
+    randomise(limited)
+    full = make_attention("mhsa", heads=2)
+    full(x)
+    full.set_weights(limited.get_weights())
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(limited(x)), keras.ops.convert_to_numpy(full(x))
+    )
+
+
 def test_spatial_map_varies_across_positions() -> None:
     """A feature map that is large in one region gets a map that is not constant per image."""
     x = np.zeros((1, 12, 12, 4), "float32")
@@ -267,3 +336,19 @@ def test_spatial_map_varies_across_positions() -> None:
     assert attention.shape == (12, 12)
     assert attention[3, 8] > attention[10, 1] + 0.3  # the active region is weighted up
     assert attention.std() > 0.1
+
+
+def test_a_self_attention_map_is_the_attention_each_key_position_receives() -> None:
+    """(N, M) self-attention, full (M = N) or to pooled keys, becomes the mean attention each
+    of the M key positions receives, on their square grid; frame attention has no layout."""
+    from components.evaluation.plots import spatial_map
+
+    rng = np.random.default_rng(3)
+    for queries, keys in [(784, 784), (784, 100), (100, 100)]:
+        attention = rng.dirichlet(np.ones(keys), size=queries)
+        side = math.isqrt(keys)
+        heat = spatial_map(attention)
+        assert heat.shape == (side, side)
+        np.testing.assert_allclose(heat[1, 2], attention[:, side + 2].mean())
+        np.testing.assert_allclose(heat.sum(), 1.0)  # rows are distributions
+    assert spatial_map(rng.dirichlet(np.ones(8), size=8)) is None

@@ -19,16 +19,20 @@ CASES = [("none", ())] + [
     for kind in ("se", "eca", "channel", "spatial", "cbam", "mhsa")
     for placement in (("fused",), ("streams",), ("pre_head",), ("streams", "fused"))
 ]
+POOLED = AttentionConfig("mhsa", max_keys=16)  # 28×28 streams: keys pooled by 7; fused by 3
 
 
-@pytest.mark.parametrize(("kind", "placement"), CASES)
-def test_each_fold_is_its_ordinary_model(kind: str, placement: tuple) -> None:
+@pytest.mark.parametrize(
+    ("kind", "placement"), [*CASES, (POOLED, ("streams",)), (POOLED, ("streams", "fused"))]
+)
+def test_each_fold_is_its_ordinary_model(kind: str | AttentionConfig, placement: tuple) -> None:
     """Export fold 1 of a 3-fold stack as the ordinary Keras model: the same outputs in
     inference (moving statistics) and in training mode (batch statistics), including a
     negative BatchNorm scale (the pooled-affine shortcut must hold for either sign)."""
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(8, 28, 28, 3)).astype("float32")
-    cfg = ModelConfig("ststnet", AttentionConfig(kind), placement, 0.0)
+    attention = kind if isinstance(kind, AttentionConfig) else AttentionConfig(kind)
+    cfg = ModelConfig("ststnet", attention, placement, 0.0)
     model = ststnet(cfg, 3, SIZES, 3)
     model.initialise([1, 2, 3])
     streams = model.streams

@@ -79,6 +79,33 @@ def test_a_mean_gated_attention_is_one_model_before_or_after_an_average_pooling(
     assert {p for b, t, p in found if b == "rcn" and t == "se"} == both  # max-pooled: kept
 
 
+def test_max_keys_is_kept_only_where_it_pools() -> None:
+    """STSTNet's maps have 28·28 positions at streams, 10·10 at fused (3×3/3 pooled), 5·5 at
+    pre_head; ``max_keys: 100`` pools only at streams, so elsewhere it is the model without it
+    (one variant, not two), and with no input sizes the space keeps what it is given."""
+    from components.models.space import map_positions
+
+    sizes = {"flow_size": 28, "clip_frames": 8, "clip_size": 64}
+    assert map_positions("ststnet", sizes) == {"streams": 784, "fused": 100, "pre_head": 25}
+    assert map_positions("ststnet", {**sizes, "flow_size": 30})["fused"] == 100
+    space = TuneSpaceConfig(
+        attention=("mhsa", "se"),
+        max_keys=(None, 100),
+        placement=(("streams",), ("fused",), ("pre_head",), ("streams", "fused")),
+    )
+    labels = [v.label for v in model_variants(space, 0.5, sizes)]
+    assert len(labels) == len(set(labels))
+    assert [label for label in labels if "mhsa" in label] == [
+        "ststnet/mhsa@streams h=2",
+        "ststnet/mhsa@streams h=2 keys≤100",
+        "ststnet/mhsa@fused h=2",
+        "ststnet/mhsa@pre_head h=2",
+        "ststnet/mhsa@streams+fused h=2",
+        "ststnet/mhsa@streams+fused h=2 keys≤100",
+    ]
+    assert sum("keys≤" in v.label for v in model_variants(space, 0.5)) == 4
+
+
 def keras_seed(seed: int) -> None:
     import keras
 

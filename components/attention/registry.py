@@ -59,7 +59,7 @@ ATTENTION: dict[str, AttentionEntry] = {
         "components.attention.spatial:CBAM", ("reduction", "kernel_size"), f"{STACKED}FoldCBAM"
     ),
     "mhsa": AttentionEntry(
-        "components.attention.self_attention:SpatialSelfAttention", ("heads", "key_dim")
+        "components.attention.self_attention:SpatialSelfAttention", ("heads", "key_dim", "max_keys")
     ),
     "temporal_mhsa": AttentionEntry(
         "components.attention.self_attention:TemporalSelfAttention", ("heads", "key_dim")

@@ -18,7 +18,7 @@ class TokenSelfAttention(AttentionLayer):
         self.key_dim = key_dim
         self.dropout = dropout
 
-    def build_tokens(self, tokens: int, width: int) -> None:
+    def build_tokens(self, tokens: int, width: int, keys: int | None = None) -> None:
         self.position = self.add_weight(
             name="position",
             shape=(tokens, width),
@@ -30,15 +30,17 @@ class TokenSelfAttention(AttentionLayer):
             dropout=self.dropout,
             name="mha",
         )
-        self.mha.build((None, tokens, width), (None, tokens, width))
+        self.mha.build((None, tokens, width), (None, keys or tokens, width))
         self.norm = keras.layers.LayerNormalization(epsilon=1e-6, name="norm")
         self.norm.build((None, tokens, width))
 
-    def attend_tokens(self, tokens, training=None):
-        """(B, N, D) → (B, N, D) and the head-averaged attention (B, N, N)."""
+    def attend_tokens(self, tokens, training=None, keys=None):
+        """(B, N, D) → (B, N, D) and the head-averaged attention (B, N, M): every token
+        attends to the M tokens ``keys(embedded)`` (the embedded tokens themselves: M = N)."""
         embedded = tokens + self.position
+        context = embedded if keys is None else keys(embedded)
         attended, scores = self.mha(
-            embedded, embedded, return_attention_scores=True, training=training
+            embedded, context, return_attention_scores=True, training=training
         )
         return self.norm(embedded + attended), ops.mean(scores, axis=1)
 
@@ -51,6 +53,15 @@ class TokenSelfAttention(AttentionLayer):
         }
 
 
+def key_stride(height: int, width: int, max_keys: int | None) -> int:
+    """The smallest pooling stride that leaves at most ``max_keys`` of a height × width map's
+    positions (``same`` padding: ⌈height/s⌉·⌈width/s⌉); 1 without a limit."""
+    stride = 1
+    while max_keys is not None and -(-height // stride) * -(-width // stride) > max_keys:
+        stride += 1
+    return stride
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class SpatialSelfAttention(TokenSelfAttention):
     """Self-attention over the H·W positions of a feature map.
@@ -59,28 +70,59 @@ class SpatialSelfAttention(TokenSelfAttention):
     ``keras.layers.MultiHeadAttention(heads, key_dim)``, a residual connection and layer norm;
     the tokens are folded back to H×W×C.
 
+    With ``max_keys``, every position still makes a query, but keys and values are the
+    embedded map average-pooled (``same`` padding) by the smallest stride that leaves at most
+    ``max_keys`` positions: the spatial-reduction attention of PVT (Wang et al., ICCV 2021;
+    pooled as in PVT v2's linear variant). Attention then costs H·W × keys instead of
+    (H·W)²: on STSTNet's 28×28 streams, 100 keys are 7.8× fewer scores than 784. A map with
+    no more than ``max_keys`` positions is attended in full (the layer is then the same as
+    without it).
+
     Args:
         heads: number of attention heads.
         key_dim: size of each head's query/key; ``None`` uses ``max(1, C // heads)``.
         dropout: dropout on the attention weights.
+        max_keys: at most this many key/value positions (pooled); ``None``: every position.
 
     Call arguments:
         inputs: ``(B, H, W, C)`` feature map (H and W must be static).
 
     Returns:
         ``(B, H, W, C)``; with ``return_attention=True`` also the head-averaged attention
-        ``(B, H·W, H·W)`` (row i: how position i attends to every position).
+        ``(B, H·W, h·w)`` (row i: how position i attends to each of the h×w key positions;
+        h×w = H×W unless pooled).
     """
+
+    def __init__(self, heads: int = 2, key_dim: int | None = None, dropout: float = 0.0,
+                 max_keys: int | None = None, **kwargs):  # fmt: skip
+        super().__init__(heads, key_dim, dropout, **kwargs)
+        self.max_keys = max_keys
 
     def build(self, input_shape):
         _, height, width, channels = input_shape
-        self.build_tokens(int(height) * int(width), int(channels))
+        self.grid = (int(height), int(width))
+        self.stride = key_stride(int(height), int(width), self.max_keys)
+        keys = -(-int(height) // self.stride) * -(-int(width) // self.stride)
+        self.build_tokens(int(height) * int(width), int(channels), keys)
 
     def attend(self, inputs, training=None):
         _, height, width, channels = inputs.shape
         tokens = ops.reshape(inputs, (-1, height * width, channels))
-        outputs, attention = self.attend_tokens(tokens, training=training)
+        outputs, attention = self.attend_tokens(
+            tokens, training=training, keys=None if self.stride == 1 else self.pooled_keys
+        )
         return ops.reshape(outputs, (-1, height, width, channels)), attention
+
+    def pooled_keys(self, embedded):
+        """The embedded tokens as a map, average-pooled by ``stride``, as tokens again."""
+        channels = embedded.shape[-1]
+        height, width = self.grid
+        grid = ops.reshape(embedded, (-1, height, width, channels))
+        pooled = ops.average_pool(grid, self.stride, self.stride, padding="same")
+        return ops.reshape(pooled, (-1, pooled.shape[1] * pooled.shape[2], channels))
+
+    def get_config(self):
+        return {**super().get_config(), "max_keys": self.max_keys}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

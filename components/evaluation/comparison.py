@@ -58,7 +58,7 @@ class Sweep:
     @classmethod
     def of(cls, params: Params) -> Sweep:
         cfg = params.compare
-        variants = model_variants(cfg.space, params.model.dropout)
+        variants = model_variants(cfg.space, params.model.dropout, params.preprocess.input_sizes())
         baseline_of = {}
         for backbone in cfg.space.backbone:
             if cfg.baseline == "none":

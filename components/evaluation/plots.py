@@ -67,17 +67,21 @@ def f1_bars_png(
 def spatial_map(attention: np.ndarray) -> np.ndarray | None:
     """One sample's attention as an (h, w) map, or None when the module has none.
 
-    Spatial/CBAM maps (h, w, 1) are used as they are; self-attention (N, N) over a square
-    grid becomes the attention each position receives (mean over queries); channel weights
-    (C,) and frame attention have no spatial layout.
+    Spatial/CBAM maps (h, w, 1) are used as they are; self-attention (N, M) from a square grid
+    of N queries to a square grid of M keys (M = N, or fewer when the keys are pooled) becomes
+    the attention each key position receives (mean over queries); channel weights (C,) and
+    frame attention have no spatial layout.
     """
     if attention.ndim == 3 and attention.shape[-1] == 1:
         return attention[..., 0]
-    if attention.ndim == 2 and attention.shape[0] == attention.shape[1]:
-        side = math.isqrt(attention.shape[0])
-        if side * side == attention.shape[0]:
-            return attention.mean(axis=0).reshape(side, side)
+    if attention.ndim == 2 and all(_square(n) for n in attention.shape):
+        side = math.isqrt(attention.shape[1])
+        return attention.mean(axis=0).reshape(side, side)
     return None
+
+
+def _square(n: int) -> bool:
+    return math.isqrt(n) ** 2 == n
 
 
 HEAT = "inferno"  # perceptually uniform; every heat panel has a colour bar

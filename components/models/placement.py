@@ -63,15 +63,8 @@ class Placer:
         index = self.used[point]
         self.used[point] += 1
         name = f"{point}_{self.attention.type}" + (f"_{index}" if index else "")
-        cfg = self.attention
-        layer = make_attention(
-            cfg.type,
-            layer_name=name,
-            heads=cfg.heads,
-            key_dim=cfg.key_dim,
-            reduction=cfg.reduction,
-            kernel_size=cfg.kernel_size,
-        )
+        options = self.attention.as_dict()
+        layer = make_attention(options.pop("type"), layer_name=name, **options)
         if self.points[point] == "frame_map":
             return keras.layers.TimeDistributed(layer, name=f"{name}_frames")(x)
         return layer(x)

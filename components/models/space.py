@@ -4,7 +4,10 @@ it."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import itertools
+from collections.abc import Mapping
 
 from components.attention import used_options
 from components.attention.registry import entry
@@ -13,7 +16,7 @@ from components.errors import ConfigError
 from components.models.placement import PlacementError, Placer
 from components.models.registry import BACKBONES
 
-OPTIONS = ("heads", "key_dim", "reduction", "kernel_size")
+OPTIONS = ("heads", "key_dim", "max_keys", "reduction", "kernel_size")
 
 
 def same_model_placement(backbone: str, kind: str, placement: tuple[str, ...]) -> tuple[str, ...]:
@@ -27,10 +30,53 @@ def same_model_placement(backbone: str, kind: str, placement: tuple[str, ...]) -
     return moved if len(set(moved)) == len(moved) else placement
 
 
-def model_variants(space: ModelSpaceConfig, dropout: float) -> list[ModelConfig]:
+@functools.cache
+def _map_positions(backbone: str, sizes: tuple[tuple[str, int], ...]) -> dict[str, int]:
+    import keras
+
+    from components.imports import load_target
+    from components.models.backbones import input_layer
+
+    entry_ = BACKBONES[backbone]
+    positions: dict[str, int] = {}
+
+    def record(point: str, x):
+        if len(x.shape) >= 4:  # (B, H, W, C) or per frame (B, T, H, W, C)
+            height, width = x.shape[-3:-1]
+            positions[point] = max(positions.get(point, 0), int(height) * int(width))
+        return x
+
+    inputs = input_layer(entry_.input_kind, **dict(sizes))
+    keras.Model(inputs, load_target(entry_.target)(inputs, record, 3, 0.0))
+    return positions
+
+
+def map_positions(backbone: str, input_sizes: Mapping[str, int]) -> dict[str, int]:
+    """H·W of each feature-map point of ``backbone`` for these input sizes (the largest, where
+    a point is called several times), from a symbolic build."""
+    return _map_positions(backbone, tuple(sorted(input_sizes.items())))
+
+
+def same_model_keys(
+    backbone: str, attention: AttentionConfig, placement: tuple[str, ...], sizes: Mapping
+) -> AttentionConfig:
+    """``max_keys`` at least every placed map's positions pools nothing: the model is the one
+    without it."""
+    if attention.max_keys is None or attention.type != "mhsa":
+        return attention
+    positions = map_positions(backbone, sizes)
+    if all(positions.get(point, 0) <= attention.max_keys for point in placement):
+        return dataclasses.replace(attention, max_keys=None)
+    return attention
+
+
+def model_variants(
+    space: ModelSpaceConfig, dropout: float, input_sizes: Mapping[str, int] | None = None
+) -> list[ModelConfig]:
     """Every distinct, valid model: options only where the type uses them, placements only
     where the backbone has them and the attention fits (``none`` once per backbone), and one
-    placement of the ones that give the same model (:func:`same_model_placement`)."""
+    placement of the ones that give the same model (:func:`same_model_placement`). Given the
+    ``input_sizes``, ``max_keys`` is dropped where it pools nothing (:func:`same_model_keys`)."""
     variants: list[ModelConfig] = []
     rejected: list[str] = []
     for backbone, kind in itertools.product(space.backbone, space.attention):
@@ -48,6 +94,8 @@ def model_variants(space: ModelSpaceConfig, dropout: float) -> list[ModelConfig]
                     rejected.append(f"{backbone}/{kind}@{'+'.join(placement)}: {exc}")
                     continue
                 same = same_model_placement(backbone, kind, tuple(placement))
+                if input_sizes is not None:
+                    attention = same_model_keys(backbone, attention, same, input_sizes)
                 variants.append(ModelConfig(backbone, attention, same, dropout))
     unique = list(dict.fromkeys(variants))
     if not unique:

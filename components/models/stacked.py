@@ -69,16 +69,8 @@ def update_moving(layer, mean, variance, count):
 
 def stacked_attention(cfg: ModelConfig, folds: int, name: str):
     """The fold-stacked form of ``cfg``'s attention (its options), named ``name``."""
-    a = cfg.attention
-    return make_stacked_attention(
-        a.type,
-        folds,
-        name,
-        heads=a.heads,
-        key_dim=a.key_dim,
-        reduction=a.reduction,
-        kernel_size=a.kernel_size,
-    )
+    options = cfg.attention.as_dict()
+    return make_stacked_attention(options.pop("type"), folds, name, **options)
 
 
 class FoldStreams(FoldLayer):

@@ -48,7 +48,7 @@ class SearchPlan:
         return cls(
             params,
             records,
-            trials(params.tune.space, params.model.dropout),
+            trials(params.tune.space, params.model.dropout, params.preprocess.input_sizes()),
             holdout,
             search_subjects,
             folds,

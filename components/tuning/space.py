@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from typing import Any
 
 from components.config import TuneSpaceConfig, model_label
@@ -18,12 +19,15 @@ def training_grid(space: TuneSpaceConfig) -> list[dict[str, Any]]:
     ]
 
 
-def trials(space: TuneSpaceConfig, dropout: float) -> list[dict[str, Any]]:
-    """Every point of the space as a plain dict (what a trial's ``config['point']`` holds)."""
+def trials(
+    space: TuneSpaceConfig, dropout: float, input_sizes: Mapping[str, int] | None = None
+) -> list[dict[str, Any]]:
+    """Every point of the space as a plain dict (what a trial's ``config['point']`` holds);
+    ``input_sizes`` as :func:`~components.models.space.model_variants` takes them."""
     return [
         {"model": model.as_dict(), **training}
         for model, training in itertools.product(
-            model_variants(space, dropout), training_grid(space)
+            model_variants(space, dropout, input_sizes), training_grid(space)
         )
     ]
 
