@@ -22,6 +22,7 @@ import tensorflow as tf
 from benchmarks.results import write_section
 from components.config import AttentionConfig, ModelConfig
 from components.models import BACKBONES, build_model
+from components.models.cost import forward_flops as flops
 
 TYPES = ("none", "se", "eca", "channel", "spatial", "cbam", "mhsa", "temporal_mhsa")
 PLACEMENT = {
@@ -39,25 +40,6 @@ def placement_point(backbone: str) -> str:
         return PLACEMENT[backbone]
     maps = [p for p, kind in BACKBONES[backbone].points.items() if kind != "sequence"]
     return maps[len(maps) // 2]
-
-
-def flops(model: tf.keras.Model) -> int:
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2,
-    )
-
-    spec = tf.TensorSpec((1, *model.input_shape[1:]), tf.float32)
-    concrete = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
-    graph = convert_variables_to_constants_v2(concrete).graph
-    options = (
-        tf.compat.v1.profiler.ProfileOptionBuilder(
-            tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
-        )
-        .with_empty_output()
-        .build()
-    )
-    info = tf.compat.v1.profiler.profile(graph=graph, cmd="op", options=options)
-    return int(info.total_float_ops)
 
 
 def latency_ms(model: tf.keras.Model, batch: int, repeats: int = 30) -> float:

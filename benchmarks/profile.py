@@ -18,7 +18,7 @@ import json, sys
 import tensorflow as tf, keras
 from components.config import model_from_dict
 from components.models import build_model
-from benchmarks.models import flops
+from components.models.cost import forward_flops as flops
 model = build_model(model_from_dict(json.loads(sys.argv[1]), "model"), flow_size=28)
 forward = flops(model)
 spec = (tf.TensorSpec((1, 28, 28, 3), tf.float32), tf.TensorSpec((1,), tf.int64))

@@ -87,3 +87,28 @@ def test_longest_processing_time_first_packs_near_ideal() -> None:
     plain = simulate(StaticOrder(static), costs, models, rate)
     assert learnt <= 1.05 * ideal, (learnt, ideal)
     assert plain > 1.05 * ideal, (plain, ideal)
+
+
+@pytest.mark.parametrize("workers", [2, 8])
+def test_splitting_a_costly_variant_keeps_packing_near_ideal(workers: int) -> None:
+    """A sweep of 6 cheap models and one costing 20× per sample (3 seeds, 68 folds): in units
+    of 17 folds × 3 seeds its 4 units, 20× the others, end the run late on 8 workers (the
+    work spread evenly would end at 0.65 of such a unit); cut as unit_shape cuts them, the run
+    ends within 10% of the work spread evenly, on 2 and on 8 workers."""
+    from components.evaluation.protocol import unit_shape
+
+    def sweep(split: bool):
+        costs, models = [], []
+        for name, weight in [*((f"cheap{k}", 1.0) for k in range(6)), ("costly", 20.0)]:
+            folds, seeds = unit_shape(weight, 17, 3) if split else (17, 3)
+            units = -(-68 // folds) * -(-3 // seeds)
+            costs += [folds * seeds * weight] * units
+            models += [name] * units
+        rate = dict.fromkeys(models, 1.0)
+        even = sum(costs) / workers
+        pending = sorted(range(len(costs)), key=lambda i: -costs[i])
+        return simulate(UnitQueue(pending, costs, models), costs, models, rate, workers) / even
+
+    assert sweep(split=True) <= 1.10
+    if workers == 8:
+        assert sweep(split=False) > 1.5

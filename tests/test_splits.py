@@ -1,6 +1,7 @@
 """Split integrity on the real MEGC 2019 composite subject list (68 subjects)."""
 
 import itertools
+import math
 
 import numpy as np
 import pandas as pd
@@ -189,3 +190,55 @@ def execution(folds_per_unit: int, seeds_per_unit: int = 1):
 
     context = UnitContext("records", {}, "data", "code", "units")
     return Execution(context, False, None, 0, folds_per_unit, seeds_per_unit)
+
+
+def test_a_costly_variant_is_split_into_units_no_costlier_than_the_cap() -> None:
+    """A variant costing ``weight`` × the cheapest per sample gets fold blocks (then seed
+    groups) cut so that a unit costs at most SPLIT_ABOVE full units of the cheapest model;
+    every seed × fold is still trained exactly once."""
+    from components.config import AttentionConfig, ModelConfig, TrainConfig
+    from components.evaluation.protocol import SPLIT_ABOVE, unit_shape, unit_specs
+
+    assert unit_shape(1.0, 17, 3) == (17, 3)
+    assert unit_shape(SPLIT_ABOVE, 17, 3) == (17, 3)  # at the cap: not split
+    assert unit_shape(2.3, 17, 3) == (14, 3)  # mhsa@fused: 44 members → 14 folds × 3 seeds
+    assert unit_shape(11.0, 17, 3) == (3, 3)
+    assert unit_shape(40.0, 17, 3) == (1, 2)  # fewer seeds once a fold is alone
+    assert unit_shape(75.0, 17, 3) == (1, 1)
+    assert unit_shape(1e6, 17, 3) == (1, 1)  # never below one member
+    manifest = composite_manifest()
+    folds = loso_folds(SUBJECTS, 0.2, seed=42)
+    seeds = [1, 2, 3]
+    model = ModelConfig("ststnet", AttentionConfig("mhsa"), ("streams",))
+    for weight in (1.0, 2.3, 11.0, 40.0, 75.0):
+        specs = unit_specs(model, TrainConfig(), seeds, folds, execution(17, 3), manifest,
+                           weight=weight)  # fmt: skip
+        members = [(s, f.name) for spec in specs for s in spec.seeds for f in spec.folds]
+        assert sorted(members) == sorted((s, f.name) for s in seeds for f in folds)
+        largest = max(len(spec.seeds) * len(spec.folds) for spec in specs)
+        assert weight * largest <= max(SPLIT_ABOVE, weight) * 17 * 3
+        assert largest == (51 if weight <= SPLIT_ABOVE else math.prod(unit_shape(weight, 17, 3)))
+
+
+def test_a_sweeps_units_are_sized_by_each_models_flops() -> None:
+    """run_variants sizes units by forward FLOPs over the cheapest variant's: counted by
+    TensorFlow's profiler (checked on a dense and a conv layer by hand), mhsa over STSTNet's
+    28×28 streams costs tens of times the plain model, and pooled keys cut that."""
+    import keras
+
+    from components.config import AttentionConfig, ModelConfig
+    from components.models.cost import forward_flops, relative_costs
+
+    dense_in = keras.Input((4,))
+    assert forward_flops(keras.Model(dense_in, keras.layers.Dense(3)(dense_in))) == 2 * 4 * 3 + 3
+    conv_in = keras.Input((6, 6, 2))
+    conv = keras.layers.Conv2D(5, 3, use_bias=False)(conv_in)
+    assert forward_flops(keras.Model(conv_in, conv)) == 2 * (4 * 4 * 5) * (3 * 3 * 2)
+    none = ModelConfig("ststnet", AttentionConfig("none"), ())
+    full = ModelConfig("ststnet", AttentionConfig("mhsa"), ("streams",))
+    pooled = ModelConfig("ststnet", AttentionConfig("mhsa", max_keys=100), ("streams",))
+    fused = ModelConfig("ststnet", AttentionConfig("mhsa"), ("fused",))
+    weights = relative_costs([none, full, pooled, fused], {"flow_size": 28})
+    assert weights[none] == 1.0
+    assert weights[full] > 50 and 5 < weights[pooled] < weights[full] / 5
+    assert 1.5 < weights[fused] < 3

@@ -6,7 +6,8 @@ at grouped folds of the outer fold's training subjects."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,6 +64,25 @@ def train_sizes(folds: Sequence[Fold], manifest: pd.DataFrame) -> list[int]:
     return [int(sum(per_subject.get(s, 0) for s in fold.train)) for fold in folds]
 
 
+#: a sweep's unit is split when it would cost more than this many times a unit of the sweep's
+#: cheapest model (:func:`unit_shape`)
+SPLIT_ABOVE = 2.0
+
+
+def unit_shape(weight: float, folds_per_unit: int, seeds_per_unit: int) -> tuple[int, int]:
+    """(folds, seeds) per unit of a model that costs ``weight`` times the sweep's cheapest per
+    sample: a full unit's seeds × folds, cut so that no unit costs more than
+    :data:`SPLIT_ABOVE` full units of the cheapest model — fold blocks shrink first, then seed
+    groups (down to one seed and one fold). A costly variant then has many short units instead
+    of a few long ones, which would end a sweep with one worker busy and the others idle."""
+    if weight <= SPLIT_ABOVE:
+        return folds_per_unit, seeds_per_unit
+    members = max(1, math.floor(folds_per_unit * seeds_per_unit * SPLIT_ABOVE / weight))
+    if members >= seeds_per_unit:
+        return members // seeds_per_unit, seeds_per_unit
+    return 1, members
+
+
 def unit_specs(
     variant: ModelConfig,
     train: TrainConfig,
@@ -72,16 +92,20 @@ def unit_specs(
     manifest: pd.DataFrame,
     examples: dict[str, set[str]] | None = None,
     phase: str = "outer",
+    weight: float = 1.0,
 ) -> list[UnitSpec]:
     """The units of one variant: every group of ``execution.seeds_per_unit`` seeds × block of
     ``execution.folds_per_unit`` folds (:func:`blocks`, by training size), each unit one stack
-    of its seeds × folds; one seed and one fold per unit when the folds cannot stack (trained
-    one by one, they gain nothing from sharing a unit, and single folds pack onto the cores).
-    ``examples`` maps a subject to the example uids it holds (drawn by the first seed's fold
-    that tests that subject)."""
+    of its seeds × folds, both cut smaller for a variant of ``weight`` (its cost per sample
+    over the sweep's cheapest model's) above :data:`SPLIT_ABOVE` (:func:`unit_shape`); one seed
+    and one fold per unit when the folds cannot stack (trained one by one, they gain nothing
+    from sharing a unit, and single folds pack onto the cores). ``examples`` maps a subject to
+    the example uids it holds (drawn by the first seed's fold that tests that subject)."""
     from components.models.registry import unstacked_because
 
-    per_unit, seeds_per_unit = execution.folds_per_unit, execution.seeds_per_unit
+    per_unit, seeds_per_unit = unit_shape(
+        weight, execution.folds_per_unit, min(execution.seeds_per_unit, len(seeds))
+    )
     if unstacked_because(variant.backbone, train.stack_folds) or train.devices > 1:
         per_unit = seeds_per_unit = 1
     specs = []
@@ -236,7 +260,15 @@ def unit_cost(spec: UnitSpec, manifest: pd.DataFrame) -> int:
     return len(spec.seeds) * len(spec.folds) * max(train_sizes(spec.folds, manifest), default=0)
 
 
-def _run(specs: list[UnitSpec], execution: Execution, manifest: pd.DataFrame) -> list[UnitResult]:
+def _run(
+    specs: list[UnitSpec],
+    execution: Execution,
+    manifest: pd.DataFrame,
+    weights: Mapping[ModelConfig, float] | None = None,
+) -> list[UnitResult]:
+    """Run ``specs``; each unit's expected cost is its rows × its model's weight (its cost per
+    sample relative to the others'; 1 when not given)."""
+    weights = weights or {}
     return run_units(
         specs,
         execution.context,
@@ -244,7 +276,7 @@ def _run(specs: list[UnitSpec], execution: Execution, manifest: pd.DataFrame) ->
         address=execution.address,
         max_failures=execution.max_failures,
         progress=execution.progress,
-        costs=[unit_cost(s, manifest) for s in specs],
+        costs=[unit_cost(s, manifest) * weights.get(s.variant, 1.0) for s in specs],
     )
 
 
@@ -258,13 +290,19 @@ def run_variants(
 ) -> list[ProtocolRun]:
     """The protocol for several configurations (one training config for all, or one each),
     all their units submitted together (so a cluster packs them), on the same folds and seeds
-    (so they can be compared pairwise)."""
+    (so they can be compared pairwise). Each variant's units are sized and ordered by its
+    forward FLOPs per sample over the cheapest variant's
+    (:func:`~components.models.cost.relative_costs`): a costly one is split into more units,
+    which start first."""
+    from components.models.cost import relative_costs
+
     trains = [train] * len(variants) if isinstance(train, TrainConfig) else list(train)
+    weights = relative_costs(variants, execution.context.input_sizes)
     specs = [
-        unit_specs(v, t, seeds, folds, execution, manifest)
+        unit_specs(v, t, seeds, folds, execution, manifest, weight=weights[v])
         for v, t in zip(variants, trains, strict=True)
     ]
-    results = _run([s for group in specs for s in group], execution, manifest)
+    results = _run([s for group in specs for s in group], execution, manifest, weights)
     runs, start = [], 0
     for group in specs:
         mine = results[start : start + len(group)]
