@@ -3,6 +3,8 @@
     python -m benchmarks.sweep            (the full grid: 23 distinct models × 3 seeds × 68 folds)
     python -m benchmarks.sweep --quick    (none, se, spatial, mhsa at fused; 3 seeds)
     python -m benchmarks.sweep --plan     (the full grid's compute floor, projected: no sweep)
+    python -m benchmarks.sweep --split    (mhsa@streams with pooled keys among cheap models, 1 seed:
+                                           its units split, packing on 2 nodes)
 
 The full grid of issue 25: the 7 attention types at ``streams``, ``fused`` and ``pre_head``,
 ``mhsa`` with 1, 2 and 4 heads, 3 seeds, LOSO over the development set's 68 subjects
@@ -21,7 +23,8 @@ runs them on the default local Ray instead.
 
 ``--plan`` projects the full grid's floor without running it: one 1-seed LOSO of the default
 model gives the work of a LOSO and the rate; each model of the grid is scaled by its training
-FLOPs per sample over the default's (the same epochs assumed), times the seeds.
+FLOPs per sample over the default's (the same epochs assumed), times the seeds; and again with
+``mhsa``'s keys pooled (``max_keys``) where a map is larger than 100 positions.
 """
 
 from __future__ import annotations
@@ -48,7 +51,33 @@ FULL = {
     "placement": [["streams"], ["fused"], ["pre_head"]],
     "heads": [1, 2, 4],
 }
+POOLED_KEYS = 100  # --plan's second grid: mhsa's keys pooled to at most this many
 QUICK = {"attention": ["none", "se", "spatial", "mhsa"], "placement": [["fused"]], "heads": [2]}
+SPLIT = {
+    "attention": ["none", "spatial", "mhsa"],
+    "placement": [["streams"], ["fused"]],
+    "heads": [2],
+    "max_keys": [POOLED_KEYS],
+}
+#: --quick, --split and the full grid: (space, seeds, what it is, RESULTS section, flag)
+RUNS = {
+    "quick": (QUICK, 3, "quick: none, se, spatial, mhsa at fused", "sweep", " --quick"),
+    "split": (
+        SPLIT,
+        1,
+        f"a costly variant split: none, spatial and mhsa (max_keys {POOLED_KEYS}) at streams / "
+        "fused",
+        "sweep: a costly variant split",
+        " --split",
+    ),
+    "full": (
+        FULL,
+        3,
+        "the full grid: 7 types × streams / fused / pre_head, mhsa with 1 / 2 / 4 heads",
+        "sweep",
+        "",
+    ),
+}
 
 
 @contextlib.contextmanager
@@ -75,6 +104,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="4 types at fused, 3 seeds")
     parser.add_argument("--plan", action="store_true", help="project the full grid's floor")
     parser.add_argument(
+        "--split", action="store_true", help="mhsa@streams (pooled keys) among cheap models, 1 seed"
+    )
+    parser.add_argument(
         "--local-ray", action="store_true", help="the default local Ray, not 2 nodes"
     )
     args = parser.parse_args(argv)
@@ -83,7 +115,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.plan:
         plan(base, cores)
         return
-    space, seeds = (QUICK if args.quick else FULL), 3
+    run = "quick" if args.quick else "split" if args.split else "full"
+    space, seeds, what, section, flag = RUNS[run]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         raw = yaml.safe_load(base.read_text())
@@ -137,9 +170,15 @@ def main(argv: list[str] | None = None) -> None:
     ]
     print("\n".join(lines))
     calls = sum(r.get("verdict_adjusted") in ("better", "worse") for r in found["rows"])
+    layout = "; ".join(
+        f"`{label}` {len(mine)} of {max(len(u.spec.seeds) * len(u.spec.folds) for u in mine)}"
+        f" member(s), longest {max(u.seconds for u in mine):.0f} s"
+        for label, mine in units_by_model(units).items()
+    )
     body = f"""Development set (68 subjects, 442 clips), LOSO, `mer compare` of {models} models
-({"quick: none, se, spatial, mhsa at fused" if args.quick else "the full grid: 7 types × streams / fused / pre_head, mhsa with 1 / 2 / 4 heads"}),
-{seeds} seed(s), units of {per_fold} stacked folds × {seeds_per_unit} seed(s), on {where}.
+({what}),
+{seeds} seed(s), units of up to {per_fold} stacked folds × {seeds_per_unit} seed(s) (a costly
+model's cut smaller), on {where}. Units per model: {layout}.
 
 | measurement | value |
 | --- | ---: |
@@ -152,7 +191,15 @@ def main(argv: list[str] | None = None) -> None:
 | **wall / ideal packing on {cores} CPUs** | **{wall / ideal:.2f}×** (goal ≤ 1.15×) |
 | models called better or worse after adjustment | {calls} of {models - 1} |
 """
-    write_section("sweep", "python -m benchmarks.sweep" + (" --quick" if args.quick else ""), body)
+    write_section(section, "python -m benchmarks.sweep" + flag, body)
+
+
+def units_by_model(units: list) -> dict[str, list]:
+    """The units of each model (by label), in the order the models first appear."""
+    found: dict[str, list] = {}
+    for unit in units:
+        found.setdefault(unit.spec.variant.label, []).append(unit)
+    return found
 
 
 def best_rate(per_fold: int, cores: int, base: Path) -> float:
@@ -163,8 +210,9 @@ def best_rate(per_fold: int, cores: int, base: Path) -> float:
     )
 
 
-def grid_models(base: Path) -> list:
-    """The full grid's distinct models, as the compare stage expands ``compare.space``."""
+def grid_models(base: Path, max_keys: int | None = None) -> list:
+    """The full grid's distinct models, as the compare stage expands ``compare.space`` (with
+    ``max_keys``: mhsa's keys pooled where a map has more positions)."""
     import dataclasses
 
     from components.config import load_params
@@ -176,8 +224,9 @@ def grid_models(base: Path) -> list:
         attention=tuple(FULL["attention"]),
         placement=tuple(tuple(p) for p in FULL["placement"]),
         heads=tuple(FULL["heads"]),
+        max_keys=(max_keys,),
     )
-    return model_variants(space, params.model.dropout)
+    return model_variants(space, params.model.dropout, params.preprocess.input_sizes())
 
 
 def plan(base: Path, cores: int) -> None:
@@ -192,28 +241,36 @@ def plan(base: Path, cores: int) -> None:
     rate = best_rate(params.evaluate.folds_per_unit, cores, base) * default_train
     loso_floor = work / rate
     relative = {m.label: model_flops(m.as_dict())[1] / default_train for m in grid_models(base)}
+    pooled = {
+        m.label: model_flops(m.as_dict())[1] / default_train
+        for m in grid_models(base, POOLED_KEYS)
+        if m.attention.max_keys is not None
+    }
     rows = [
         f"| `{label}` | {r:.2f}× | {3 * r * loso_floor / 60:.1f} min |"
-        for label, r in relative.items()
+        for label, r in {**relative, **pooled}.items()
     ]
     print("\n".join(rows), flush=True)
     floor = 3 * loso_floor * sum(relative.values())
     streams = 3 * loso_floor * sum(r for label, r in relative.items() if "mhsa@streams" in label)
     heavy = sum("mhsa@streams" in label for label in relative)
+    with_pooled = floor - streams + 3 * loso_floor * sum(pooled.values())
     lines = [
         f"default model's LOSO (1 seed): wall {wall:.0f} s, floor {loso_floor:.0f} s "
         f"({work / 1e12:.2f} TFLOP at {rate / 1e9:.1f} GFLOP/s)",
-        f"full grid ({len(rows)} models × 3 seeds): projected floor {floor / 3600:.1f} h "
+        f"full grid ({len(relative)} models × 3 seeds): projected floor {floor / 3600:.1f} h "
         f"({floor / 60:.0f} min; mhsa@streams {streams / 60:.0f} min of it)",
+        f"with max_keys {POOLED_KEYS} (mhsa@streams pooled): {with_pooled / 60:.0f} min",
     ]
     print("\n".join(lines))
-    verdict = "below" if floor > 3600 else "above"
+    verdict = "below" if min(floor, with_pooled) > 3600 else "above"
     body = f"""Development set (68 subjects, 442 clips). One 1-seed LOSO of params.yaml's model
 (`{params.model.label}`): wall {wall:.0f} s, its work {work / 1e12:.2f} TFLOP, the best
 steady-state rate of its stacked training {rate / 1e9:.1f} GFLOP/s (batch {RATE_BATCH}, one
 process per core): **a LOSO's floor {loso_floor:.0f} s**. Each model of the full grid costs its
 training FLOPs per sample over the default's (TensorFlow's profiler) × that floor × 3 seeds,
-assuming the same epochs (early stopping varies them by model):
+assuming the same epochs (early stopping varies them by model); the last {len(pooled)} rows are
+the `streams` models of `mhsa` with `max_keys: {POOLED_KEYS}` (keys/values pooled 3×3, PVT-style):
 
 | model | training FLOPs / default's | projected floor, 3 seeds |
 | --- | ---: | ---: |
@@ -222,7 +279,7 @@ assuming the same epochs (early stopping varies them by model):
 **Projected floor of the full grid: {floor / 3600:.1f} h** on {cores} cores
 ({floor / 60:.0f} min; the {heavy} mhsa models at `streams` — attention over each stream's
 full-resolution map — are {streams / 60:.0f} min of it; without them {(floor - streams) / 60:.0f}
-min for {len(relative) - heavy} models).
+min for {len(relative) - heavy} models). **With `max_keys: {POOLED_KEYS}`: {with_pooled / 60:.0f} min.**
 The issue's goal of ≤ 60 min for this grid is {verdict} its floor on this machine.
 """
     write_section("sweep: plan", "python -m benchmarks.sweep --plan", body)
