@@ -6,10 +6,12 @@ embedded default the same way into ``.mer/benchmarks/embedded``."""
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -50,18 +52,32 @@ def params(folder: Path = FOLDER) -> dict:
     return raw
 
 
+#: stderr lines of TensorFlow's and absl's start-up chatter, not echoed
+NOISE = ("I0000", "W0000", "E0000", "WARNING: All log", "To enable the following", "Instructions")
+
+
 def mer(params_file: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``mer <args>`` on ``params_file``; its progress (stderr, as lines) is echoed as it
+    comes, indented, so a long benchmark shows where it is; its stdout is returned."""
     command = [sys.executable, "-m", "pipelines.cli", "--params", str(params_file), *args]
-    environment = {**os.environ, **(env or {})}
+    environment = {**os.environ, **(env or {}), "MER_PROGRESS": "lines"}
     environment.pop("MLFLOW_TRACKING_URI", None)
-    done = subprocess.run(
-        command, cwd=params_file.parent, env=environment, capture_output=True, text=True
-    )
-    if done.returncode:
-        raise RuntimeError(
-            f"{' '.join(command)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
-        )
-    return done
+    tail: collections.deque[str] = collections.deque(maxlen=60)
+    with tempfile.TemporaryFile("w+") as out:
+        process = subprocess.Popen(
+            command, cwd=params_file.parent, env=environment, stdout=out,
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        for line in process.stderr:
+            tail.append(line)
+            if line.strip() and not line.startswith(NOISE):
+                print(f"    {line.rstrip()}", flush=True)
+        returncode = process.wait()
+        out.seek(0)
+        stdout = out.read()
+    if returncode:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{stdout[-2000:]}\n{''.join(tail)}")
+    return subprocess.CompletedProcess(command, returncode, stdout, "".join(tail))
 
 
 def code() -> str:
