@@ -5,7 +5,12 @@ model's cost relative to the cheapest of a set (what a sweep's units are sized a
 from __future__ import annotations
 
 import functools
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from components.config import ModelConfig
 
@@ -32,22 +37,55 @@ def forward_flops(model) -> int:
     return int(info.total_float_ops)
 
 
+def config_flops(models: Sequence[ModelConfig], input_sizes: Mapping[str, int]) -> list[int]:
+    """Forward FLOPs per sample of each model built for these input sizes, counted in a
+    subprocess: the caller's TensorFlow stays uninitialised (a unit trained in this process
+    sets its threads and logical devices first, which TensorFlow allows only before it starts).
+    """
+    return list(_config_flops(tuple(models), tuple(sorted(input_sizes.items()))))
+
+
 @functools.cache
-def _config_flops(cfg: ModelConfig, sizes: tuple[tuple[str, int], ...]) -> int:
-    from components.models.builder import build_model
-
-    return forward_flops(build_model(cfg, **dict(sizes)))
-
-
-def config_flops(cfg: ModelConfig, input_sizes: Mapping[str, int]) -> int:
-    """Forward FLOPs per sample of model ``cfg`` built for these input sizes (cached)."""
-    return _config_flops(cfg, tuple(sorted(input_sizes.items())))
+def _config_flops(models: tuple[ModelConfig, ...], sizes: tuple) -> tuple[int, ...]:
+    payload = json.dumps({"models": [m.as_dict() for m in models], "sizes": dict(sizes)})
+    root = str(Path(__file__).resolve().parents[2])
+    environment = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "components.models.cost"],
+        input=payload, capture_output=True, text=True, env=environment,
+    )  # fmt: skip
+    if done.returncode:
+        raise RuntimeError(f"counting the models' FLOPs failed:\n{done.stderr[-3000:]}")
+    return tuple(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def relative_costs(
     models: Sequence[ModelConfig], input_sizes: Mapping[str, int]
 ) -> dict[ModelConfig, float]:
     """Each model's forward FLOPs per sample over the cheapest one's (the cheapest is 1)."""
-    flops = {m: config_flops(m, input_sizes) for m in dict.fromkeys(models)}
+    unique = list(dict.fromkeys(models))
+    flops = dict(zip(unique, config_flops(unique, input_sizes), strict=True))
     cheapest = min(flops.values(), default=1) or 1
     return {m: f / cheapest for m, f in flops.items()}
+
+
+def main() -> None:
+    """``python -m components.models.cost`` < {"models": [...], "sizes": {...}}: their forward
+    FLOPs per sample, a JSON list on the last line of stdout."""
+    from components.config import model_from_dict
+    from components.models.builder import build_model
+
+    request = json.loads(sys.stdin.read())
+    counts = [
+        forward_flops(build_model(model_from_dict(raw, "model"), **request["sizes"]))
+        for raw in request["models"]
+    ]
+    print(json.dumps(counts))
+
+
+if __name__ == "__main__":
+    main()
