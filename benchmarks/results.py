@@ -23,7 +23,26 @@ def machine() -> str:
     except OSError:
         pass
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB, Python {platform.python_version()}"
+    return (
+        f"{cpu} ({instruction_set()}), {os.cpu_count()} cores, {memory:.0f} GiB, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def instruction_set() -> str:
+    """The CPU's widest vector extension: what decides TensorFlow's default kernels."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "flags unknown"
+    flags = set(
+        next(
+            (ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), []
+        )
+    )
+    if "avx512f" in flags:
+        return "AVX-512" + (" VNNI" if "avx512_vnni" in flags else "")
+    return "AVX2, no AVX-512" if "avx2" in flags else "no AVX2"
 
 
 def commit() -> str:

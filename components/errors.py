@@ -30,6 +30,11 @@ class OutputError(MerError):
     """An output location a stage refuses to write to (it holds data the stage did not write)."""
 
 
+class PlatformError(MerError):
+    """A limit of this machine's TensorFlow kernels (e.g. an op without a gradient on the CPU):
+    a retry cannot cure it; the message names the limit and the fix."""
+
+
 class Interrupted(BaseException):
     """The run was interrupted (Ctrl-C, SIGTERM) before it completed; nothing was published.
     Like ``KeyboardInterrupt`` it is not an ``Exception``: no retry loop swallows it."""

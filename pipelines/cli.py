@@ -84,12 +84,46 @@ def version() -> str:
         return "unknown"
 
 
+def platform() -> str:
+    """What decides how training runs here: TensorFlow and Keras, the CPU kernels (oneDNN or
+    Eigen), the devices seen, and the form of the fold-stacked convolution."""
+    from components.quiet import quiet_tensorflow
+
+    quiet_tensorflow()
+    import keras
+    import tensorflow as tf
+
+    from components.models.fold_conv import describe, onednn_enabled
+
+    devices = ", ".join(
+        d.name.removeprefix("/physical_device:") for d in tf.config.list_physical_devices()
+    )
+    return (
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}; oneDNN "
+        f"{'on' if onednn_enabled() else 'off'}; devices: {devices}\n{describe()}"
+    )
+
+
+class VersionAction(argparse.Action):
+    """``--version``: the package's version and the training platform (TensorFlow loads only
+    when asked)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"mer-attention {version()}\n{platform()}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mer",
         description="mer-attention: micro-expression recognition experiments with attention.",
     )
-    parser.add_argument("--version", action="version", version=f"mer-attention {version()}")
+    parser.add_argument(
+        "--version", action=VersionAction, help="the version, TensorFlow's kernels and devices"
+    )
     global_flags(parser, defaults=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():

@@ -44,7 +44,14 @@ def project(tmp_path: Path) -> Path:
 
 def test_version(tmp_path: Path) -> None:
     done = mer(tmp_path, "--version")
-    assert done.returncode == 0 and re.fullmatch(r"mer-attention \S+\n", done.stdout)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert re.fullmatch(r"mer-attention \S+", lines[0])
+    assert re.fullmatch(r"TensorFlow \S+, Keras \S+; oneDNN (on|off); devices: .*CPU:0.*", lines[1])
+    from components.models.fold_conv import describe
+
+    assert lines[2] == describe()  # the same probe in the test process: the same kernels
+    assert len(lines) == 3
 
 
 def test_flags_after_the_subcommand_and_overrides_reach_the_stage(project: Path) -> None:

@@ -259,16 +259,21 @@ def _overlays(records, model, variant: ModelConfig, uids: list[str], kind: str) 
     return overlays_for(records, uids, model, kind)
 
 
-def _ray_unit(spec: UnitSpec, context: UnitContext, tally) -> UnitResult:
+def _ray_unit(spec: UnitSpec, context: UnitContext, tally) -> UnitResult | MerError:
+    """A unit on a Ray worker; a :class:`MerError` (a setting or a platform limit) is returned,
+    not raised, so Ray does not retry what would fail the same way: the driver raises it."""
     import ray
 
     reports: list = []
-    result = run_unit(
-        spec,
-        context,
-        ray.get_runtime_context().get_node_id(),
-        lambda folds: reports.append(tally.add.remote(folds)),
-    )
+    try:
+        result = run_unit(
+            spec,
+            context,
+            ray.get_runtime_context().get_node_id(),
+            lambda folds: reports.append(tally.add.remote(folds)),
+        )
+    except MerError as exc:
+        return exc
     ray.get(reports)  # counted before the result is: the driver's count is exact at the end
     return result
 
@@ -366,6 +371,8 @@ def _run_here(specs, queue, context, max_failures, finished, progress: UnitProgr
             try:
                 result = run_unit(specs[index], context, report=report)
                 break
+            except MerError:
+                raise  # a setting or a platform limit: a retry would fail the same way
             except Exception:
                 if attempt == max_failures:
                     raise
@@ -389,4 +396,7 @@ def _run_on_ray(specs, queue, context, address, max_failures, finished, progress
             ready, _ = ray.wait(list(futures), num_returns=1, timeout=1.0)
             progress.epochs(ray.get(tally.total.remote()))
             for future in ready:
-                finished(futures.pop(future), ray.get(future))
+                result = ray.get(future)
+                if isinstance(result, MerError):
+                    raise result
+                finished(futures.pop(future), result)

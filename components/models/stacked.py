@@ -35,6 +35,7 @@ from keras import ops
 from components.attention.factory import make_stacked_attention
 from components.attention.stacked import FoldLayer
 from components.config import ModelConfig
+from components.models.fold_conv import fold_conv2d
 from components.models.patch_stats import patch_size, patch_statistics
 from components.models.placement import Placer
 from components.models.registry import BACKBONES
@@ -189,8 +190,8 @@ class FoldStreams(FoldLayer):
         if len(x.shape) == 5:
             _, _, height, size, cin = x.shape
             x = ops.reshape(ops.transpose(x, (0, 2, 3, 1, 4)), (-1, height, size, folds * cin))
-            # tf.nn directly: Keras compiles grouped convolutions with XLA on CPU (10× slower)
-            return tf.nn.conv2d(x, flat, 1, "SAME") + ops.reshape(bias, (-1,))
+            # not Keras' conv: it compiles grouped convolutions with XLA on CPU (10× slower)
+            return fold_conv2d(x, flat, folds) + ops.reshape(bias, (-1,))
         return ops.conv(x, flat, strides=1, padding="same") + ops.reshape(bias, (-1,))
 
     def import_layers(self, f: int, layers: dict[str, list[np.ndarray]]) -> None:

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
 from components.attention.stacked import FoldLayer
+from components.models.fold_conv import fold_conv2d
 from components.models.placement import Placer
 from components.models.registry import BACKBONES
 from components.models.stacked import (
@@ -76,11 +76,7 @@ class FoldConv(FoldLayer):
             if self.on_input:
                 x = ops.transpose(x, (0, 2, 3, 1, 4))  # (B, F, H, W, C) → (B, H, W, F, C)
             x = ops.reshape(x, (-1, x.shape[1], x.shape[2], folds * self.cin))
-        if self.dilation > 1:
-            h = tf.nn.conv2d(x, kernel, 1, "SAME", dilations=self.dilation)
-            h = h[:, :: self.stride, :: self.stride]
-        else:
-            h = tf.nn.conv2d(x, kernel, self.stride, "SAME")
+        h = fold_conv2d(x, kernel, folds, self.stride, self.dilation)
         h = h + ops.reshape(self.bias, (-1,))
         return ops.reshape(h, (-1, h.shape[1], h.shape[2], folds, self.filters))
 

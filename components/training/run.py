@@ -23,6 +23,7 @@ from components.config import ModelConfig, TrainConfig
 from components.errors import ArtifactError
 from components.training.fold_models import FoldData, FoldModels, fold_models
 from components.training.learning_rate import schedule_callback
+from components.training.runtime import kernel_limits
 from components.training.selection import FoldSelection
 
 
@@ -100,20 +101,24 @@ class FoldRun:
         stop = self.train_cfg.epochs if stop is None else stop
         while start < stop and not self.stopped:
             rate = schedule_callback(self.train_cfg)
-            self.models.model.fit(
-                self.models.stream(range(start, stop)),
-                initial_epoch=start,
-                epochs=stop,
-                steps_per_epoch=self.models.steps,
-                callbacks=[*([rate] if rate else []), self._record_loss, self.selection],
-                shuffle=False,
-                verbose=0,
-                **self.models.fit_arguments(),
-            )
+            with kernel_limits():
+                self._fit_epochs(start, stop, rate)
             start = self.selection.next_epoch
             if not self.selection.folds_leaving or start >= stop:
                 return
             self._leave()
+
+    def _fit_epochs(self, start: int, stop: int, rate) -> None:
+        self.models.model.fit(
+            self.models.stream(range(start, stop)),
+            initial_epoch=start,
+            epochs=stop,
+            steps_per_epoch=self.models.steps,
+            callbacks=[*([rate] if rate else []), self._record_loss, self.selection],
+            shuffle=False,
+            verbose=0,
+            **self.models.fit_arguments(),
+        )
 
     def _leave(self) -> None:
         """The stopped folds leave the stack, finished (best weights, test predictions); the

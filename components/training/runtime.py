@@ -4,10 +4,22 @@ distribution strategy. Call :func:`configure` before any TensorFlow op runs."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import tensorflow as tf
 
 from components.config import TrainConfig
+from components.errors import PlatformError
+
+#: what TensorFlow says when its kernels on this device cannot run an op (or its gradient);
+#: a grouped convolution's filter gradient on Eigen kernels says the second inside a graph
+KERNEL_LIMITS = (
+    "not supported on CPU",
+    "filter_size does not have enough elements",
+    "do not yet support",
+    "No OpKernel was registered",
+)
 
 
 def configure(cfg: TrainConfig, seed: int) -> None:
@@ -54,3 +66,22 @@ def make_strategy(cfg: TrainConfig) -> tf.distribute.Strategy:
             )
         return tf.distribute.MirroredStrategy([d.name for d in cpus[: cfg.devices]])
     return tf.distribute.get_strategy()
+
+
+@contextmanager
+def kernel_limits() -> Iterator[None]:
+    """Turn TensorFlow's "this device's kernels cannot do that" errors into a
+    :class:`~components.errors.PlatformError`: one line naming the limit and the fix, and no
+    retry (a retried unit or trial would fail the same way)."""
+    try:
+        yield
+    except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as exc:
+        limit = next((line for line in str(exc).splitlines() if any(
+            phrase in line for phrase in KERNEL_LIMITS)), None)  # fmt: skip
+        if limit is None:
+            raise
+        raise PlatformError(
+            f"TensorFlow's kernels on this machine cannot train this model: {limit.strip()} "
+            "(unset MER_FOLD_CONV if it is set, or export TF_ENABLE_ONEDNN_OPTS=1; "
+            "`mer --version` shows the kernels in use)"
+        ) from exc

@@ -118,14 +118,16 @@ class SearchPlan:
         progress = SearchProgress(self.points, slots, labels, expected)
         tuner = search.build_tuner(trainable, params, store, slots, labels, [progress])
         statuses: dict[str, tuple[int, str]] = {}
+        errors: list[BaseException] = []
         try:
             with search.interruptible() as interruption:
                 results = tuner.fit()
             statuses = search.trial_statuses(results, slots)
+            errors = list(results.errors)
         finally:
             progress.close()
             close_trial_runs(uri, parent_run_id, self._outcomes(store, statuses, interruption))
-        search.check_complete(statuses, interruption, expected)
+        search.check_complete(statuses, interruption, expected, errors)
         record = self._record(store, statuses)
         check_record(record, slots, self.points, store.where(RECORD))
         store.write_record(record)

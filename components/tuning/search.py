@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 
@@ -236,11 +236,16 @@ def build_tuner(trainable, params: Params, store, slots, labels: list[str], call
 
 
 def check_complete(
-    statuses: dict[str, tuple[int, str]], interruption: Interruption, expected: int
+    statuses: dict[str, tuple[int, str]],
+    interruption: Interruption,
+    expected: int,
+    errors: Sequence[BaseException] = (),
 ) -> None:
     """Raise unless the search ran to its end: not interrupted, every expected trial present
-    and finished or stopped by the scheduler (TERMINATED)."""
-    from components.errors import Interrupted, MerError
+    and finished or stopped by the scheduler (TERMINATED). A trial error the user must fix (a
+    setting, a platform limit: ``errors``' first such) is raised as its one line, not as
+    resumable."""
+    from components.errors import Interrupted, MerError, user_message
 
     failed = [k for k, (_, status) in statuses.items() if status == "ERROR"]
     unfinished = [k for k, (_, status) in statuses.items() if status not in ("TERMINATED", "ERROR")]
@@ -249,6 +254,12 @@ def check_complete(
             f"the search was interrupted ({interruption.signal or 'trials unfinished'}) with "
             f"{len(statuses)} of {expected} trials started; no best configuration was written. "
             "Run `mer tune` again to resume it (`mer tune --fresh` starts over)"
+        )
+    fixable = next(filter(None, map(user_message, errors)), None) if failed else None
+    if fixable:
+        raise MerError(
+            f"{len(failed)} trial(s) failed: {fixable} — a retry cannot cure this; fix it, then "
+            "run `mer tune` again"
         )
     if failed:
         raise MerError(
