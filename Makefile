@@ -4,7 +4,7 @@ VENV := .venv
 PYTHON ?= python3.11
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup system-packages repro test lint docs format bench
+.PHONY: setup system-packages repro test test-kernels lint docs format bench
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -33,7 +33,17 @@ system-packages:
 	bash tools/install-system-packages.sh
 
 test: lint docs system-packages
-	pytest -q
+	pytest -q --durations=25
+
+# The kernel tier: the stacked path, training, units and one end-to-end run again under the CPU
+# kernel set TensorFlow does not pick by default here (oneDNN on an AVX2 CPU, Eigen on AVX-512).
+KERNEL_TESTS := tests/test_fold_conv.py tests/test_stacked.py tests/test_stacked_rcn.py \
+	tests/test_training.py tests/test_units.py \
+	tests/test_end_to_end.py::test_repro_registers_a_champion_and_predict_uses_it
+test-kernels: setup system-packages
+	TF_ENABLE_ONEDNN_OPTS=$$(env -u TF_ENABLE_ONEDNN_OPTS python tools/other_kernels.py 2>/dev/null) && \
+	echo "kernel tier: TF_ENABLE_ONEDNN_OPTS=$$TF_ENABLE_ONEDNN_OPTS" && \
+	TF_ENABLE_ONEDNN_OPTS=$$TF_ENABLE_ONEDNN_OPTS pytest -q --durations=10 $(KERNEL_TESTS)
 
 bench: setup
 	python -m benchmarks

@@ -1,7 +1,8 @@
 """The stacked path under both CPU kernel sets: TensorFlow's Eigen kernels and oneDNN.
 
-    python -m benchmarks.kernels            (forms, step rates, embedded LOSO; ~25 min)
-    python -m benchmarks.kernels --quick    (forms and step rates only)
+    python -m benchmarks.kernels                       (forms, step rates, ststnet's LOSO)
+    python -m benchmarks.kernels --backbones ststnet rcn   (and rcn's LOSO)
+    python -m benchmarks.kernels --quick               (forms and step rates only)
 
 Each setting of ``TF_ENABLE_ONEDNN_OPTS`` (``0``: Eigen, as on CPUs without AVX-512 VNNI/BF16
 or AMX; ``1``: oneDNN) runs in a process of its own, side by side in one run:
@@ -12,8 +13,8 @@ or AMX; ``1``: oneDNN) runs in a process of its own, side by side in one run:
    none;
 2. the default model's training step, stacked over 51 members vs the ordinary Keras model
    (model-samples/s), with the form the process chose;
-3. with neither flag: the embedded default's LOSO (``mer evaluate``, as
-   ``benchmarks.backbones``) of ``ststnet`` and ``rcn``, stacked and fold by fold.
+3. without ``--quick``: the embedded default's LOSO (``mer evaluate``, as
+   ``benchmarks.backbones``) of each backbone asked for, stacked and fold by fold.
 """
 
 from __future__ import annotations
@@ -150,14 +151,14 @@ def in_setting(setting: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def loso(setting: str) -> list[dict]:
-    """The embedded LOSO of ststnet and rcn, stacked and fold by fold, under ``setting``."""
+def loso(setting: str, backbone_names: list[str]) -> list[dict]:
+    """The embedded LOSO of each backbone, stacked and fold by fold, under ``setting``."""
     from benchmarks import backbones, composite
 
     os.environ["TF_ENABLE_ONEDNN_OPTS"] = setting
     base = composite.ensure(composite.EMBEDDED)
     runs = []
-    for backbone in ("ststnet", "rcn"):
+    for backbone in backbone_names:
         stacked = backbones.measure(base, backbone, True)
         alone = backbones.measure(base, backbone, False)
         runs.append({"backbone": backbone, "stacked": stacked, "alone": alone})
@@ -222,6 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.kernels")
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="forms and step rates only")
+    parser.add_argument("--backbones", nargs="+", choices=("ststnet", "rcn"), default=["ststnet"])
     args = parser.parse_args(argv)
     if args.measure:
         print(json.dumps(measure()))
@@ -240,8 +242,10 @@ def main(argv: list[str] | None = None) -> None:
         f"{BATCH}, {EPOCHS} timed epochs):\n\n{rates_table(results)}\n"
     )
     command = "python -m benchmarks.kernels"
+    if args.backbones != ["ststnet"]:
+        command += " --backbones " + " ".join(args.backbones)
     if not args.quick:
-        runs = {setting: loso(setting) for setting in SETTINGS}
+        runs = {setting: loso(setting, args.backbones) for setting in SETTINGS}
         body += (
             "\nThe embedded default's LOSO (`mer evaluate`, params.yaml's seeds and training, "
             f"as `benchmarks.backbones`), stacked and fold by fold:\n\n{loso_table(runs)}\n"

@@ -146,6 +146,10 @@ configurations whose intervals overlap may not differ at all. These numbers are 
 estimate for this configuration; the registered model itself is trained on all subjects and has
 no held-out score.
 
+Reproducibility: the same params, data, package versions and machine give this model bit for
+bit; another CPU instruction set (AVX-512 or AVX2, TensorFlow's oneDNN or Eigen kernels) or a GPU
+gives a statistically equivalent model, not an identical one.
+
 ## Intended use
 Research on micro-expression recognition: comparing attention modules, reproducing results,
 inspecting what the model attends to (`mer predict` writes the attention map over the face).
