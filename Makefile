@@ -35,10 +35,10 @@ system-packages:
 test: lint docs system-packages
 	pytest -q --durations=25
 
-# The kernel tier: the stacked path, training, units and one end-to-end run again under the CPU
-# kernel set TensorFlow does not pick by default here (oneDNN on an AVX2 CPU, Eigen on AVX-512).
+# The kernel tier: the fold convolution's forms, the stacked models (each fold = its ordinary
+# model, trained) and one end-to-end run again under the CPU kernel set TensorFlow does not pick
+# by default here (oneDNN on an AVX2 CPU, Eigen on AVX-512).
 KERNEL_TESTS := tests/test_fold_conv.py tests/test_stacked.py tests/test_stacked_rcn.py \
-	tests/test_training.py tests/test_units.py \
 	tests/test_end_to_end.py::test_repro_registers_a_champion_and_predict_uses_it
 test-kernels: setup system-packages
 	TF_ENABLE_ONEDNN_OPTS=$$(env -u TF_ENABLE_ONEDNN_OPTS python tools/other_kernels.py 2>/dev/null) && \
