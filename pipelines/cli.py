@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 #: commands that load TensorFlow (its start-up noise is silenced unless --verbose)
 TENSORFLOW_COMMANDS = {"tune", "evaluate", "compare", "register", "predict"}
+TRAINING_COMMANDS = {"tune", "evaluate", "compare", "register"}
 
 
 def global_flags(parser: argparse.ArgumentParser, defaults: bool) -> None:
@@ -158,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
             quiet_tensorflow()
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
+        if args.command in TRAINING_COMMANDS:
+            from components.models.fold_conv import check_pinned_form
+
+            check_pinned_form()
         return int(module.run(args) or 0)
     except (KeyboardInterrupt, Interrupted) as exc:
         if args.debug:

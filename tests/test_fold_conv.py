@@ -1,6 +1,7 @@
 """The fold-stacked convolution's forms against per-fold ordinary convolutions, forward and
 backward; the probe that picks a form; platform limits reported as one line, never retried."""
 
+import os
 import re
 
 import numpy as np
@@ -164,3 +165,26 @@ def test_a_search_whose_trials_hit_a_platform_limit_says_so_not_resume():
     assert "resumes" not in str(caught.value)
     with pytest.raises(Exception, match="resumes and retries"):  # a crash: resumable as before
         check_complete(statuses, Interruption(), 2, [RuntimeError("worker died")])
+
+
+def test_a_stage_refuses_a_pinned_form_before_it_trains(tmp_path, monkeypatch):
+    """``mer evaluate`` with a form that does not exist (or cannot train here) ends at once with
+    one line and exit code 2: nothing starts, no traceback."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, fold_conv.ENVIRONMENT: "winograd"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "evaluate"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [
+        "mer evaluate: MER_FOLD_CONV='winograd' is not a form; forms: grouped, patches, loop"
+    ]
+    monkeypatch.setenv(fold_conv.ENVIRONMENT, "grouped")
+    if grouped_gradients_supported():
+        fold_conv.check_pinned_form()  # trains here: nothing to say
+    else:
+        with pytest.raises(PlatformError, match="have no gradient for grouped convolutions"):
+            fold_conv.check_pinned_form()

@@ -28,6 +28,9 @@ from __future__ import annotations
 
 import functools
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import tensorflow as tf
 
@@ -194,3 +197,35 @@ def describe() -> str:
     if form == "fallback":
         form = "per geometry: patches for 1×1 and dilated kernels, loop otherwise"
     return f"{kernel_set()}; fold-stacked convolution: {form}"
+
+
+def check_pinned_form() -> None:
+    """Before a stage trains anything: a ``MER_FOLD_CONV`` form this machine cannot train (or no
+    form at all) is one line now, not a failure inside every unit or trial. Checked in a
+    subprocess, so the caller's TensorFlow stays uninitialised (its threads and devices are set
+    later); nothing to do when no form is pinned."""
+    if not os.environ.get(ENVIRONMENT, "").strip():
+        return
+    root = str(Path(__file__).resolve().parents[2])
+    environment = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "components.models.fold_conv"],
+        capture_output=True, text=True, env=environment,
+    )  # fmt: skip
+    if done.returncode == 2:
+        raise PlatformError(done.stdout.strip())
+    if done.returncode:
+        raise RuntimeError(f"probing TensorFlow's kernels failed:\n{done.stderr[-3000:]}")
+
+
+if __name__ == "__main__":
+    try:
+        process_form()
+    except (ConfigError, PlatformError) as exc:
+        print(exc)
+        sys.exit(2)
+    print(describe())
