@@ -4,7 +4,7 @@ VENV := .venv
 PYTHON ?= python3.11
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup system-packages repro test test-kernels lint docs format bench
+.PHONY: setup system-packages repro test test-kernels test-timings lint docs format bench
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ test-kernels: setup system-packages
 	TF_ENABLE_ONEDNN_OPTS=$$(env -u TF_ENABLE_ONEDNN_OPTS python tools/other_kernels.py 2>/dev/null) && \
 	echo "kernel tier: TF_ENABLE_ONEDNN_OPTS=$$TF_ENABLE_ONEDNN_OPTS" && \
 	TF_ENABLE_ONEDNN_OPTS=$$TF_ENABLE_ONEDNN_OPTS pytest -q --durations=10 $(KERNEL_TESTS)
+
+# The suite's wall time per test module, into benchmarks/RESULTS.md ("test timings").
+test-timings: setup system-packages
+	mkdir -p .mer
+	pytest -q --junitxml=.mer/junit.xml || true
+	python -m benchmarks.test_timings .mer/junit.xml
 
 bench: setup
 	python -m benchmarks

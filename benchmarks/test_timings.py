@@ -1,0 +1,66 @@
+"""Where the test suite's time goes: wall seconds per test module, from a JUnit XML report.
+
+    make test-timings                                   (runs the suite, then this)
+    python -m benchmarks.test_timings REPORT.xml [--label LABEL]
+
+Each module's tests summed (setup and teardown of its fixtures included, as pytest times them),
+sorted by time, with its share of the whole; written to ``benchmarks/RESULTS.md`` as the
+section "test timings" (or "test timings: LABEL", e.g. before and after a change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+from pathlib import Path
+
+
+def module_times(report: Path) -> dict[str, tuple[float, int, int]]:
+    """Per test module: (seconds, tests, tests not passed)."""
+    totals: dict[str, list] = defaultdict(lambda: [0.0, 0, 0])
+    for case in ET.parse(report).getroot().iter("testcase"):
+        module = case.get("classname", "?").split(".")
+        name = ".".join(part for part in module if part.startswith("test_")) or module[-1]
+        entry = totals[name]
+        entry[0] += float(case.get("time", 0.0))
+        entry[1] += 1
+        entry[2] += any(child.tag in ("failure", "error") for child in case)
+    return {k: (v[0], v[1], v[2]) for k, v in totals.items()}
+
+
+def table(times: dict[str, tuple[float, int, int]]) -> str:
+    total = sum(t for t, _, _ in times.values()) or 1.0
+    rows = [
+        f"| `{name}` | {count} | {seconds:.0f} | {seconds / total:.0%} |"
+        + (f" {failed} not passed |" if failed else " |")
+        for name, (seconds, count, failed) in sorted(times.items(), key=lambda kv: -kv[1][0])
+    ]
+    tests = sum(c for _, c, _ in times.values())
+    return (
+        "| module | tests | seconds | share | |\n| --- | ---: | ---: | ---: | --- |\n"
+        + "\n".join(rows)
+        + f"\n| **all** | **{tests}** | **{total:.0f}** ({total / 60:.1f} min) | 100% | |"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.test_timings")
+    parser.add_argument("report", type=Path, help="pytest's --junitxml report")
+    parser.add_argument("--label", default="", help="e.g. before / after")
+    args = parser.parse_args(argv)
+    from benchmarks.results import write_section
+
+    body = (
+        f"pytest's own per-test times summed per module (fixtures included), "
+        f"`TF_ENABLE_ONEDNN_OPTS` {os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')}.\n\n"
+        f"{table(module_times(args.report))}\n"
+    )
+    print(body)
+    name = "test timings" + (f": {args.label}" if args.label else "")
+    write_section(name, "make test-timings", body)
+
+
+if __name__ == "__main__":
+    main()
