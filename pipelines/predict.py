@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
             "apex": prediction.apex,
             "attention_png": str(output),
         }
-        print(json.dumps(payload, indent=2))
+        print(json.dumps(payload, indent=2, allow_nan=False))  # strict JSON
     else:
         print(f"predict: {args.clip}: {prediction.label} (apex frame {prediction.apex}, {uri})")
         for label, p in sorted(prediction.probabilities.items(), key=lambda kv: -kv[1]):

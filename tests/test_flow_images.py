@@ -196,9 +196,21 @@ def test_dvc_repro_runs_every_stage_on_released_features_only(
             "tune.space.epochs": [3],
             "tune.grace_period": 1,
             "evaluate.bootstrap": 200,
+            # wiring, not accuracy: a few epochs and a two-model compare (the whole space at 60
+            # epochs took most of this test's time; the compare stage itself is tested elsewhere)
+            "train.epochs": 4,
+            "train.min_epochs": 2,
+            "compare.space.attention": ["none", "spatial"],
+            "compare.space.placement": [["fused"]],
+            "compare.seeds": 2,
         },
     )
     run(repo, "dvc", "repro")
+    comparison = json.loads((repo / "reports/compare/comparison.json").read_text())
+    assert [row["model"] for row in comparison["rows"]] == [
+        "ststnet/none@-",
+        "ststnet/spatial@fused",
+    ]
     registration = json.loads((repo / "reports/register/registration.json").read_text())
     assert registration["version"] == 1
     manifest = pd.read_parquet(repo / "data/records/manifest.parquet")

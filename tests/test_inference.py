@@ -105,3 +105,27 @@ def test_a_clip_without_a_face_is_a_no_face_error() -> None:
     with pytest.raises(SampleError, match="blank-clip") as caught:
         clip_inputs(frames, PreprocessConfig(), "blank-clip")
     assert caught.value.reason == "no_face"
+
+
+def test_a_model_whose_outputs_are_not_probabilities_gives_no_label() -> None:
+    """A damaged member (NaN weights) or a model of another head is refused, naming the model."""
+    from components.config import ModelConfig, PreprocessConfig
+    from components.errors import ArtifactError
+    from components.inference.predict import LoadedModel, checked_probabilities
+
+    loaded = LoadedModel(
+        None, ModelConfig(), PreprocessConfig(), "flow", ("negative", "positive", "surprise"),
+        "models:/mer-attention@champion",
+    )  # fmt: skip
+    good = checked_probabilities(np.array([[0.2, 0.5, 0.3]], "float32"), loaded)
+    np.testing.assert_allclose(good, [0.2, 0.5, 0.3], rtol=1e-6)
+    for outputs, says in [
+        ([[np.nan, np.nan, np.nan]], r"\(nan, nan, nan\) are not probabilities"),
+        ([[0.2, 0.5, np.inf]], "are not probabilities"),
+        ([[0.7, 0.7, 0.7]], "are not probabilities"),  # not summing to 1
+        ([[1.5, -0.5, 0.0]], "are not probabilities"),  # outside [0, 1]
+        ([[0.1, 0.2, 0.3, 0.4]], r"outputs shape \(1, 4\), not one probability for each"),
+    ]:
+        with pytest.raises(ArtifactError, match=says) as caught:
+            checked_probabilities(np.array(outputs, "float32"), loaded)
+        assert str(caught.value).startswith("models:/mer-attention@champion: ")

@@ -98,6 +98,28 @@ def clip_inputs(
     return features, apex
 
 
+def checked_probabilities(outputs, loaded: LoadedModel) -> np.ndarray:
+    """The model's output for one clip, if it is a probability for each of its classes: finite,
+    in [0, 1], summing to 1. Anything else (damaged weights giving NaN, a model of another
+    head) is an :class:`ArtifactError` naming the model: no label is given from it."""
+    values = np.asarray(outputs, dtype="float64")
+    shape = (1, len(loaded.classes))
+    if values.shape != shape:
+        raise ArtifactError(
+            f"{loaded.uri}: the model outputs shape {values.shape}, not one probability for each "
+            f"of its {len(loaded.classes)} classes {shape}: it is not the model registered "
+            "with this metadata; register it again (`mer register`)"
+        )
+    row = values[0]
+    if not np.isfinite(row).all() or (row < 0).any() or abs(row.sum() - 1.0) > 1e-3:
+        shown = ", ".join(f"{v:.3g}" for v in row)
+        raise ArtifactError(
+            f"{loaded.uri}: the model's outputs ({shown}) are not probabilities (finite, in "
+            "[0, 1], summing to 1): its weights are damaged; register it again (`mer register`)"
+        )
+    return row
+
+
 def predict_clip(
     loaded: LoadedModel, frames: list[np.ndarray], where: str, apex: int | None = None
 ) -> Prediction:
@@ -106,7 +128,7 @@ def predict_clip(
 
     features, apex = clip_inputs(frames, loaded.preprocess, where, apex)
     x = model_input(loaded.input_kind, features.flow, features.clip)[None]
-    probabilities = np.asarray(loaded.model(x, training=False))[0]
+    probabilities = checked_probabilities(loaded.model(x, training=False), loaded)
     maps = attention_maps(loaded.model, x)
     attention = next(iter(maps.values()))[0] if maps else None
     return Prediction(
