@@ -42,6 +42,17 @@ def reference(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def straight_single_fold_units(tmp_path_factory) -> Path:
+    """One uninterrupted evaluation with one fold per unit: what every interrupted-and-resumed
+    case must end with (trained once for all of them)."""
+    folder = tmp_path_factory.mktemp("straight")
+    small_project(folder, evaluate={"folds_per_unit": 1})
+    done = mer(folder, "evaluate", "--local")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return folder
+
+
 def progress_count(stderr: str) -> tuple[int, int]:
     """The fold-epochs done / to do on the last progress line of ``mer evaluate``."""
     lines = re.findall(r"^evaluate: (\d+)/(\d+) fold-epochs \((\d+)%\)", stderr, re.M)
@@ -75,7 +86,7 @@ def test_sequential_and_distributed_give_identical_predictions(
 
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL])
 def test_an_interrupted_evaluation_resumes_with_the_missing_units_only(
-    how: signal.Signals, reference: Path, tmp_path: Path
+    how: signal.Signals, straight_single_fold_units: Path, tmp_path: Path
 ) -> None:
     small_project(tmp_path, evaluate={"folds_per_unit": 1})  # 8 units
     driver = start_mer(tmp_path, "evaluate", "--local")
@@ -94,11 +105,7 @@ def test_an_interrupted_evaluation_resumes_with_the_missing_units_only(
     after = stored(tmp_path)
     assert len(after) == 8 and all(after[name] == when for name, when in before.items())
     # the same metrics as one uninterrupted run with one fold per unit
-    again = tmp_path.parent / f"{tmp_path.name}-straight"
-    again.mkdir()
-    small_project(again, evaluate={"folds_per_unit": 1})
-    assert mer(again, "evaluate", "--local").returncode == 0
-    assert metrics(again) == metrics(tmp_path)
+    assert metrics(straight_single_fold_units) == metrics(tmp_path)
 
 
 def test_units_spread_over_two_nodes_and_a_killed_worker_is_retried(
