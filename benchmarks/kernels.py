@@ -45,6 +45,7 @@ def form_ms(geometry, form: str) -> float | None:
     import numpy as np
     import tensorflow as tf
 
+    from benchmarks.stacking import median_ms
     from components.models.fold_conv import fold_conv2d
 
     _, size, cin, cout, k, stride, dilation = geometry
@@ -64,12 +65,7 @@ def form_ms(geometry, form: str) -> float | None:
         step(x)
     except (tf.errors.InvalidArgumentError, tf.errors.UnimplementedError):
         return None
-    times = []
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        step(x)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1000)
+    return median_ms(step, x, REPEATS)
 
 
 def step_rates() -> tuple[float, float]:
