@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
+import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -33,3 +37,19 @@ def lazy_attributes(table: dict[str, str]):
         raise AttributeError(name)
 
     return __getattr__
+
+
+def run_module(module: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """``python -m module`` of this project in a subprocess (its root on ``PYTHONPATH``,
+    TensorFlow's C++ logs off), output captured: for work that must not start TensorFlow in
+    the caller, whose threads and devices can be set only before it starts."""
+    root = str(Path(__file__).resolve().parents[1])
+    environment = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", module],
+        input=stdin, capture_output=True, text=True, env=environment,
+    )  # fmt: skip

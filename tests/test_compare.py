@@ -116,7 +116,9 @@ def compare_without_noise(sweep, predictions, draw) -> list[float]:
 
 
 @pytest.mark.slow
-def test_compare_stage_reports_every_model_with_verdicts_effects_and_figures(tmp_path: Path) -> None:
+def test_compare_stage_reports_every_model_with_verdicts_effects_and_figures(
+    tmp_path: Path,
+) -> None:
     small_project(
         tmp_path,
         subjects=6,

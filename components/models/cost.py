@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from components.config import ModelConfig
+from components.imports import run_module
 
 
 def forward_flops(model) -> int:
@@ -48,16 +46,7 @@ def config_flops(models: Sequence[ModelConfig], input_sizes: Mapping[str, int]) 
 @functools.cache
 def _config_flops(models: tuple[ModelConfig, ...], sizes: tuple) -> tuple[int, ...]:
     payload = json.dumps({"models": [m.as_dict() for m in models], "sizes": dict(sizes)})
-    root = str(Path(__file__).resolve().parents[2])
-    environment = {
-        **os.environ,
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "components.models.cost"],
-        input=payload, capture_output=True, text=True, env=environment,
-    )  # fmt: skip
+    done = run_module("components.models.cost", payload)
     if done.returncode:
         raise RuntimeError(f"counting the models' FLOPs failed:\n{done.stderr[-3000:]}")
     return tuple(json.loads(done.stdout.strip().splitlines()[-1]))

@@ -28,13 +28,12 @@ from __future__ import annotations
 
 import functools
 import os
-import subprocess
 import sys
-from pathlib import Path
 
 import tensorflow as tf
 
 from components.errors import ConfigError, PlatformError
+from components.imports import run_module
 
 FORMS = ("grouped", "patches", "loop")
 ENVIRONMENT = "MER_FOLD_CONV"
@@ -206,16 +205,7 @@ def check_pinned_form() -> None:
     later); nothing to do when no form is pinned."""
     if not os.environ.get(ENVIRONMENT, "").strip():
         return
-    root = str(Path(__file__).resolve().parents[2])
-    environment = {
-        **os.environ,
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "components.models.fold_conv"],
-        capture_output=True, text=True, env=environment,
-    )  # fmt: skip
+    done = run_module("components.models.fold_conv")
     if done.returncode == 2:
         raise PlatformError(done.stdout.strip())
     if done.returncode:
