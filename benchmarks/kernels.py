@@ -124,7 +124,7 @@ def measure() -> dict:
     from components.models.fold_conv import FORMS, chosen_form, onednn_enabled, process_form
 
     forms = {
-        g[0]: {"chosen": chosen_form(g[4], g[2], g[6]), **{f: form_ms(g, f) for f in FORMS}}
+        g[0]: {"chosen": chosen_form(g[4], g[6]), **{f: form_ms(g, f) for f in FORMS}}
         for g in GEOMETRIES
     }
     ordinary, stacked = step_rates()

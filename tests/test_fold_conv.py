@@ -123,7 +123,7 @@ def test_the_process_takes_grouped_where_it_trains_else_the_fallback(fresh_choic
     fresh_choice.delenv(fold_conv.ENVIRONMENT, raising=False)
     form = fold_conv.process_form()
     assert form == ("grouped" if grouped_gradients_supported() else "fallback")
-    chosen = {fold_conv.chosen_form(k, cin, d) for k, cin, d in [(3, 3, 1), (1, 32, 1), (3, 3, 3)]}
+    chosen = {fold_conv.chosen_form(k, d) for k, d in [(3, 1), (1, 1), (3, 3)]}
     assert chosen == ({"grouped"} if form == "grouped" else {"loop", "patches"})
 
 
@@ -133,7 +133,7 @@ def test_a_pinned_form_is_checked(fresh_choice):
         fold_conv.process_form()
     fold_conv.process_form.cache_clear()
     fresh_choice.setenv(fold_conv.ENVIRONMENT, "patches")
-    assert fold_conv.chosen_form(3, 3, 1) == "patches"
+    assert fold_conv.chosen_form(3, 1) == "patches"
     fold_conv.process_form.cache_clear()
     fresh_choice.setenv(fold_conv.ENVIRONMENT, "grouped")
     if grouped_gradients_supported():

@@ -46,7 +46,7 @@ def fold_conv2d(x, kernel, folds: int, stride: int = 1, dilation: int = 1, form:
     ``cin`` channels (one batch shared by the folds) takes one ordinary convolution."""
     if x.shape[-1] == kernel.shape[2]:
         return _ordinary(x, kernel, stride, dilation)
-    form = form or chosen_form(kernel.shape[0], kernel.shape[2], dilation)
+    form = form or chosen_form(kernel.shape[0], dilation)
     if form == "grouped":
         return _grouped(x, kernel, stride, dilation)
     if form == "loop":
@@ -142,7 +142,7 @@ def grouped_gradients_supported() -> bool:
     return True
 
 
-def fallback_form(k: int, cin: int, dilation: int) -> str:
+def fallback_form(k: int, dilation: int) -> str:
     """The faster gradient-safe form of a geometry where ``grouped`` cannot train (measured on
     Eigen kernels by ``benchmarks.kernels``): ``patches`` for 1×1 and dilated kernels, else
     ``loop``."""
@@ -167,10 +167,10 @@ def process_form() -> str:
     return "grouped" if grouped_gradients_supported() else "fallback"
 
 
-def chosen_form(k: int, cin: int, dilation: int) -> str:
+def chosen_form(k: int, dilation: int) -> str:
     """The form a convolution of this geometry takes in this process."""
     form = process_form()
-    return fallback_form(k, cin, dilation) if form == "fallback" else form
+    return fallback_form(k, dilation) if form == "fallback" else form
 
 
 def onednn_enabled() -> bool:
