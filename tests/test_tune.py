@@ -516,3 +516,71 @@ def test_kfold_objective_folds_never_touch_the_holdout() -> None:
         assert not set(f.train) & set(f.validation) and not (
             set(f.train) | set(f.validation)
         ) & set(holdout)
+
+
+def test_a_trial_error_a_retry_cannot_cure_ends_the_trial_once(cluster, tmp_path: Path) -> None:
+    """A platform limit (any MerError) inside a trial is stored as its one line and not retried;
+    the same trainable unwrapped is retried max_failures times (what the wrapper prevents)."""
+    import ray
+    from ray import tune
+
+    from components.config import PreprocessConfig, TrackingConfig, TrainConfig
+    from components.errors import MerError, PlatformError
+    from components.tuning.search import Interruption, check_complete
+    from components.tuning.store import SearchStore
+    from components.tuning.trainable import TrialContext, ending_on_user_errors
+
+    limit = "TensorFlow's kernels on this machine cannot train this model: X (export Y=1)"
+    calls = tmp_path / "calls"
+    calls.mkdir()
+
+    def failing(config, context) -> None:
+        (calls / f"{config['arm']}-{time.monotonic_ns()}").touch()
+        raise PlatformError(limit)
+
+    context = TrialContext(
+        points=[{}],
+        preprocess=PreprocessConfig(),
+        data_version="v",
+        train=TrainConfig(),
+        tracking=TrackingConfig(),
+        folds=(),
+        seed=0,
+        cpus=1,
+        devices=1,
+        parent_run_id=None,
+        storage=str(tmp_path / "store"),
+        search="s",
+        slots=None,
+        tags={},
+    )
+    ray.init(address=cluster.address)
+    try:
+        ended = {}
+        for arm, trainable in (("wrapped", ending_on_user_errors(failing)), ("bare", failing)):
+            tuner = tune.Tuner(
+                tune.with_resources(tune.with_parameters(trainable, context=context), {"cpu": 1}),
+                param_space={"arm": arm, "index": 0},
+                run_config=tune.RunConfig(
+                    storage_path=str(tmp_path / "ray"),
+                    name=arm,
+                    failure_config=tune.FailureConfig(max_failures=2),
+                    verbose=0,
+                ),
+            )
+            ended[arm] = tuner.fit()
+    finally:
+        ray.shutdown()
+    tries = [p.name.split("-")[0] for p in calls.iterdir()]
+    assert tries.count("wrapped") == 1 and tries.count("bare") == 3
+    assert not ended["wrapped"].errors and len(ended["bare"].errors) == 1
+    fatal = SearchStore(context.storage, context.search).fatal_messages()
+    assert list(fatal.values()) == [limit]
+    statuses = {key: (0, "ERROR") for key in fatal}
+    with pytest.raises(
+        MerError, match=r"^1 trial\(s\) failed: trial .*: TensorFlow.*a retry cannot cure"
+    ) as caught:
+        check_complete(
+            statuses, Interruption(), 1, [MerError(f"trial {k}: {m}") for k, m in fatal.items()]
+        )
+    assert "\n" not in str(caught.value)

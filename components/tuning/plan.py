@@ -7,6 +7,7 @@ from pathlib import Path
 
 from components.artifacts import Records, TuneResult
 from components.config import Params
+from components.errors import MerError
 from components.evaluation.splits import Fold
 from components.outputs import (
     Protected,
@@ -122,8 +123,13 @@ class SearchPlan:
         try:
             with search.interruptible() as interruption:
                 results = tuner.fit()
-            statuses = search.trial_statuses(results, slots)
-            errors = list(results.errors)
+            # a trial that ended on an error a retry cannot cure is failed, with that error
+            fatal = store.fatal_messages()
+            statuses = {
+                key: (index, "ERROR" if key in fatal else status)
+                for key, (index, status) in search.trial_statuses(results, slots).items()
+            }
+            errors = [*(MerError(f"trial {k}: {m}") for k, m in fatal.items()), *results.errors]
         finally:
             progress.close()
             close_trial_runs(uri, parent_run_id, self._outcomes(store, statuses, interruption))
@@ -150,6 +156,7 @@ class SearchPlan:
         """Resume an interrupted search from its trials' states, or start it over: with
         ``--fresh``, and for searches whose decisions cannot be resumed (synchronous halving's
         rungs, Optuna's sampler)."""
+        store.clear_fatal()
         if not store.has_trials():
             return
         reason = (

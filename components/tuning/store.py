@@ -8,6 +8,8 @@ Ray's storage):
   epoch as data (:mod:`components.datafiles`, never a pickle). An interrupted search resumes
   from these: each trial goes on from its last epoch, and Ray's own experiment state (pickles)
   is never read back.
+- ``fatal/<trial key>.txt`` — the one line of a trial that ended on an error a retry cannot
+  cure (a setting, a platform limit); the search reports it instead of retrying the trial.
 - ``search.json`` — the finished search: every trial's status and per-epoch metrics, written
   once the search ran to its end. A later ``mer tune`` of the same search reads it back
   instead of training. It is parsed through the typed schema and checked by content (every
@@ -30,6 +32,7 @@ from components.parsing import Range, parse
 
 RECORD = "search.json"
 TRIALS = "trials"
+FATAL = "fatal"
 METRICS_IN_UNIT_RANGE = ("val_uf1", "val_uar")
 
 
@@ -149,6 +152,25 @@ class SearchStore:
         for info in self.filesystem.get_file_info(selector):
             if info.type == fs.FileType.File and info.path.endswith(".npz"):
                 self.filesystem.delete_file(info.path)
+
+    # trials that ended on an error a retry cannot cure
+    def save_fatal(self, key: str, message: str) -> None:
+        self._write(f"{FATAL}/{key}.txt", message.encode())
+
+    def fatal_messages(self) -> dict[str, str]:
+        """Each such trial's one line, by trial key."""
+        from pyarrow import fs
+
+        selector = fs.FileSelector(f"{self.folder}/{FATAL}", allow_not_found=True)
+        infos = sorted(self.filesystem.get_file_info(selector), key=lambda i: i.base_name)
+        return {
+            info.base_name.removesuffix(".txt"): self._read(f"{FATAL}/{info.base_name}").decode()
+            for info in infos
+            if info.type == fs.FileType.File and info.base_name.endswith(".txt")
+        }
+
+    def clear_fatal(self) -> None:
+        self.filesystem.delete_dir_contents(f"{self.folder}/{FATAL}", missing_dir_ok=True)
 
     # the finished search
     def write_record(self, record: SearchRecord) -> None:

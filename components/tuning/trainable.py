@@ -14,8 +14,10 @@ capped to the trial's CPUs and trains under MirroredStrategy over the GPUs Ray g
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ import numpy as np
 
 from components import datafiles
 from components.config import PreprocessConfig, TrackingConfig, TrainConfig, model_from_dict
-from components.errors import ArtifactError, ConfigError, redact
+from components.errors import ArtifactError, ConfigError, MerError, redact, user_message
 from components.evaluation.splits import Fold
 from components.parsing import parse
 from components.tracking.mlflow_runs import flatten
@@ -85,6 +87,30 @@ def pooled_validation(runs) -> dict[str, float]:
     return validation_metrics(np.concatenate(truth), np.concatenate(probabilities))
 
 
+def ending_on_user_errors(train: Callable[[dict[str, Any], TrialContext], None]):
+    """``train`` as a trial that ends, instead of failing, on an error a retry cannot cure (a
+    :class:`~components.errors.MerError`: a setting, a platform limit): Ray Tune would retry a
+    failed trial ``max_failures`` times, each failing the same way. Its one line goes to the
+    search store, where the search reports it (:meth:`SearchStore.fatal_messages`)."""
+
+    @functools.wraps(train)
+    def trial(config: dict[str, Any], context: TrialContext) -> None:
+        try:
+            train(config, context)
+        except MerError as exc:
+            from ray import tune
+
+            from components.tuning.search import trial_identity
+
+            key, _ = trial_identity(config, context.slots, tune.get_context().get_trial_id())
+            message = user_message(exc) or str(exc)
+            SearchStore(context.storage, context.search).save_fatal(key, message)
+            print(f"trial {key}: {message} (not retried: a retry cannot cure it)")
+
+    return trial
+
+
+@ending_on_user_errors
 def train_trial(config: dict[str, Any], context: TrialContext) -> None:
     """Train one trial of the search (a pure function of its point, the seed and the data);
     report every epoch, and store its state, so it resumes exactly wherever it stopped."""
