@@ -119,7 +119,9 @@ def mlflow_server(backend_uri: str, artifacts: Path, log: Path):
     """``mlflow server`` on ``backend_uri`` serving artifacts from ``artifacts``."""
     arguments = ["server", "--backend-store-uri", backend_uri]
     arguments += ["--artifacts-destination", artifacts.as_uri(), "--workers", "1"]
-    return http_server(arguments, "/health", log, {"MLFLOW_TRACKING_URI": ""})
+    # no job runners (MLflow 3's GenAI jobs: seven huey processes the project never uses)
+    env = {"MLFLOW_TRACKING_URI": "", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    return http_server(arguments, "/health", log, env)
 
 
 def model_server(model_uri: str, tracking_uri: str, log: Path):
