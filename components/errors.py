@@ -40,6 +40,24 @@ class Interrupted(BaseException):
     Like ``KeyboardInterrupt`` it is not an ``Exception``: no retry loop swallows it."""
 
 
+_signalled: list[str] = []  # the reason of a stopping signal this process received
+
+
+def note_signal(reason: str) -> Interrupted:
+    """Record a stopping signal (SIGTERM) and return the :class:`Interrupted` to raise: raised
+    inside TensorFlow's runtime (a Python op or callback), it can arrive wrapped in one of
+    TensorFlow's errors, which :func:`raise_if_signalled` turns back into what it was."""
+    _signalled.append(reason)
+    return Interrupted(reason)
+
+
+def raise_if_signalled() -> None:
+    """Raise :class:`Interrupted` if a stopping signal arrived (call where an error is handled
+    by a retry: a signal must stop the run, not be retried)."""
+    if _signalled:
+        raise Interrupted(_signalled[0])
+
+
 class TrackingError(MerError):
     """The MLflow store cannot be reached or used (checked before any training)."""
 

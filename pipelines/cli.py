@@ -135,9 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _terminate(signum, frame) -> None:
-    from components.errors import Interrupted
+    from components.errors import note_signal
 
-    raise Interrupted("terminated (SIGTERM)")
+    raise note_signal("terminated (SIGTERM)")
 
 
 def main(argv: list[str] | None = None) -> int:

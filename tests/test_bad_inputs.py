@@ -235,6 +235,7 @@ def _first_use(uri: str, experiment: str, queue) -> None:
         queue.put(f"{type(exc).__name__}: {exc}")
 
 
+@pytest.mark.slow
 def test_concurrent_first_use_of_a_sqlite_store(tmp_path) -> None:
     """Several stages started at once on a new SQLite file: all of them get their run."""
     uri = f"sqlite:///{tmp_path}/new.db"
@@ -319,6 +320,38 @@ def test_an_interrupted_evaluation_leaves_its_mlflow_run_killed(tmp_path) -> Non
     runs = mlflow.search_runs(experiment_names=["test"], output_format="list")
     assert [r.info.status for r in runs if r.info.run_name == "evaluate-loso"] == ["KILLED"]
     assert not (tmp_path / "reports/metrics.json").exists()
+
+
+def test_a_sigterm_that_arrives_wrapped_by_tensorflow_stops_the_run_instead_of_a_retry(
+    monkeypatch,
+) -> None:
+    """SIGTERM raised inside TensorFlow's runtime reaches the unit loop as one of TensorFlow's
+    errors: the loop stops with the signal's Interrupted, and trains nothing again."""
+    from components import errors
+    from components.evaluation import units
+
+    monkeypatch.setattr(errors, "_signalled", [])
+    calls = []
+
+    def unit_hit_by_a_signal(spec, context, report):
+        calls.append(spec)
+        interrupted = errors.note_signal("terminated (SIGTERM)")
+        raise RuntimeError(f"UnknownError: {interrupted!r}")  # as tf.py_function wraps it
+
+    monkeypatch.setattr(units, "run_unit", unit_hit_by_a_signal)
+    with pytest.raises(errors.Interrupted, match="terminated"):
+        units._run_here(["spec"], [0], None, 2, lambda *_: None, None)
+    assert calls == ["spec"]
+
+    def unit_that_crashes(spec, context, report):
+        calls.append(spec)
+        raise RuntimeError("a worker crashed")
+
+    monkeypatch.setattr(errors, "_signalled", [])
+    monkeypatch.setattr(units, "run_unit", unit_that_crashes)
+    with pytest.raises(RuntimeError):  # without a signal: retried twice, then raised
+        units._run_here(["spec"], [0], None, 2, lambda *_: None, None)
+    assert len(calls) == 1 + 3
 
 
 def test_synthesize_refuses_a_root_holding_other_files(tmp_path, monkeypatch, capsys) -> None:
@@ -533,6 +566,7 @@ def test_foreign_files_in_the_reports_are_refused_before_training(
     assert not list((tmp_path / "units").glob("*"))
 
 
+@pytest.mark.slow
 def test_a_second_run_on_the_same_outputs_stops_at_once(tmp_path, monkeypatch, capsys) -> None:
     """Two `mer evaluate` on the same folders: the second removed the first's live staging
     folder. Now the second stops in one line while the first holds the outputs, and a live
@@ -573,6 +607,7 @@ def _hold_lock(folder: str, seconds: float) -> None:
         time.sleep(seconds)
 
 
+@pytest.mark.slow
 def test_a_quick_look_never_replaces_the_full_report(tmp_path, monkeypatch) -> None:
     params = write_params(tmp_path)
     monkeypatch.chdir(tmp_path)

@@ -27,7 +27,7 @@ from typing import Annotated, Any, Literal
 from components import datafiles
 from components.config import ModelConfig, TrainConfig
 from components.datasets.labels import NUM_CLASSES
-from components.errors import ArtifactError, ConfigError, MerError
+from components.errors import ArtifactError, ConfigError, MerError, raise_if_signalled
 from components.evaluation.splits import Fold
 from components.parsing import Range, parse
 
@@ -373,9 +373,11 @@ def _run_here(specs, queue, context, max_failures, finished, progress: UnitProgr
                 break
             except MerError:
                 raise  # a setting or a platform limit: a retry would fail the same way
-            except Exception:
+            except Exception as exc:
+                raise_if_signalled()  # SIGTERM raised inside TensorFlow arrives wrapped
                 if attempt == max_failures:
                     raise
+                print(f"units: #{index} failed ({type(exc).__name__}: {exc}); training it again")
         finished(index, result)
 
 
