@@ -4,7 +4,7 @@ VENV := .venv
 PYTHON ?= python3.11
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup system-packages repro test test-kernels test-timings lint docs format bench
+.PHONY: setup system-packages repro test test-fast test-kernels test-timings test-mutations lint docs format bench
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -32,24 +32,35 @@ format: setup
 system-packages:
 	bash tools/install-system-packages.sh
 
+# tests run in parallel, a test file per worker at a time (its module fixtures built once)
+WORKERS ?= -n 3 --dist loadfile
 test: lint docs system-packages
-	pytest -q --durations=25
+	pytest -q $(WORKERS) --durations=25
+
+# The fast tier, for your own iteration: no services, clusters or real trainings of a stage.
+test-fast: setup
+	pytest -q $(WORKERS) -m "not slow"
 
 # The kernel tier: the fold convolution's forms, the stacked models (each fold = its ordinary
-# model, trained) and one end-to-end run again under the CPU kernel set TensorFlow does not pick
-# by default here (oneDNN on an AVX2 CPU, Eigen on AVX-512).
+# model, trained), training, and one end-to-end `dvc repro` of a fresh copy again under the CPU
+# kernel set TensorFlow does not pick by default here (oneDNN on an AVX2 CPU, Eigen on AVX-512).
 KERNEL_TESTS := tests/test_fold_conv.py tests/test_stacked.py tests/test_stacked_rcn.py \
-	tests/test_end_to_end.py::test_repro_registers_a_champion_and_predict_uses_it
+	tests/test_training.py \
+	tests/test_end_to_end.py::test_a_fresh_copy_runs_every_stage_to_a_full_loso_and_a_champion
 test-kernels: setup system-packages
 	TF_ENABLE_ONEDNN_OPTS=$$(env -u TF_ENABLE_ONEDNN_OPTS python tools/other_kernels.py 2>/dev/null) && \
 	echo "kernel tier: TF_ENABLE_ONEDNN_OPTS=$$TF_ENABLE_ONEDNN_OPTS" && \
-	TF_ENABLE_ONEDNN_OPTS=$$TF_ENABLE_ONEDNN_OPTS pytest -q --durations=10 $(KERNEL_TESTS)
+	TF_ENABLE_ONEDNN_OPTS=$$TF_ENABLE_ONEDNN_OPTS pytest -q $(WORKERS) --durations=10 $(KERNEL_TESTS)
 
 # The suite's wall time per test module, into benchmarks/RESULTS.md ("test timings").
 test-timings: setup system-packages
 	mkdir -p .mer
-	pytest -q --junitxml=.mer/junit.xml || true
+	pytest -q $(WORKERS) --junitxml=.mer/junit.xml || true
 	python -m benchmarks.test_timings .mer/junit.xml
+
+# Key invariants broken one line at a time: the tests that guard each must fail (tools/mutation_checks.py).
+test-mutations: setup system-packages
+	python tools/mutation_checks.py
 
 bench: setup
 	python -m benchmarks

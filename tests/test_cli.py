@@ -42,6 +42,7 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow
 def test_version(tmp_path: Path) -> None:
     done = mer(tmp_path, "--version")
     assert done.returncode == 0, done.stderr

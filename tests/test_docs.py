@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.builders import fake_records
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,6 +21,7 @@ def test_the_readme_is_short_and_its_links_resolve() -> None:
             assert (ROOT / target).exists(), target
 
 
+@pytest.mark.slow
 def test_the_worked_example_runs(tmp_path) -> None:
     fake_records(tmp_path / "records", subjects=5, per_class=2)
     done = subprocess.run(

@@ -167,6 +167,7 @@ def test_a_search_whose_trials_hit_a_platform_limit_says_so_not_resume():
         check_complete(statuses, Interruption(), 2, [RuntimeError("worker died")])
 
 
+@pytest.mark.slow
 def test_a_stage_refuses_a_pinned_form_before_it_trains(tmp_path, monkeypatch):
     """``mer evaluate`` with a form that does not exist (or cannot train here) ends at once with
     one line and exit code 2: nothing starts, no traceback."""

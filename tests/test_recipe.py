@@ -104,6 +104,7 @@ RECIPES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("recipe", RECIPES.values(), ids=RECIPES.keys())
 def test_a_recipe_trains_a_fold_the_same_stacked_or_alone(recipe: dict) -> None:
     """As tests/test_training.py's stacked-or-alone test, with the recipe's options on: the
@@ -157,6 +158,7 @@ def test_a_recipe_trains_a_fold_the_same_stacked_or_alone(recipe: dict) -> None:
     assert (other_outputs.argmax(1) == outputs.argmax(1))[clear].all()
 
 
+@pytest.mark.slow
 def test_each_recipe_option_changes_training() -> None:
     """Every option reaches the arithmetic: one epoch with it gives other weights than
     without (a wiring check: an option that is parsed but ignored fails here)."""

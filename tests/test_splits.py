@@ -220,6 +220,7 @@ def test_a_costly_variant_is_split_into_units_no_costlier_than_the_cap() -> None
         assert largest == (51 if weight <= SPLIT_ABOVE else math.prod(unit_shape(weight, 17, 3)))
 
 
+@pytest.mark.slow
 def test_a_sweeps_units_are_sized_by_each_models_flops() -> None:
     """run_variants sizes units by forward FLOPs over the cheapest variant's: counted by
     TensorFlow's profiler (checked on a dense and a conv layer by hand), mhsa over STSTNet's

@@ -185,6 +185,7 @@ def test_every_draw_is_a_multiset_of_the_subjects() -> None:
     assert list(itertools.islice(counts.flat, 1))  # non-empty
 
 
+@pytest.mark.slow
 def test_bootstrap_intervals_cover_the_truth_at_their_nominal_rate() -> None:
     """Issue 24: with a known truth (simulated protocol predictions of 68 subjects, subjects
     far more different than clips), the 95% subject-bootstrap intervals of UF1 and UAR and the
@@ -223,6 +224,7 @@ def test_bootstrap_intervals_cover_the_truth_at_their_nominal_rate() -> None:
     assert abs(false_calls / simulations - 0.05) <= tolerance, false_calls / simulations
 
 
+@pytest.mark.slow
 def test_training_noise_keeps_the_a_a_rate_at_its_nominal_level() -> None:
     """Issue 24: when every trained model of a configuration is shifted as a whole by its seed
     (what the trained A/A replicates showed), the subject bootstrap alone calls a configuration

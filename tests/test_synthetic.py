@@ -77,6 +77,7 @@ def measured_flow(onset_path: str, apex_path: str) -> np.ndarray:
     return flow - np.median(flow.reshape(-1, 2), axis=0)
 
 
+@pytest.mark.slow
 def test_class_motion_is_in_the_action_regions_and_nowhere_else(synthetic) -> None:
     cfg, root = synthetic
     samples = read_dataset(DatasetConfig(name="casme2", root=str(root))).samples

@@ -190,6 +190,7 @@ def test_balanced_class_weights() -> None:
     assert class_weights([0, 0, 1], 3)[2] == 0.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stack", [True, False])
 def test_folds_learn_the_signal_and_keep_their_best_validation_epoch(stack: bool) -> None:
     runtime.configure(FAST, 0)
@@ -229,6 +230,7 @@ def test_a_fold_learns_nothing_from_its_test_subject() -> None:
     assert any(not np.array_equal(a[1], b[1]) for a, b in zip(before, after, strict=True))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stack", [True, False], ids=["stacked", "ordinary"])
 def test_a_resumed_run_ends_exactly_as_an_uninterrupted_one(stack: bool) -> None:
     """With dropout: a checkpoint carries the dropout seed generators' states too."""
@@ -280,6 +282,7 @@ def run_script(devices: int) -> dict:
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_two_logical_devices_train_like_one() -> None:
     """Same global batch, synchronised BatchNorm: 2 replicas follow the same loss curve and
     end as the same function."""
@@ -304,6 +307,7 @@ STACKED_MODELS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", STACKED_MODELS.values(), ids=STACKED_MODELS.keys())
 def test_a_fold_trains_the_same_stacked_or_alone(model: ModelConfig) -> None:
     """The same fold gets the same batches (flip and shifts on) and the same loss whether it
@@ -350,6 +354,7 @@ def test_a_fold_trains_the_same_stacked_or_alone(model: ModelConfig) -> None:
         assert other_outputs.argmax(1).tolist() == outputs.argmax(1).tolist()
 
 
+@pytest.mark.slow
 def test_stopped_folds_leave_the_stack_and_the_others_train_on_unchanged(monkeypatch) -> None:
     """Folds that stopped leave a stack (a smaller stack takes over every other fold's weights,
     optimizer and selection state): each fold's curve, chosen epoch and predictions are those

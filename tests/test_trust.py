@@ -561,6 +561,7 @@ print(json.dumps({"listening": listening, "restored": os.environ.get("RAY_AUTH_M
 """
 
 
+@pytest.mark.slow
 def test_a_local_ray_listens_on_loopback_only_and_its_token_is_private(tmp_path) -> None:
     """In a process of its own: a local Ray's servers listen on loopback only, and stopping it
     leaves no token authentication behind (a process that started one keeps its core worker's
