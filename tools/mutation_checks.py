@@ -1,6 +1,7 @@
 """Mutation checks: break one line that a key invariant rests on, and make sure a test fails.
 
-    python tools/mutation_checks.py          (make test-mutations)
+    python tools/mutation_checks.py [WORDS]  (make test-mutations; WORDS: only the invariants
+                                              whose description holds them)
 
 Each mutation replaces one line of the project's code, runs the tests that guard the invariant,
 and restores the line (also when interrupted). A mutation the tests do not catch is an
@@ -30,10 +31,10 @@ class Mutation:
 
 MUTATIONS = (
     Mutation(
-        "no test-subject leak: a stacked fold learns only from its own training rows",
-        "components/models/stacked.py",
-        "fold_mask = x[1]",
-        "fold_mask = ops.ones_like(x[1])",
+        "no test-subject leak: stacked folds draw their batches from their own training rows",
+        "components/training/fold_models.py",
+        "[f.train for f in self.folds],",
+        "[np.concatenate([f.train, f.predict]) for f in self.folds],",
         ("tests/test_training.py::test_a_fold_learns_nothing_from_its_test_subject",),
     ),
     Mutation(
@@ -48,7 +49,7 @@ MUTATIONS = (
         "components/models/stacked.py",
         "momentum = 1.0 - (1.0 - BN_MOMENTUM) * seen",
         "momentum = 1.0 - (1.0 - 0.9) * seen",
-        ("tests/test_stacked.py",),
+        ("tests/test_training.py::test_a_fold_trains_the_same_stacked_or_alone",),
     ),
     Mutation(
         "resume = straight run: a resumed run continues the optimizer's state",
@@ -117,8 +118,9 @@ def main() -> int:
     if dirty:
         print(f"uncommitted changes in {', '.join(dirty)}: commit them first", file=sys.stderr)
         return 2
+    words = " ".join(sys.argv[1:])
     rows, survivors = [], []
-    for mutation in MUTATIONS:
+    for mutation in (m for m in MUTATIONS if words in m.invariant):
         failed, seconds = caught(mutation)
         verdict = "caught" if failed else "NOT CAUGHT"
         print(f"{verdict}: {mutation.invariant} ({seconds:.0f} s)", flush=True)
