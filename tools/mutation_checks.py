@@ -87,7 +87,7 @@ def uncommitted(path: str) -> bool:
 
 
 def caught(mutation: Mutation) -> tuple[bool, float]:
-    """Whether the guarding tests fail with the line broken; the seconds they took."""
+    """Whether a guarding test's assertion fails with the line broken; the seconds it took."""
     file = ROOT / mutation.path
     original = file.read_text()
     file.write_text(mutated(original, mutation))
@@ -110,7 +110,8 @@ def caught(mutation: Mutation) -> tuple[bool, float]:
         )
     finally:
         file.write_text(original)
-    return done.returncode == 1, time.perf_counter() - started
+    # caught = a test's assertion failed (not an import or attribute error of a bad mutation)
+    return done.returncode == 1 and "AssertionError" in done.stdout, time.perf_counter() - started
 
 
 def main() -> int:
