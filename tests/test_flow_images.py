@@ -193,13 +193,13 @@ def test_dvc_repro_runs_every_stage_on_released_features_only(
             "synthesize.frames_min": 10,
             "synthesize.frames_max": 12,
             "tune.space.attention": ["none", "spatial"],
-            "tune.space.epochs": [3],
+            "tune.space.epochs": [1],
             "tune.grace_period": 1,
             "evaluate.bootstrap": 200,
-            # wiring, not accuracy: a few epochs and a two-model compare (the whole space at 60
+            # wiring, not accuracy: one epoch and a two-model compare (the whole space at 60
             # epochs took most of this test's time; the compare stage itself is tested elsewhere)
-            "train.epochs": 4,
-            "train.min_epochs": 2,
+            "train.epochs": 1,
+            "train.min_epochs": 1,
             "compare.space.attention": ["none", "spatial"],
             "compare.space.placement": [["fused"]],
             "compare.seeds": 2,
