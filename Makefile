@@ -56,7 +56,7 @@ test-kernels: setup system-packages
 test-timings: setup system-packages
 	mkdir -p .mer
 	pytest -q $(WORKERS) --junitxml=.mer/junit.xml || true
-	python -m benchmarks.test_timings .mer/junit.xml
+	python -m benchmarks.test_timings .mer/junit.xml --workers "$(WORKERS)"
 
 # Key invariants broken one line at a time: the tests that guard each must fail (tools/mutation_checks.py).
 test-mutations: setup system-packages

@@ -45,15 +45,27 @@ def table(times: dict[str, tuple[float, int, int]]) -> str:
     )
 
 
+def wall_seconds(report: Path) -> float:
+    """The whole run's wall time as pytest recorded it (with workers: not the sum of tests)."""
+    root = ET.parse(report).getroot()
+    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    return max(float(suite.get("time", 0.0)) for suite in suites)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.test_timings")
     parser.add_argument("report", type=Path, help="pytest's --junitxml report")
     parser.add_argument("--label", default="", help="e.g. before / after")
+    parser.add_argument("--workers", default="", help="pytest-xdist's options of the run")
     args = parser.parse_args(argv)
     from benchmarks.results import write_section
 
+    wall = wall_seconds(args.report)
+    workers = f"`{args.workers}`" if args.workers else "one process"
     body = (
-        f"pytest's own per-test times summed per module (fixtures included), "
+        f"pytest's wall time **{wall:.0f} s ({wall / 60:.1f} min)** on {workers}; its own "
+        "per-test times summed per module below (fixtures included; with several workers on 2 "
+        "cores each test's time includes waiting for a core, so the sum exceeds the wall time), "
         f"`TF_ENABLE_ONEDNN_OPTS` {os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')}.\n\n"
         f"{table(module_times(args.report))}\n"
     )
