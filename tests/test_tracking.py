@@ -27,6 +27,28 @@ def test_our_own_earlier_uri_is_not_mistaken_for_the_users_override(tmp_path: Pa
     assert experiment.artifact_location == (tmp_path / "art").as_uri()
 
 
+def test_experiments_open_on_the_training_runs_and_a_users_kind_stays(tmp_path: Path) -> None:
+    """MLflow 3's UI opens an experiment by its kind tag: ours are model training, whether
+    created here or found without the tag; a kind someone set is left as it is."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/m.db"
+
+    def configured(name: str):
+        configure_tracking(
+            TrackingConfig(uri=uri, artifact_location=str(tmp_path), experiment=name)
+        )
+        return mlflow.get_experiment_by_name(name).tags.get("mlflow.experimentKind")
+
+    assert configured("new") == "custom_model_development"
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    client.create_experiment("untagged")
+    assert configured("untagged") == "custom_model_development"
+    client.create_experiment("theirs", tags={"mlflow.experimentKind": "genai_development"})
+    assert configured("theirs") == "genai_development"
+
+
 def test_relative_sqlite_path_is_made_absolute(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     assert (

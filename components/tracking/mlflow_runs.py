@@ -53,11 +53,22 @@ def configure_tracking(cfg: TrackingConfig) -> str:
             if "://" not in location:
                 remote = uri.startswith(("http://", "https://", "databricks"))
                 location = None if remote else Path(location).resolve().as_uri()
-            experiment_id = mlflow.create_experiment(name, artifact_location=location)
+            experiment_id = mlflow.create_experiment(
+                name, artifact_location=location, tags={EXPERIMENT_KIND: MODEL_TRAINING}
+            )
         else:
             experiment_id = experiment.experiment_id
+            if EXPERIMENT_KIND not in experiment.tags:  # a kind set by a user stays
+                mlflow.MlflowClient().set_experiment_tag(
+                    experiment_id, EXPERIMENT_KIND, MODEL_TRAINING
+                )
     mlflow.set_experiment(experiment_id=experiment_id)
     return experiment_id
+
+
+#: MLflow 3's UI opens an experiment on the view its kind names (GenAI: traces and an overview;
+#: model training: the runs); without the tag it guesses, and a new experiment looks GenAI
+EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
 
 
 def log_records_input(records_dir: str | Path, data_version: str, context: str) -> None:
