@@ -103,7 +103,7 @@ def ending_on_user_errors(train: Callable[[dict[str, Any], TrialContext], None])
             from components.tuning.search import trial_identity
 
             key, _ = trial_identity(config, context.slots, tune.get_context().get_trial_id())
-            message = user_message(exc) or str(exc)
+            message = user_message(exc)  # a MerError always has its line (redacted)
             SearchStore(context.storage, context.search).save_fatal(key, message)
             print(f"trial {key}: {message} (not retried: a retry cannot cure it)")
 
