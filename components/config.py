@@ -410,6 +410,10 @@ class EvaluateConfig:
     #: seeds trained together with those folds in one unit (a stack of folds × seeds; 1 =
     #: a unit per seed); only where the folds stack
     seeds_per_unit: Annotated[int, Range(ge=1, le=1000)] = 3
+    #: the fewest units a run is cut into (fold blocks shrink to reach it): a small dataset's
+    #: single stack would leave every core but one idle; a function of the params, not the
+    #: machine, so results do not depend on where they ran
+    min_units: Annotated[int, Range(ge=1, le=1000)] = 4
     max_failures: NonNegative = 2  # retries of a crashed unit
     units_dir: PathSetting = ".mer/units"  # finished units (predictions, epochs): re-runs resume
     reports_dir: PathSetting = "reports"

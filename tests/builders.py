@@ -227,7 +227,7 @@ def small_project(folder: Path, subjects: int = 8, per_class: int = 2, **overrid
             "learning_rate": 0.01,
             "augment_flip": False,
         },
-        "evaluate": {"folds_per_unit": 2},
+        "evaluate": {"folds_per_unit": 2, "min_units": 1},  # layouts as each test sets them
     }
     params = merged(merged(output_params(folder), params), overrides)
     path = folder / "params.yaml"

@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import cv2
+import pandas as pd
 import pytest
 import yaml
 
@@ -165,6 +166,31 @@ def test_repro_registers_a_champion_and_predict_uses_it(repo: Path, tmp_path: Pa
         assert png.stat().st_size > 10_000
         predicted[label] = out["label"]
     assert predicted == {label: label for label in predicted}  # the planted class, each time
+
+
+@pytest.mark.slow
+def test_evaluate_and_register_train_the_tuned_values(repo: Path) -> None:
+    """The search's best point reaches the training stages: SMALL tunes a learning rate other
+    than params.yaml's `train.learning_rate`, and evaluate and register train with it; every
+    trial stacked its kfold folds."""
+    best = json.loads((repo / "reports/tune/best_config.json").read_text())
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    assert best["learning_rate"] == SMALL["tune.space.learning_rate"][0]
+    assert best["learning_rate"] != params["train"]["learning_rate"]
+    evaluation = json.loads((repo / "reports/evaluation.json").read_text())
+    assert evaluation["train"]["learning_rate"] == best["learning_rate"]
+    trials = pd.read_parquet(repo / "reports/tune/trials.parquet")
+    assert (trials.stacked_folds == params["tune"]["kfold"]).all()
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name(params["tracking"]["experiment"])
+    (register,) = [
+        r
+        for r in client.search_runs([experiment.experiment_id])
+        if r.data.tags.get("stage") == "register"
+    ]
+    assert float(register.data.params["train.learning_rate"]) == best["learning_rate"]
 
 
 @pytest.mark.slow

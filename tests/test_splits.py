@@ -184,12 +184,46 @@ def test_only_the_first_seed_draws_the_attention_examples() -> None:
         assert drawing[0].seeds[0] == 1 and any(subject in f.test for f in drawing[0].folds)
 
 
-def execution(folds_per_unit: int, seeds_per_unit: int = 1):
+def execution(folds_per_unit: int, seeds_per_unit: int = 1, min_units: int = 1):
     from components.evaluation.protocol import Execution
     from components.evaluation.units import UnitContext
 
     context = UnitContext("records", {}, "data", "code", "units")
-    return Execution(context, False, None, 0, folds_per_unit, seeds_per_unit)
+    return Execution(
+        context, False, None, 0, folds_per_unit, seeds_per_unit, min_units=min_units
+    )
+
+
+@pytest.mark.parametrize(
+    ("subjects", "seeds", "min_units", "variants", "shape"),
+    [
+        (10, 3, 4, 1, [(3, 3)] * 2 + [(2, 3)] * 2),  # the embedded default: 4 units, not 1
+        (68, 3, 4, 1, [(17, 3)] * 4),  # the composite: 4 units of 17 folds anyway
+        (10, 3, 4, 2, [(5, 3)] * 2),  # two variants planned together: 2 units each
+        (10, 3, 4, 7, [(10, 3)]),  # a sweep: enough units without cutting
+        (3, 3, 8, 1, [(1, 3)] * 3),  # never fewer than one fold per unit
+        (10, 4, 4, 1, [(5, 3), (5, 3), (5, 1), (5, 1)]),  # two seed groups: 2 blocks each
+    ],
+)
+def test_a_small_run_is_cut_into_at_least_min_units_units(
+    subjects: int, seeds: int, min_units: int, variants: int, shape: list
+) -> None:
+    """A run's fold blocks shrink until it has ``min_units`` units (shared among the variants
+    planned together), as far as its folds go; every seed × fold is trained exactly once."""
+    from components.config import AttentionConfig, ModelConfig, TrainConfig
+    from components.evaluation.protocol import unit_specs
+
+    names = [f"s{i:02d}" for i in range(subjects)]
+    manifest = pd.DataFrame({"subject_id": names, "uid": names})
+    folds = loso_folds(names, 0.2, seed=42)
+    seed_list = list(range(seeds))
+    run = execution(17, 3, min_units)
+    model = ModelConfig("ststnet", AttentionConfig("none"), ("fused",))
+    specs = unit_specs(model, TrainConfig(), seed_list, folds, run, manifest,
+                       min_units=run.min_units_each(variants))  # fmt: skip
+    assert sorted(((len(s.folds), len(s.seeds)) for s in specs), reverse=True) == shape
+    members = sorted((s, f.name) for spec in specs for s in spec.seeds for f in spec.folds)
+    assert members == sorted((s, f.name) for s in seed_list for f in folds)
 
 
 def test_a_costly_variant_is_split_into_units_no_costlier_than_the_cap() -> None:

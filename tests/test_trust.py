@@ -13,6 +13,7 @@ import pickle
 import signal
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -186,6 +187,33 @@ def test_best_config_is_checked_like_params(tmp_path, monkeypatch, capsys, chang
     line = one_line_error(capsys, main(["--params", str(params), "evaluate", "--local"]), message)
     assert "run `mer tune` again" in line
     assert not list((tmp_path / "units").glob("*"))
+
+
+def test_evaluate_and_register_train_the_tuned_model_and_training_values(tmp_path) -> None:
+    """The tune stage's best point, model and training values, is what evaluate and register
+    train (`Chosen.of`, which both call); the rest of ``train`` stays params.yaml's. (End to
+    end: test_end_to_end's repro, whose tuned learning rate differs from params.yaml's.)"""
+    from components.artifacts import Chosen
+    from components.config import load_params
+
+    params_file = small_project(tmp_path, subjects=4, per_class=1)
+    params = load_params(params_file)
+    assert Chosen.of(params).source == "params" and Chosen.of(params).train == params.train
+    (tmp_path / "reports/tune").mkdir(parents=True)
+    tuned = best_config(learning_rate=0.02, batch_size=8, epochs=5)
+    (tmp_path / "reports/tune/best_config.json").write_text(json.dumps(tuned))
+    chosen = Chosen.of(load_params(params_file))
+    assert chosen.source == "tune" and chosen.model.attention.type == "se"
+    train = chosen.train
+    assert (train.learning_rate, train.batch_size, train.epochs) == (0.02, 8, 5)
+    assert (train.learning_rate, train.batch_size, train.epochs) != (
+        params.train.learning_rate,
+        params.train.batch_size,
+        params.train.epochs,
+    )
+    assert replace(train, learning_rate=0.01, batch_size=16, epochs=6) == replace(
+        params.train, learning_rate=0.01, batch_size=16, epochs=6
+    )
 
 
 def test_evaluation_and_registration_records_are_checked(tmp_path) -> None:

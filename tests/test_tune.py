@@ -322,7 +322,7 @@ def test_ctrl_c_and_sigterm_stop_a_search_the_same_way(how: signal.Signals) -> N
 def test_an_interrupted_search_fails_and_resumes(cluster, embedded: Path, tmp_path: Path) -> None:
     """SIGTERM (as Ctrl-C: the test above): a non-zero exit, no best configuration, the run
     marked KILLED; the next `mer tune` resumes without rerunning finished trials and completes."""
-    space = {"attention": ["none", "spatial", "cbam"], "epochs": [EPOCHS], "learning_rate": [0.01]}
+    space = {"attention": ["none", "cbam"], "epochs": [EPOCHS], "learning_rate": [0.01]}
     command, env, driver = start_tune(
         cluster, embedded, tmp_path, max_concurrent_trials=1, devices_per_trial=1, space=space
     )
@@ -337,7 +337,7 @@ def test_an_interrupted_search_fails_and_resumes(cluster, embedded: Path, tmp_pa
     assert "Run `mer tune` again to resume it" in err
     assert not (tmp_path / "reports/tune/best_config.json").exists()
     finished_before = {p.name: p.read_bytes() for p in trial_states(storage) if finished(p)}
-    assert 1 <= len(finished_before) < 3
+    assert len(finished_before) == 1  # of 2, one at a time
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     experiment = mlflow.get_experiment_by_name("test")
     first = [
@@ -353,49 +353,13 @@ def test_an_interrupted_search_fails_and_resumes(cluster, embedded: Path, tmp_pa
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming the interrupted search" in resumed.stdout
     table = pd.read_parquet(tmp_path / "reports/tune/trials.parquet")
-    assert len(table) == 3 and (table.status == "TERMINATED").all()
+    assert len(table) == 2 and (table.status == "TERMINATED").all()
     for name, content in finished_before.items():  # finished trials were not run again
         assert next(storage.glob(f"tune-*/trials/{name}")).read_bytes() == content
     restored = table[table.restored_from_epoch >= 0]  # the interrupted trial went on from
     assert len(restored) <= 1  # its last stored epoch (none if the signal fell between trials)
     best = json.loads((tmp_path / "reports/tune/best_config.json").read_text())  # strict JSON
     assert best["score"] == table.best_val_uf1.max()
-
-
-@pytest.mark.slow
-def test_the_tuned_training_values_reach_evaluate_and_register(cluster, tmp_path: Path) -> None:
-    """A search over two learning rates: evaluate and register train with the winner's."""
-    write_params(
-        tmp_path,
-        space={
-            "attention": ["spatial"],
-            "epochs": [EPOCHS],
-            "learning_rate": [0.0001, 0.02],
-            "batch_size": [8],
-        },
-        objective="kfold",
-        kfold=2,
-    )
-    env = {"RAY_ADDRESS": cluster.address}
-    for stage in ("tune", "evaluate", "register"):
-        done = mer(tmp_path, stage, env=env)
-        assert done.returncode == 0, (stage, done.stderr[-3000:])
-    best = json.loads((tmp_path / "reports/tune/best_config.json").read_text())
-    table = pd.read_parquet(tmp_path / "reports/tune/trials.parquet")
-    assert (table.stacked_folds == 2).all()  # kfold: both folds stacked in every trial
-    winner = table.iloc[0]
-    assert best["learning_rate"] == winner.learning_rate and best["batch_size"] == 8
-    evaluation = json.loads((tmp_path / "reports/evaluation.json").read_text())
-    assert evaluation["train"]["learning_rate"] == best["learning_rate"]
-    assert evaluation["train"]["batch_size"] == 8 and evaluation["train"]["epochs"] == EPOCHS
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
-    experiment = mlflow.get_experiment_by_name("test")
-    runs = {
-        r.info.run_name: r
-        for r in mlflow.search_runs([experiment.experiment_id], output_format="list")
-    }
-    assert float(runs["evaluate-loso"].data.params["train.learning_rate"]) == best["learning_rate"]
-    assert float(runs["register"].data.params["train.learning_rate"]) == best["learning_rate"]
 
 
 def interrupt_after_first_epoch(cluster, params: Path) -> None:

@@ -37,6 +37,13 @@ class Execution:
     folds_per_unit: int
     seeds_per_unit: int = 1
     progress: UnitProgress | None = None
+    #: the fewest units a stage's plan is cut into (fold blocks shrink to reach it), so that a
+    #: small dataset's one stack does not leave all cores but one idle
+    min_units: int = 1
+
+    def min_units_each(self, variants: int) -> int:
+        """The fewest units each of ``variants`` configurations planned together is cut into."""
+        return -(-self.min_units // max(variants, 1))
 
 
 def blocks(
@@ -93,19 +100,25 @@ def unit_specs(
     examples: dict[str, set[str]] | None = None,
     phase: str = "outer",
     weight: float = 1.0,
+    min_units: int = 1,
 ) -> list[UnitSpec]:
     """The units of one variant: every group of ``execution.seeds_per_unit`` seeds × block of
     ``execution.folds_per_unit`` folds (:func:`blocks`, by training size), each unit one stack
     of its seeds × folds, both cut smaller for a variant of ``weight`` (its cost per sample
-    over the sweep's cheapest model's) above :data:`SPLIT_ABOVE` (:func:`unit_shape`); one seed
-    and one fold per unit when the folds cannot stack (trained one by one, they gain nothing
-    from sharing a unit, and single folds pack onto the cores). ``examples`` maps a subject to
-    the example uids it holds (drawn by the first seed's fold that tests that subject)."""
+    over the sweep's cheapest model's) above :data:`SPLIT_ABOVE` (:func:`unit_shape`), and
+    fold blocks cut further until there are ``min_units`` units (as far as the folds go); one
+    seed and one fold per unit when the folds cannot stack (trained one by one, they gain
+    nothing from sharing a unit, and single folds pack onto the cores). ``examples`` maps a
+    subject to the example uids it holds (drawn by the first seed's fold that tests that
+    subject). The layout is a function of the params and folds alone, never of the machine."""
     from components.models.registry import unstacked_because
 
     per_unit, seeds_per_unit = unit_shape(
         weight, execution.folds_per_unit, min(execution.seeds_per_unit, len(seeds))
     )
+    seed_groups = -(-len(seeds) // seeds_per_unit)
+    wanted_blocks = -(-min_units // seed_groups)
+    per_unit = max(1, min(per_unit, -(-len(folds) // wanted_blocks)))
     if unstacked_because(variant.backbone, train.stack_folds) or train.devices > 1:
         per_unit = seeds_per_unit = 1
     specs = []
@@ -179,7 +192,9 @@ def run_given(
     examples: dict[str, set[str]] | None = None,
 ) -> ProtocolRun:
     """The protocol for one given configuration."""
-    specs = unit_specs(variant, train, seeds, folds, execution, manifest, examples)
+    specs = unit_specs(
+        variant, train, seeds, folds, execution, manifest, examples, min_units=execution.min_units
+    )
     results = _run(specs, execution, manifest)
     return ProtocolRun(
         predictions_frame(results, manifest),
@@ -222,6 +237,7 @@ def run_nested(
             execution,
             manifest,
             phase="inner",
+            min_units=execution.min_units_each(len(candidates)),
         )
     ]
     inner_results = _run(inner_specs, execution, manifest)
@@ -241,10 +257,13 @@ def run_nested(
             scores[outer.name].append(uf1(confusion_matrix(labels, guesses, NUM_CLASSES)))
     chosen = {o.name: candidates[int(np.argmax(scores[o.name]))] for o in folds}
     outer_specs = []
-    for candidate in candidates:
+    picked = [c for c in candidates if c in chosen.values()]
+    for candidate in picked:
         mine = [o for o in folds if chosen[o.name] == candidate]
-        if mine:
-            outer_specs += unit_specs(candidate, train, seeds, mine, execution, manifest, examples)
+        least = execution.min_units_each(len(picked))
+        outer_specs += unit_specs(
+            candidate, train, seeds, mine, execution, manifest, examples, min_units=least
+        )
     results = _run(outer_specs, execution, manifest)
     return ProtocolRun(
         predictions_frame(results, manifest),
@@ -298,8 +317,9 @@ def run_variants(
 
     trains = [train] * len(variants) if isinstance(train, TrainConfig) else list(train)
     weights = relative_costs(variants, execution.context.input_sizes)
+    least = execution.min_units_each(len(variants))
     specs = [
-        unit_specs(v, t, seeds, folds, execution, manifest, weight=weights[v])
+        unit_specs(v, t, seeds, folds, execution, manifest, weight=weights[v], min_units=least)
         for v, t in zip(variants, trains, strict=True)
     ]
     results = _run([s for group in specs for s in group], execution, manifest, weights)

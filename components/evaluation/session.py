@@ -125,6 +125,7 @@ class Session:
             folds_per_unit=cfg.folds_per_unit,
             seeds_per_unit=cfg.seeds_per_unit,
             progress=UnitsProgress(stage),
+            min_units=cfg.min_units,
         )
         return cls(params, records, folds, complete, examples, execution)
 

@@ -10,8 +10,9 @@ gradient ("Gradients for grouped convolutions are not supported on CPU").
 So the stacked convolution has three exact forms:
 
 - ``grouped``: one ``tf.nn.conv2d`` with the grouped filter (where its gradient exists);
-- ``patches``: the k×k shifted views of the padded input stacked and contracted with each fold's
-  kernel by one ``einsum`` (gradients are slices and matmuls on every kernel set);
+- ``patches``: the folds moved into the batch axis, the k×k shifted views of the padded input
+  side by side, and one batched matmul with the folds' kernels (gradients are slices,
+  transposes and matmuls on every kernel set);
 - ``loop``: one ordinary convolution per fold, concatenated.
 
 A probe run once per process (:func:`grouped_gradients_supported`) takes ``grouped`` where its
@@ -101,11 +102,18 @@ def _padding(size: int, k: int, stride: int, dilation: int) -> tuple[int, int, i
 
 
 def _patches(x, kernel, folds: int, stride: int, dilation: int):
+    # the folds moved into the batch axis (a transpose of the input, k² times smaller than
+    # the patches), the k×k shifted views side by side, one batched matmul per fold's kernel
     k, _, cin, width = kernel.shape
     cout = width // folds
     rows, top, bottom = _padding(x.shape[1], k, stride, dilation)
     cols, left, right = _padding(x.shape[2], k, stride, dilation)
-    padded = tf.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)))
+    batch = tf.shape(x)[0]
+    by_fold = tf.transpose(
+        tf.reshape(x, (batch, x.shape[1], x.shape[2], folds, cin)), (3, 0, 1, 2, 4)
+    )
+    by_fold = tf.reshape(by_fold, (folds * batch, x.shape[1], x.shape[2], cin))
+    padded = tf.pad(by_fold, ((0, 0), (top, bottom), (left, right), (0, 0)))
     views = [
         padded[
             :,
@@ -115,11 +123,11 @@ def _patches(x, kernel, folds: int, stride: int, dilation: int):
         for i in range(k)
         for j in range(k)
     ]
-    batch = tf.shape(x)[0]
-    patches = tf.reshape(tf.stack(views, axis=3), (batch, rows, cols, k * k, folds, cin))
-    weights = tf.reshape(kernel, (k * k, cin, folds, cout))
-    out = tf.einsum("bhwtfc,tcfo->bhwfo", patches, weights)
-    return tf.reshape(out, (batch, rows, cols, folds * cout))
+    patches = tf.concat(views, axis=-1) if len(views) > 1 else views[0]
+    patches = tf.reshape(patches, (folds, batch * rows * cols, k * k * cin))
+    weights = tf.transpose(tf.reshape(kernel, (k * k * cin, folds, cout)), (1, 0, 2))
+    out = tf.reshape(tf.matmul(patches, weights), (folds, batch, rows, cols, cout))
+    return tf.reshape(tf.transpose(out, (1, 2, 3, 0, 4)), (batch, rows, cols, folds * cout))
 
 
 @functools.cache
