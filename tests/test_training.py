@@ -313,9 +313,13 @@ def test_a_fold_trains_the_same_stacked_or_alone(model: ModelConfig) -> None:
     """The same fold gets the same batches (flip and shifts on) and the same loss whether it
     trains in a stack of folds of other sizes or alone as an ordinary Keras model: the first
     step's loss agrees to float rounding. Adam turns rounding-level gradients (a conv bias
-    before BatchNorm has a gradient of ~1e-6, noise) into full steps, so the curves then agree
-    within its amplified noise, and the final models predict the same classes (dropout off:
-    its masks are drawn differently). For every backbone with a stacked form."""
+    before BatchNorm has a gradient of ~1e-6, noise) into full steps, so after 8 epochs the
+    ordinary model itself moves when its input is nudged by 2 ulp (measured: validation loss
+    by up to 0.02, a few near-tie classes flip; more under Eigen kernels than oneDNN): the
+    stacked fold's curve and predictions must stay within twice that drift of the ordinary
+    model's, measured in the same run (dropout off: its masks are drawn differently). A real
+    difference (another batch, a fold's BatchNorm statistics moving with others' rows) is far
+    outside it: `make test-mutations`. For every backbone with a stacked form."""
     import tensorflow as tf
 
     from components.training.fold_models import fold_models
@@ -343,15 +347,35 @@ def test_a_fold_trains_the_same_stacked_or_alone(model: ModelConfig) -> None:
     per_fold = stack.model.fold_losses(inputs, ys, stack.model(inputs, training=True))
     assert float(per_fold[1]) == pytest.approx(float(loss_alone), abs=1e-5)
 
-    alone = fit(x, y, [a], model, replace(train, stack_folds=False))
-    history, outputs = fold_outcome(alone, "a", x)
+    alone = replace(train, stack_folds=False)
+    history, outputs = fold_outcome(fit(x, y, [a], model, alone), "a", x)
+    nudged = (x * np.float32(1 + 2**-22)).astype(x.dtype)  # 2 ulp
+    drift = outcome_distance(
+        (history, outputs), fold_outcome(fit(nudged, y, [a], model, alone), "a", x)
+    )
     for members in ([small, a, large], [a, small]):
-        other_history, other_outputs = fold_outcome(fit(x, y, members, model, train), "a", x)
-        assert len(other_history) == len(history)
-        for mine, theirs in zip(history, other_history, strict=True):
-            assert mine["val_loss"] == pytest.approx(theirs["val_loss"], abs=5e-3)
-        np.testing.assert_allclose(other_outputs, outputs, atol=2e-2)
-        assert other_outputs.argmax(1).tolist() == outputs.argmax(1).tolist()
+        stacked = fold_outcome(fit(x, y, members, model, train), "a", x)
+        assert len(stacked[0]) == len(history)
+        distance = outcome_distance((history, outputs), stacked)
+        for measure, value in distance.items():
+            assert value <= 2 * drift[measure] + FLOOR[measure], (measure, distance, drift)
+
+
+#: differences no drift of the ordinary model can excuse (the old fixed tolerances)
+FLOOR = {"val_loss": 5e-3, "outputs": 2e-2, "flipped": 0}
+
+
+def outcome_distance(one, other) -> dict[str, float]:
+    """How far two trainings of a fold ended apart: the largest per-epoch validation-loss
+    difference, the largest output difference, and how many samples changed class."""
+    (history, outputs), (other_history, other_outputs) = one, other
+    return {
+        "val_loss": max(
+            abs(m["val_loss"] - t["val_loss"]) for m, t in zip(history, other_history, strict=True)
+        ),
+        "outputs": float(np.abs(outputs - other_outputs).max()),
+        "flipped": int((outputs.argmax(1) != other_outputs.argmax(1)).sum()),
+    }
 
 
 @pytest.mark.slow
