@@ -189,9 +189,7 @@ def execution(folds_per_unit: int, seeds_per_unit: int = 1, min_units: int = 1):
     from components.evaluation.units import UnitContext
 
     context = UnitContext("records", {}, "data", "code", "units")
-    return Execution(
-        context, False, None, 0, folds_per_unit, seeds_per_unit, min_units=min_units
-    )
+    return Execution(context, False, None, 0, folds_per_unit, seeds_per_unit, min_units=min_units)
 
 
 @pytest.mark.parametrize(
