@@ -559,7 +559,7 @@ def load_params(path: str | Path = "params.yaml", overrides: Iterable[str] = ())
     as YAML, as ``dvc exp run -S`` takes them); raise :class:`ConfigError` naming any bad key."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = strict_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     except IsADirectoryError:
@@ -573,14 +573,48 @@ def load_params(path: str | Path = "params.yaml", overrides: Iterable[str] = ())
         raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if raw is None:
+        raise ConfigError(
+            f"{path}: is empty; a params file names at least the datasets it runs on "
+            "(the repository's params.yaml is the documented default)"
+        )
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections, got {type(raw).__name__}")
     for override in overrides or ():
         raw = apply_override(raw, override)
     where = str(path) + (" with -S " + " -S ".join(overrides) if overrides else "")
     return parse(Params, raw, where=where)
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML says keys are
+    unique; PyYAML would keep the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} is given twice (line {seen[key] + 1} and line "
+                    f"{key_node.start_mark.line + 1}); keep one",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+def strict_yaml(text: str):
+    """``text`` parsed as YAML, with a key given twice in a mapping an error."""
+    return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader: no object tags
+
+
 def apply_override(raw: dict, override: str) -> dict:
-    """``raw`` with ``key.sub=value`` set (the value read as YAML: ``3``, ``[se, cbam]``)."""
+    """``raw`` with ``key.sub=value`` set (the value read as YAML: ``3``, ``[se, cbam]``). A
+    mapping given for a section is merged into it key by key (``-S 'train={epochs: 3}'`` sets
+    ``train.epochs`` and keeps the other ``train`` keys); any other value replaces."""
     key, sep, text = override.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"-S {override!r}: expected KEY=VALUE, e.g. -S train.epochs=3")
@@ -597,5 +631,12 @@ def apply_override(raw: dict, override: str) -> dict:
             raise ConfigError(f"-S {override!r}: {part} is not a section")
         node[part] = dict(child)
         node = node[part]
-    node[parts[-1]] = value
+    node[parts[-1]] = _merged(node.get(parts[-1]), value)
     return out
+
+
+def _merged(current, value):
+    """``value`` merged into ``current`` key by key where both are mappings, else ``value``."""
+    if isinstance(value, dict) and isinstance(current, dict):
+        return {**current, **{k: _merged(current.get(k), v) for k, v in value.items()}}
+    return value

@@ -1,4 +1,5 @@
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,38 @@ def test_bad_values_are_rejected(tmp_path: Path, text: str, message: str) -> Non
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="file not found"):
         load_params(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "is empty"),
+        ("# only a comment\n", "is empty"),
+        ("- seed\n", "expected a mapping of sections, got list"),
+        (
+            "seed: 1\ntrain:\n  epochs: 3\nseed: 2\n",
+            "key 'seed' is given twice (line 1 and line 4)",
+        ),
+        ("train:\n  epochs: 3\n  epochs: 4\n", "key 'epochs' is given twice (line 2 and line 3)"),
+    ],
+)
+def test_an_empty_file_or_a_key_given_twice_is_an_error(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    """Not all defaults silently, nor the last of two values (YAML keys are unique)."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_params(write(tmp_path, text))
+
+
+def test_a_mapping_given_with_s_merges_into_its_section(tmp_path: Path) -> None:
+    """`-S 'train={epochs: 3}'` sets train.epochs and keeps every other train key the file
+    sets; a scalar or a list replaces."""
+    path = write(tmp_path, "train:\n  learning_rate: 0.02\n  patience: 4\n")
+    params = load_params(path, ["train={epochs: 3, patience: 5}"])
+    assert (params.train.epochs, params.train.patience) == (3, 5)
+    assert params.train.learning_rate == 0.02
+    params = load_params(path, ["compare.space.attention=[se]", "compare.space={heads: [4]}"])
+    assert params.compare.space.attention == ("se",) and params.compare.space.heads == (4,)
 
 
 def test_defaults_fill_unset_keys(tmp_path: Path) -> None:
