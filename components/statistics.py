@@ -117,6 +117,9 @@ class Interval:
     #: for a difference: the bootstrap's two-sided p-value of "no difference" (the smallest
     #: 1 - confidence at which the percentile interval excludes 0); None for a level
     p_value: float | None = None
+    #: the interval reached past the metric's range and was cut to it: the data (too few seeds
+    #: for the training noise's estimate, too few subjects) cannot support an interval here
+    clipped: bool = False
 
     def as_dict(self, name: str) -> dict[str, float]:
         return {name: self.estimate, f"{name}_ci_low": self.low, f"{name}_ci_high": self.high}
@@ -280,10 +283,18 @@ def paired_draws(
     return out
 
 
+#: a difference of two metrics in [0, 1] (UF1, UAR) lies in [-1, 1]
+DIFFERENCE_RANGE = (-1.0, 1.0)
+
+
 def difference(estimate: float, draws: np.ndarray, confidence: float) -> Interval:
-    """A difference with its percentile interval and bootstrap p-value."""
+    """A difference with its percentile interval (cut to :data:`DIFFERENCE_RANGE`, and then
+    marked ``clipped``) and bootstrap p-value."""
     low, high = percentile_interval(draws, confidence)
-    return Interval(float(estimate), low, high, bootstrap_p_value(draws))
+    bottom, top = DIFFERENCE_RANGE
+    clipped = low < bottom or high > top
+    low, high = max(low, bottom), min(high, top)
+    return Interval(float(estimate), low, high, bootstrap_p_value(draws), clipped)
 
 
 def paired_bootstrap(

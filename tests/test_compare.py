@@ -101,6 +101,29 @@ def test_the_delta_intervals_carry_the_noise_between_training_seeds() -> None:
     assert "not measured" in noise_statement(TrainingNoise.none())
 
 
+def test_an_interval_past_the_range_of_a_difference_is_cut_and_marked() -> None:
+    """A ΔUF1 lies in [-1, 1]: an interval reaching past it (a noise estimate of 1 effective
+    degree of freedom from 2 seeds gave [-3.958, +1.932]) is cut to the range, marked, and the
+    table says the data cannot support it; an interval inside the range is left as it is."""
+    from components.evaluation.comparison_report import CLIPPED, CLIPPED_NOTE, markdown
+    from components.statistics import difference
+
+    rng = np.random.default_rng(0)
+    wide = difference(0.02, rng.standard_cauchy(2000) * 0.5, 0.95)
+    assert (wide.low, wide.high) == (-1.0, 1.0) and wide.clipped
+    narrow = difference(0.02, 0.02 + 0.01 * rng.standard_normal(2000), 0.95)
+    assert -1 < narrow.low < 0.02 < narrow.high < 1 and not narrow.clipped
+    row = {"model": "m", "uf1": 0.5, "uf1_ci_low": 0.4, "uf1_ci_high": 0.6, "uar": 0.5,
+           "uar_ci_low": 0.4, "uar_ci_high": 0.6, "uf1_per_dataset": {}, "uf1_per_seed": {},
+           "delta_uf1": 0.02, "delta_uf1_ci_low": -1.0, "delta_uf1_ci_high": 1.0,
+           "delta_uf1_ci_clipped": True, "p": 0.9, "p_adjusted": 0.9,
+           "verdict": "no detectable difference", "verdict_adjusted": "no detectable difference"}  # fmt: skip
+    text = markdown([row], [], "header", "holm")
+    assert f"+0.020 [-1.000, +1.000]{CLIPPED}" in text and CLIPPED_NOTE in text
+    text = markdown([{**row, "delta_uf1_ci_clipped": False}], [], "header", "holm")
+    assert CLIPPED not in text
+
+
 def compare_without_noise(sweep, predictions, draw) -> list[float]:
     """Each variant's Δ interval width from the subject bootstrap alone."""
     from components.statistics import paired_bootstrap

@@ -162,6 +162,7 @@ def compare(
                     "baseline": base.label,
                     **{f"delta_{k}": round(v, 4) for k, v in delta["uf1"].as_dict("uf1").items()},
                     **{f"delta_{k}": round(v, 4) for k, v in delta["uar"].as_dict("uar").items()},
+                    "delta_uf1_ci_clipped": delta["uf1"].clipped,
                     "p": round(delta["uf1"].p_value, 4),
                     "verdict": verdict_of(delta["uf1"].low, delta["uf1"].high),
                 }
@@ -207,6 +208,7 @@ def main_effects(
                     "delta_uf1": round(interval.estimate, 4),
                     "delta_uf1_ci_low": round(interval.low, 4),
                     "delta_uf1_ci_high": round(interval.high, 4),
+                    "delta_uf1_ci_clipped": interval.clipped,
                     "verdict": verdict_of(interval.low, interval.high),
                 }
             )

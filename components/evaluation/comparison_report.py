@@ -11,9 +11,20 @@ from tabulate import tabulate
 COLOURS = {"better": "#1b7837", "worse": "#b2182b", "no detectable difference": "#4d4d4d"}
 
 
+#: marks an interval cut to the metric's range (:data:`CLIPPED_NOTE`)
+CLIPPED = "†"
+CLIPPED_NOTE = (
+    f"{CLIPPED} the interval reached past ±1 and is cut to it: too little data for an interval "
+    "(usually too few seeds to estimate the training noise); add seeds (`compare.seeds`)"
+)
+
+
 def _ci(row: dict, name: str, signed: bool = False) -> str:
     fmt = "+.3f" if signed else ".3f"
-    return f"{row[name]:{fmt}} [{row[name + '_ci_low']:{fmt}}, {row[name + '_ci_high']:{fmt}}]"
+    mark = CLIPPED if row.get(name + "_ci_clipped") else ""
+    return (
+        f"{row[name]:{fmt}} [{row[name + '_ci_low']:{fmt}}, {row[name + '_ci_high']:{fmt}}]{mark}"
+    )
 
 
 def table(rows: list[dict], correction: str) -> pd.DataFrame:
@@ -70,6 +81,8 @@ def markdown(rows: list[dict], effects: list[dict], header: str, correction: str
             "",
             _github(effects_table(effects)),
         ]
+    if any(r.get("delta_uf1_ci_clipped") for r in [*rows, *effects]):
+        parts += ["", CLIPPED_NOTE]
     return "\n".join(parts) + "\n"
 
 
