@@ -254,6 +254,21 @@ class ModelConfig:
     placement: tuple[str, ...] = ("fused",)
     dropout: Annotated[float, Range(ge=0, lt=1)] = 0.5
 
+    def __post_init__(self) -> None:
+        """A point the backbone does not have is an error before anything starts (the
+        attention type ``none`` places nothing: its placement is not used)."""
+        if self.attention.type == "none":
+            return
+        from components.models.registry import backbone
+
+        points = backbone(self.backbone).points
+        unknown = [p for p in self.placement if p not in points]
+        if unknown:
+            raise ConfigError(
+                f"placement: backbone {self.backbone!r} has no placement point {unknown[0]!r}; "
+                f"its points are: {', '.join(points)}"
+            )
+
     @property
     def label(self) -> str:
         """``ststnet/mhsa@fused h=2``."""

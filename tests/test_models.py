@@ -1,5 +1,6 @@
 """Backbones with named placements: pinned parameter counts, placement rules, maps, save/load."""
 
+import re
 from pathlib import Path
 
 import keras
@@ -117,13 +118,28 @@ def test_none_everywhere_is_the_plain_backbone(backbone: str) -> None:
     assert [type(layer) for layer in everywhere.layers] == [type(layer) for layer in plain.layers]
 
 
+def test_a_point_the_backbone_lacks_is_an_error_when_the_config_is_read() -> None:
+    """Checked as params.yaml is read (before Ray or any training starts), not inside every
+    unit; with attention ``none`` nothing is placed and the points are not used."""
+    from components.config import ConfigError, Params, parse
+
+    message = (
+        "backbone 'htnet' has no placement point 'fused'; its points are: stem, regions, global"
+    )
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse(Params, {"model": {"backbone": "htnet", "attention": {"type": "se"}}}, "params.yaml")
+    with pytest.raises(ConfigError, match="has no placement point 'block9'"):
+        config("ststnet", "se", ("block9",))
+    plain = parse(Params, {"model": {"backbone": "htnet", "attention": {"type": "none"}}}, "p")
+    assert (
+        build_model(plain.model).count_params()
+        == build_model(config("htnet", "none", ())).count_params()
+    )
+
+
 @pytest.mark.parametrize(
     ("cfg", "message"),
     [
-        (
-            config("ststnet", "se", ("block9",)),
-            r"'ststnet' has no placement point 'block9'; its points are: streams, fused, pre_head",
-        ),
         (
             config("ststnet", "temporal_mhsa", ("fused",)),
             r"'temporal_mhsa' works on frame sequences .* points that fit: none",

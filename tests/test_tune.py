@@ -121,6 +121,33 @@ def test_a_space_with_no_valid_point_names_what_was_rejected() -> None:
         model_variants(space, 0.5)
 
 
+def test_a_placement_typo_or_a_backbone_left_without_variants_is_an_error() -> None:
+    """Not silently dropped: a point no backbone of the space has (a typo), and a backbone of
+    the space whose every attention variant was rejected (its baseline alone would train)."""
+    typo = TuneSpaceConfig(attention=("none", "se"), placement=(("fused",), ("nowhere",)))
+    with pytest.raises(
+        ConfigError,
+        match=r"'nowhere' is not a point of any backbone of the space \(ststnet: streams, fused, pre_head\)",
+    ):
+        model_variants(typo, 0.5)
+    lacking = TuneSpaceConfig(
+        backbone=("ststnet", "htnet"), attention=("none", "se"), placement=(("fused",),)
+    )
+    with pytest.raises(
+        ConfigError,
+        match=r"backbone 'htnet' gets no attention variant .*htnet/se@fused: backbone 'htnet' has no placement point 'fused'",
+    ):
+        model_variants(lacking, 0.5)
+    both = TuneSpaceConfig(
+        backbone=("ststnet", "htnet"),
+        attention=("none", "se"),
+        placement=(("fused",), ("regions",)),
+    )
+    assert {v.label for v in model_variants(both, 0.5)} == {
+        "ststnet/none@-", "htnet/none@-", "ststnet/se@fused", "htnet/se@regions"
+    }  # fmt: skip
+
+
 def test_a_search_is_named_by_its_definition_data_and_code(monkeypatch) -> None:
     """Same search, data and code: the same name (an interrupted run resumes); any change,
     the code's too, a new search (never finished with trials of other code)."""

@@ -35,14 +35,14 @@ class Placer:
     def validate(self) -> None:
         if len(set(self.placement)) != len(self.placement):
             raise PlacementError(f"placement {list(self.placement)} names a point twice")
+        if self.attention.type == "none":
+            return  # nothing is placed: the points are not used
         unknown = [p for p in self.placement if p not in self.points]
         if unknown:
             raise PlacementError(
                 f"backbone {self.backbone!r} has no placement point {unknown[0]!r}; "
                 f"its points are: {', '.join(self.points)}"
             )
-        if self.attention.type == "none":
-            return
         rank = attention_class(self.attention.type).input_rank
         for point in self.placement:
             kind = self.points[point]

@@ -70,6 +70,25 @@ def same_model_keys(
     return attention
 
 
+def check_points(space: ModelSpaceConfig) -> None:
+    """A placement naming a point no backbone of the space has is a typo, not a combination
+    to skip: one line naming it and the points there are."""
+    known = {point for b in space.backbone for point in BACKBONES[b].points}
+    for placement in space.placement:
+        for point in placement:
+            if point not in known:
+                where = "; ".join(f"{b}: {', '.join(BACKBONES[b].points)}" for b in space.backbone)
+                raise ConfigError(
+                    f"space.placement: {point!r} is not a point of any backbone of the space "
+                    f"({where})"
+                )
+
+
+def _rejected_for(backbone: str, rejected: list[str]) -> str:
+    mine = [r for r in rejected if r.startswith(f"{backbone}/")]
+    return "; ".join(mine[:2]) + (f" (and {len(mine) - 2} more)" if len(mine) > 2 else "")
+
+
 def model_variants(
     space: ModelSpaceConfig, dropout: float, input_sizes: Mapping[str, int] | None = None
 ) -> list[ModelConfig]:
@@ -77,6 +96,7 @@ def model_variants(
     where the backbone has them and the attention fits (``none`` once per backbone), and one
     placement of the ones that give the same model (:func:`same_model_placement`). Given the
     ``input_sizes``, ``max_keys`` is dropped where it pools nothing (:func:`same_model_keys`)."""
+    check_points(space)
     variants: list[ModelConfig] = []
     rejected: list[str] = []
     for backbone, kind in itertools.product(space.backbone, space.attention):
@@ -98,6 +118,13 @@ def model_variants(
                     attention = same_model_keys(backbone, attention, same, input_sizes)
                 variants.append(ModelConfig(backbone, attention, same, dropout))
     unique = list(dict.fromkeys(variants))
+    attended = {v.backbone for v in unique if v.attention.type != "none"}
+    bare = [b for b in space.backbone if b not in attended]
+    if attended and bare and any(k != "none" for k in space.attention):
+        raise ConfigError(
+            f"space: backbone {bare[0]!r} gets no attention variant (only its baseline would "
+            f"train, with nothing to compare): {_rejected_for(bare[0], rejected)}"
+        )
     if not unique:
         raise ConfigError(
             "the space gives no valid model; every combination was rejected: "
