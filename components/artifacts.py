@@ -203,6 +203,12 @@ class Evaluation:
             value = composite.get(metric)
             if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
                 raise ConfigError(f"summary:composite:{metric}: {value!r} is not in [0, 1]")
+        trained = sorted({f.get("seed") for f in self.folds if isinstance(f, dict)}, key=str)
+        if self.folds and trained != sorted(self.seeds, key=str):
+            raise ConfigError(
+                f"seeds: {list(self.seeds)} is not what its folds were trained with "
+                f"({trained}); the record was edited or damaged"
+            )
 
     OUTPUTS = (
         "metrics.json",

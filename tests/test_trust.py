@@ -230,6 +230,18 @@ def test_evaluation_and_registration_records_are_checked(tmp_path) -> None:
     }))  # fmt: skip
     with pytest.raises(ArtifactError, match=r"train:epochs: 0 is out of range.*mer evaluate"):
         Evaluation.read(params)
+    # issue 39: seeds edited to 50 (its folds hold 2) trained and registered a 50-member ensemble
+    record = json.loads((tmp_path / "evaluation.json").read_text())
+    fold = {"fold": "casme2/sub01", "test": ["casme2/sub01"]}
+    record.update(train={}, folds=[{**fold, "seed": 1}, {**fold, "seed": 2}], seeds=[1, 2])
+    (tmp_path / "evaluation.json").write_text(json.dumps(record))
+    assert Evaluation.read(params).seeds == [1, 2]
+    (tmp_path / "evaluation.json").write_text(json.dumps({**record, "seeds": list(range(50))}))
+    with pytest.raises(
+        ArtifactError,
+        match=r"seeds: \[0, 1, .* is not what its folds were trained with \(\[1, 2\]\)",
+    ):
+        Evaluation.read(params)
     (tmp_path / "register").mkdir()
     (tmp_path / "register/registration.json").write_text(json.dumps({
         "model_name": "m", "version": 0, "model_uri": "u", "alias": "champion",
