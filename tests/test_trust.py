@@ -330,6 +330,8 @@ def test_a_finished_search_is_checked_by_content(tmp_path) -> None:
         "row 1 is epoch 2": first_trial([{**row, "epoch": 0}, {**row, "epoch": 2}]),
         "has 4 epochs, its point 3": first_trial([{**row, "epoch": e} for e in range(4)]),
         "val_uf1 is 1.5": first_trial([{**r, "val_uf1": 1.5} for r in a.history]),
+        # issue 39: a finished 2-epoch search's record copied (renamed) into a 25-epoch one's
+        "the record of search 'tune-other', not of this search": replace(good, name="tune-other"),
     }
     for message, bad in cases.items():
         store.write_record(bad)

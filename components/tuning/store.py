@@ -194,6 +194,13 @@ class SearchStore:
             raise ArtifactError(f"{where} is not valid JSON ({exc}): {FIX}") from None
         except ConfigError as exc:
             raise ArtifactError(f"{exc}: {FIX}") from None
+        if record.name != self.name:
+            # the folder's name is the hash of the search's definition, data and code: a record
+            # naming another search (a folder renamed, a record copied) describes other trials
+            raise ArtifactError(
+                f"{where}: the record of search {record.name!r}, not of this search "
+                f"({self.name!r}: its space, data and code): {FIX}"
+            )
         check_record(record, slots, points, where)
         return record
 
