@@ -520,11 +520,20 @@ def test_a_keras_file_with_code_is_refused_by_safe_mode(tmp_path) -> None:
     mlmodel(folder, {"save_exported_model": False, "data": "data", "keras_version": "3"})
     (folder / "data").mkdir()
     keras.Model(inputs, outputs).save(folder / "data/model.keras")
-    with pytest.raises(ValueError, match=r"(?i)unsafe|lambda"):
-        load_keras_model(folder)
-    assert not marker.exists()
-    (folder / "MLmodel").write_text(yaml.safe_dump({"flavors": {"keras": {"data": "../../etc"}}}))
     from components.errors import ArtifactError
+
+    with pytest.raises(
+        ArtifactError, match=r"cannot be loaded as this project's model: .*(?i:unsafe|lambda)"
+    ):
+        load_keras_model(folder)  # one line, no traceback (issue 39)
+    assert not marker.exists()
+    whole = (folder / "data/model.keras").read_bytes()
+    (folder / "data/model.keras").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(
+        ArtifactError, match=r"model\.keras is not a \.keras archive \(truncated or damaged\)"
+    ):
+        load_keras_model(folder)
+    (folder / "MLmodel").write_text(yaml.safe_dump({"flavors": {"keras": {"data": "../../etc"}}}))
 
     with pytest.raises(ArtifactError, match=r"names no model\.keras inside"):
         load_keras_model(folder)

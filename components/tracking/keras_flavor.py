@@ -79,11 +79,22 @@ def keras_file(folder: str | Path) -> Path:
 def load_keras_model(folder: str | Path):
     """The Keras model of a downloaded model folder, loaded with Keras' safe mode (no lambda
     or other code from the file runs); only the project's registered layers are known."""
+    import zipfile
+
     import keras
 
+    from components.errors import ArtifactError
+
     path = keras_file(folder)
+    if not zipfile.is_zipfile(path):
+        raise ArtifactError(f"{path} is not a .keras archive (truncated or damaged)")
     register_custom_layers()
-    return keras.saving.load_model(path, safe_mode=True)
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except (ValueError, TypeError, KeyError, OSError, zipfile.BadZipFile) as exc:
+        # safe mode refusing a lambda, a layer this project does not define, a damaged member
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ArtifactError(f"{path} cannot be loaded as this project's model: {reason}") from None
 
 
 def _load_pyfunc(path: str):
