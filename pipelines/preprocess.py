@@ -42,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from components.records.store import write_index
 
     cfg, records = params.preprocess, Records.of(params)
+    options = stage.pipeline_options(cfg, args.workers, args.mode)  # a bad flag: before any work
     logging.getLogger("apache_beam").setLevel(logging.ERROR)
     started = time.perf_counter()
     with staged_folder(
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         )
         if total == 0:
             raise DataError("no samples found in the configured datasets (see `mer inspect`)")
-        pipeline = beam.Pipeline(options=stage.pipeline_options(cfg, args.workers, args.mode))
+        pipeline = beam.Pipeline(options=options)
         with Bar("preprocess", len(samples), "clip") as bar, FileTally(bar) as tally:
             local = cfg.runner in LOCAL_RUNNERS  # a remote worker cannot reach the tally
             stage.build_pipeline(

@@ -160,3 +160,16 @@ def test_stage_fails_when_too_much_is_quarantined_and_publishes_nothing(
     assert not (tmp_path / "records").exists()  # nothing published
     kept = tmp_path / "reports/preprocess_quarantine.csv"  # but the reasons are there to read
     assert kept.name in err and len(list(csv.DictReader(kept.open()))) == 3
+
+
+def test_a_beam_flag_beam_does_not_know_is_an_error() -> None:
+    """Beam drops an unknown flag with a log line and runs without it: a typo in
+    `preprocess.beam_args` (a runner option misspelt) is one line naming it instead."""
+    from components.config import ConfigError, PreprocessConfig
+    from components.preprocessing.pipeline import pipeline_options
+
+    good = PreprocessConfig(beam_args=("--flink_master=host:8081", "--max_num_workers", "3"))
+    assert pipeline_options(good, 1, None).get_all_options()["flink_master"] == "host:8081"
+    bad = PreprocessConfig(beam_args=("--flink_mastr=host:8081",))
+    with pytest.raises(ConfigError, match=r"beam_args: --flink_mastr is not a flag of any Beam"):
+        pipeline_options(bad, 1, None)

@@ -12,6 +12,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from components.config import Params, PreprocessConfig
 from components.datasets import read_datasets
+from components.errors import ConfigError
 from components.preprocessing.extract import LabelledSample, label_sample
 from components.preprocessing.transforms import (
     NAMESPACE,
@@ -55,7 +56,21 @@ def pipeline_options(
             f"--direct_running_mode={mode or cfg.direct_running_mode}",
             f"--direct_num_workers={count}",
         ]
-    return PipelineOptions(flags=[*flags, *cfg.beam_args])
+    options = PipelineOptions(flags=[*flags, *cfg.beam_args])
+    check_beam_flags(options)
+    return options
+
+
+def check_beam_flags(options: PipelineOptions) -> None:
+    """A flag no Beam pipeline option knows (a typo in ``preprocess.beam_args``) is an error:
+    Beam itself would drop it with a log line and run without it."""
+    known = options.get_all_options()
+    unknown = sorted(set(options.get_all_options(retain_unknown_options=True)) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"preprocess.beam_args: {', '.join('--' + u for u in unknown)} is not a flag of any "
+            "Beam pipeline option (Beam would drop it and run without it)"
+        )
 
 
 def rejection_row(rejection, reason: str) -> dict:
