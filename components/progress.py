@@ -1,5 +1,6 @@
-"""How long work shows itself: a progress bar with an ETA on a terminal (tqdm), a line at
-every tenth of the work in a log (``dvc repro > log``), nothing but results and errors with
+"""How long work shows itself: a progress bar with an ETA on a terminal (tqdm); in a log
+(``dvc repro > log``) a line at the first progress, at every tenth of the work and at least
+every :data:`LINE_EVERY_S` seconds while work goes on; nothing but results and errors with
 ``mer -q``.
 
 The level is set once per command (``mer -q`` / ``mer --verbose``). ``MER_PROGRESS=bar``
@@ -18,6 +19,13 @@ from tqdm import tqdm
 
 LEVELS = ("quiet", "normal", "verbose")
 _level = ["normal"]
+#: a log shows life at least this often while progress is reported (a long run's tenths can
+#: be many minutes apart)
+LINE_EVERY_S = 60.0
+
+
+def _now() -> float:
+    return time.perf_counter()
 
 
 def set_level(level: str) -> None:
@@ -66,8 +74,9 @@ class Bar:
             mininterval=0.5,
         )
         self.count, self.total = 0, total
-        self.started = time.perf_counter()
+        self.started = _now()
         self._tenths_shown = 0
+        self._last_line: float | None = None
 
     def advance(self, steps: int = 1) -> None:
         self.to(self.count + steps)
@@ -88,15 +97,19 @@ class Bar:
             self._line()
 
     def _line(self) -> None:
-        """In a log: a line each time another tenth of the work is done."""
-        if self.style != "lines" or self.total <= 0:
+        """In a log: a line at the first progress, each time another tenth of the work is
+        done, and whenever :data:`LINE_EVERY_S` passed since the last one."""
+        if self.style != "lines" or self.total <= 0 or self.count <= 0:
             return
         fraction = min(self.count / self.total, 1.0)
         tenths = int(fraction * 10 + 1e-9)
-        if tenths <= self._tenths_shown:
+        now = _now()
+        due = self._last_line is None or now - self._last_line >= LINE_EVERY_S
+        if tenths <= self._tenths_shown and not due:
             return
-        self._tenths_shown = tenths
-        elapsed = time.perf_counter() - self.started
+        self._tenths_shown = max(tenths, self._tenths_shown)
+        self._last_line = now
+        elapsed = now - self.started
         left = elapsed / fraction * (1 - fraction) if fraction else 0.0
         print(
             f"{self.description}: {self.count}/{self.total} {self.unit}s ({fraction:.0%}), "

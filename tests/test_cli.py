@@ -107,8 +107,23 @@ def test_a_log_gets_a_line_at_every_tenth(monkeypatch, level) -> None:
         bar.drop(10)  # folds that stopped early: 25 of 30 now
         bar.to(30)
     shares = re.findall(r"^evaluate: (\d+)/(\d+) fold-epochs \((\d+)%\)", out.getvalue(), re.M)
-    assert [int(s[2]) for s in shares] == [10, 20, 30, 40, 50, 60, 83, 100]
+    assert [int(s[2]) for s in shares] == [2, 10, 20, 30, 40, 50, 60, 83, 100]  # the first too
     assert shares[-1][:2] == ("30", "30")
+
+
+def test_a_log_shows_life_at_least_every_minute(monkeypatch, level) -> None:
+    """A long run's tenths can be many minutes apart (a real-composite LOSO printed its first
+    line after 487 s): a line at the first progress, then at least every LINE_EVERY_S."""
+    clock = [0.0]
+    monkeypatch.setattr(progress, "_now", lambda: clock[0])
+    monkeypatch.setenv("MER_PROGRESS", "lines")
+    out = io.StringIO()
+    with Bar("evaluate", 1000, "fold-epoch", file=out) as bar:
+        for _ in range(40):  # 4% of the work over 200 s, a step every 5 s
+            clock[0] += 5.0
+            bar.advance()
+    elapsed = [int(e) for e in re.findall(r"(\d+) s elapsed", out.getvalue())]
+    assert elapsed == [5, 65, 125, 185]
 
 
 def test_a_terminal_gets_a_bar_and_quiet_gets_nothing(monkeypatch, capsys, level) -> None:
