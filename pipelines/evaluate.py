@@ -41,7 +41,7 @@ def _evaluate(params, session, chosen) -> int:
     from components.evaluation.report import print_summary, selection_statement
     from components.tracking import configure_tracking, flatten, provenance_tags, tracked_run
     from components.tracking.evaluation_runs import log_folds, log_summary
-    from components.tracking.mlflow_runs import log_records_input
+    from components.tracking.mlflow_runs import log_records_input, ui_link
     from components.training.budget import folds_budget_warning
 
     cfg = params.evaluate
@@ -82,4 +82,5 @@ def _evaluate(params, session, chosen) -> int:
     ):
         print(f"evaluate: WARNING: {warning}")
     print(f"evaluate: MLflow run {parent.info.run_id}; reports in {folder}/")
+    print(f"evaluate: see it in MLflow: {ui_link(parent.info.experiment_id, parent.info.run_id)}")
     return 0

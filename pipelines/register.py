@@ -47,11 +47,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _register(args, params, chosen, evaluation) -> int:
+    import mlflow
+
     from components.artifacts import Evaluation, Records, Registration, TuneResult
     from components.errors import ArtifactError
     from components.outputs import Protected, staged_files
     from components.provenance import provenance_tags
     from components.tracking.final_model import train_final
+    from components.tracking.mlflow_runs import ui_link
     from components.tracking.registration import register
 
     cfg = params.register
@@ -95,4 +98,6 @@ def _register(args, params, chosen, evaluation) -> int:
     print(
         f"register: model card and figures in {folder}/; MLflow run {run_id}; use it with `mer predict <clip> --model models:/{cfg.model_name}@{cfg.alias}`"
     )
+    experiment = mlflow.get_run(run_id).info.experiment_id
+    print(f"register: see it in MLflow: {ui_link(experiment, run_id)}")
     return 0

@@ -12,6 +12,7 @@ on the next ``mer tune``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 from components.config import load_params
 from components.progress import say
@@ -44,14 +45,21 @@ def _tune(args, params, plan) -> int:
     say(f"tune: {plan.describe()}")
     configure_tracking(params.tracking)
     tags = provenance_tags(plan.records.folder, "tune")
-    with ray_session(params.tune.address) as ray, tracked_run(run_name="tune", tags=tags) as parent:
-        say(f"tune: {describe_cluster(ray)}")
+    # a finished search is read back without starting (or attaching to) a Ray cluster
+    finished = None if args.fresh else plan.finished()
+    session = contextlib.nullcontext() if finished else ray_session(params.tune.address)
+    with session as ray, tracked_run(run_name="tune", tags=tags) as parent:
+        if ray is not None:
+            say(f"tune: {describe_cluster(ray)}")
         mlflow.log_params(
             flatten({"tune": params.tune, "train": params.train, "seed": params.seed})
         )
         log_records_input(plan.records.folder, tags["data_version"], "tune")
         crash = getattr(args, "crash_once_at_epoch", None)  # fault injection (tests)
-        record, store = plan.run(parent.info.run_id, args.fresh, tags, crash)
+        if finished:
+            record, store = finished, plan.store()
+        else:
+            record, store = plan.run(parent.info.run_id, args.fresh, tags, crash)
         result, table = plan.publish(record, store)
         mlflow.log_metrics({f"best_{result.metric}": result.score, "trials": len(table)})
         mlflow.log_artifact(str(plan.folder / "best_config.json"))

@@ -239,6 +239,25 @@ def test_the_mlflow_ui_shows_the_model_and_its_champion(
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_mlflow_link_a_stage_prints_opens_on_the_training_runs(
+    history: list[dict], server: str, tmp_path: Path
+) -> None:
+    """MLflow 3.17 opens an experiment on its GenAI overview (traces, token usage) in a fresh
+    browser; the link evaluate and register print (`ui_link`) opens on the experiment's runs."""
+    client = MlflowClient(server)
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()], "tags.stage = 'register'"
+    )
+    experiment, run = runs[0].info.experiment_id, runs[0].info.run_id
+    mlflow.set_tracking_uri(server)
+    link = mlflow_runs.ui_link(experiment, run)
+    assert link == mlflow_runs.training_view_url(server, experiment, run)
+    url = mlflow_runs.training_view_url(server, experiment)
+    dom = services.render_page(url, tmp_path / "runs.png", tmp_path / "profile")
+    assert f"Runs - Experiment {experiment} - MLflow" in dom  # the page's title
+    assert runs[0].info.run_name in dom and "Model training" in dom
+
+
 def test_two_evaluated_seeds_register_their_probability_ensemble_as_one_model(
     history: list[dict], server: str, project: Path, monkeypatch
 ) -> None:

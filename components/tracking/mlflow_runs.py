@@ -66,9 +66,36 @@ def configure_tracking(cfg: TrackingConfig) -> str:
     return experiment_id
 
 
-#: MLflow 3's UI opens an experiment on the view its kind names (GenAI: traces and an overview;
-#: model training: the runs); without the tag it guesses, and a new experiment looks GenAI
+#: the experiment's kind, for MLflow UIs that choose its view by it (MLflow 3.x before its
+#: GenAI / Model training switch); 3.17's switch ignores it (see :func:`training_view_url`)
 EXPERIMENT_KIND, MODEL_TRAINING = "mlflow.experimentKind", "custom_model_development"
+#: MLflow 3.17's UI opens every experiment on its GenAI overview (traces, token usage) unless
+#: the page's ``workflowType`` search parameter (or the browser's remembered switch) says model
+#: training; the app keeps the parameter on every link it follows from there
+TRAINING_VIEW = "workflowType=machine_learning"
+
+
+def training_view_url(
+    server: str, experiment_id: str | None = None, run_id: str | None = None
+) -> str:
+    """A link to the MLflow UI at ``server`` that opens on the training runs (an experiment's
+    runs, one run, or the experiment list), whatever the browser last showed."""
+    path = "/experiments" + (f"/{experiment_id}" if experiment_id else "")
+    path += f"/runs/{run_id}" if experiment_id and run_id else ""
+    return f"{server.rstrip('/')}/#{path}?{TRAINING_VIEW}"
+
+
+def ui_link(experiment_id: str, run_id: str) -> str:
+    """Where to see a run: its training-view URL when the tracking store is a server, else how
+    to start the UI on the local store (its links then open on the training runs)."""
+    import mlflow
+
+    from components.errors import redact
+
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith(("http://", "https://")):
+        return redact(training_view_url(uri, experiment_id, run_id))
+    return f"`mlflow ui --backend-store-uri {uri}`, then {training_view_url('http://127.0.0.1:5000', experiment_id, run_id)}"
 
 
 def log_records_input(records_dir: str | Path, data_version: str, context: str) -> None:

@@ -68,6 +68,24 @@ class SearchPlan:
         path = self.params.tune.storage_path
         return path if "://" in path else str(Path(path).resolve())
 
+    def store(self, data_version: str | None = None) -> SearchStore:
+        """This search's store: its folder is named by its points, training values, data and
+        code."""
+        version = data_version or self.records.data_version()
+        return SearchStore(
+            self.storage(), search.experiment_name(self.points, self.params, version)
+        )
+
+    def finished(self, store: SearchStore | None = None) -> SearchRecord | None:
+        """The record of this search if it already ran to its end (checked by content), else
+        None; read without a Ray cluster."""
+        store = store or self.store()
+        slots = search.trial_slots(self.params, len(self.points))
+        record = store.read_record(slots, self.points)
+        if record is not None:
+            say(f"tune: reading the finished search at {store.path}")
+        return record
+
     def run(
         self, parent_run_id: str, fresh: bool, tags: dict[str, str], crash_once_at_epoch=None
     ) -> tuple[SearchRecord, SearchStore]:
@@ -84,12 +102,9 @@ class SearchPlan:
 
         params, cfg = self.params, self.params.tune
         data_version = self.records.data_version()
-        store = SearchStore(
-            self.storage(), search.experiment_name(self.points, params, data_version)
-        )
+        store = self.store(data_version)
         slots = search.trial_slots(params, len(self.points))
-        if not fresh and (record := store.read_record(slots, self.points)) is not None:
-            say(f"tune: reading the finished search at {store.path}")
+        if not fresh and (record := self.finished(store)) is not None:
             return record, store
         self._prepare(store, fresh, slots)
         uri = resolved_uri(params.tracking)
