@@ -73,17 +73,7 @@ def run(args: argparse.Namespace) -> int:
             "excluded": len(excluded),
             "counters": stage.counters(result),
         }
-        for row in quarantine[:20]:
-            print(f"  quarantined {row['uid']}: {row['reason']}: {row['message']}")
-        if fraction > cfg.max_quarantine_fraction:
-            kept = records.report.with_name("preprocess_quarantine.csv")
-            kept.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(staging / "quarantine.csv", kept)
-            raise DataError(
-                f"{len(quarantine)} of {total} samples ({fraction:.1%}) were quarantined, more than "
-                f"preprocess.max_quarantine_fraction {cfg.max_quarantine_fraction:.1%}; nothing was "
-                f"published (see {kept})"
-            )
+        _check_quarantine(quarantine, total, cfg, records, staging)
     records.write_report(report)
     say("preprocess: counters " + ", ".join(f"{k}={v}" for k, v in report["counters"].items()))
     print(
@@ -91,3 +81,22 @@ def run(args: argparse.Namespace) -> int:
         f"{records.folder}; quarantined {len(quarantine)}, excluded {len(excluded)} ({time.perf_counter() - started:.0f} s)"
     )
     return 0
+
+
+def _check_quarantine(quarantine: list, total: int, cfg, records, staging) -> None:
+    """Show the first quarantined rows; refuse to publish when more than the allowed share of
+    samples was quarantined (the quarantine list kept beside the report)."""
+    from components.errors import DataError
+
+    for row in quarantine[:20]:
+        print(f"  quarantined {row['uid']}: {row['reason']}: {row['message']}")
+    fraction = len(quarantine) / total
+    if fraction > cfg.max_quarantine_fraction:
+        kept = records.report.with_name("preprocess_quarantine.csv")
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(staging / "quarantine.csv", kept)
+        raise DataError(
+            f"{len(quarantine)} of {total} samples ({fraction:.1%}) were quarantined, more than "
+            f"preprocess.max_quarantine_fraction {cfg.max_quarantine_fraction:.1%}; nothing was "
+            f"published (see {kept})"
+        )
