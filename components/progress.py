@@ -77,6 +77,7 @@ class Bar:
         self.started = _now()
         self._tenths_shown = 0
         self._last_line: float | None = None
+        self._first: tuple[int, float] | None = None  # (count, time) of the first progress
 
     def advance(self, steps: int = 1) -> None:
         self.to(self.count + steps)
@@ -109,11 +110,14 @@ class Bar:
             return
         self._tenths_shown = max(tenths, self._tenths_shown)
         self._last_line = now
+        if self._first is None:  # the rate is measured from here: start-up is not work
+            self._first = (self.count, now)
         elapsed = now - self.started
-        left = elapsed / fraction * (1 - fraction) if fraction else 0.0
+        done, since = self.count - self._first[0], now - self._first[1]
+        left = f"~{since / done * (self.total - self.count):.0f} s left" if done else "ETA next"
         print(
             f"{self.description}: {self.count}/{self.total} {self.unit}s ({fraction:.0%}), "
-            f"{elapsed:.0f} s elapsed, ~{left:.0f} s left",
+            f"{elapsed:.0f} s elapsed, {left}",
             file=self.file,
             flush=True,
         )

@@ -124,6 +124,10 @@ def test_a_log_shows_life_at_least_every_minute(monkeypatch, level) -> None:
             bar.advance()
     elapsed = [int(e) for e in re.findall(r"(\d+) s elapsed", out.getvalue())]
     assert elapsed == [5, 65, 125, 185]
+    # the time left from the rate since the first report (start-up is not work): 1 step / 5 s
+    left = re.findall(r"s elapsed, (ETA next|~\d+ s left)", out.getvalue())
+    assert left == ["ETA next", f"~{5 * (1000 - 13):.0f} s left", f"~{5 * (1000 - 25):.0f} s left",
+                    f"~{5 * (1000 - 37):.0f} s left"]  # fmt: skip
 
 
 def test_a_terminal_gets_a_bar_and_quiet_gets_nothing(monkeypatch, capsys, level) -> None:
