@@ -2,6 +2,7 @@
 before or after the subcommand, ``-S key=value`` overrides, ``-q``; progress with an ETA."""
 
 import io
+import os
 import re
 import subprocess
 import sys
@@ -23,14 +24,22 @@ TINY = [
 ]  # fmt: skip
 
 
+#: what selects TensorFlow's kernels and the fold convolution: kept, so the subprocess runs on
+#: the kernels this test process runs on (the kernel tier sets them)
+KERNEL_VARIABLES = ("TF_ENABLE_ONEDNN_OPTS", "MER_FOLD_CONV")
+
+
 def mer(cwd: Path, *args: str, progress_style: str = "lines") -> subprocess.CompletedProcess:
+    """``mer ARGS`` in a bare environment (no user settings but the kernel selection)."""
+    kernels = {k: os.environ[k] for k in KERNEL_VARIABLES if k in os.environ}
     return subprocess.run(
         [sys.executable, "-m", "pipelines.cli", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=300,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "MER_PROGRESS": progress_style},
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "MER_PROGRESS": progress_style}
+        | kernels,
     )
 
 
