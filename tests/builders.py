@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import pickle
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -319,3 +320,17 @@ def stage_args(params: str | Path, command: str, *argv: str):
     from pipelines.cli import build_parser
 
     return build_parser().parse_args(["--params", str(params), command, *argv])
+
+
+class Payload:
+    """Unpickling this writes ``marker``: what a crafted store file would do."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (Path.write_text, (Path(self.marker), "code ran"))
+
+
+def crafted_pickle(marker: Path) -> bytes:
+    return pickle.dumps(Payload(marker), protocol=pickle.HIGHEST_PROTOCOL)

@@ -164,22 +164,3 @@ def test_nested_selection_chooses_per_fold_on_training_subjects_only(tmp_path: P
         assert fold["model"]["attention"]["type"] == chosen
         # the inner folds never include the outer fold's test subjects
     assert details["selection"] == "nested"
-
-
-def test_leave_one_dataset_out(tmp_path: Path) -> None:
-    """lodo: one fold per dataset, trained on the others; UF1/UAR per held-out dataset."""
-    from tests.builders import fake_records
-
-    small_project(tmp_path, subjects=6, evaluate={"protocol": "lodo"})
-    fake_records(tmp_path / "records", subjects=6, per_class=2, datasets=("casme2", "samm", "smic"))
-    done = mer(tmp_path, "evaluate", "--local")
-    assert done.returncode == 0, done.stderr[-3000:]
-    details = json.loads((tmp_path / "reports/evaluation.json").read_text())
-    assert [f["fold"] for f in details["folds"]] == ["casme2", "samm", "smic"]
-    for fold in details["folds"]:
-        assert all(s.startswith(fold["fold"] + "/") for s in fold["test"])
-        assert not any(s.startswith(fold["fold"] + "/") for s in fold["validation"])
-    metrics = json.loads((tmp_path / "reports/metrics.json").read_text())
-    assert {"casme2", "samm", "smic", "composite", "dataset_mean"} <= set(metrics)
-    mean = sum(metrics[d]["uf1"] for d in ("casme2", "samm", "smic")) / 3
-    assert metrics["dataset_mean"]["uf1"] == pytest.approx(mean)

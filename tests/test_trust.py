@@ -9,37 +9,20 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
-import signal
 import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import yaml
 
 from pipelines.cli import main
-from tests.builders import mer, mer_command, small_project, write_frames
+from tests.builders import Payload, crafted_pickle, mer, small_project, write_frames
 from tests.test_bad_inputs import one_line_error
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-class Payload:
-    """Unpickling this writes ``marker``: what a crafted store file would do."""
-
-    def __init__(self, marker: Path):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (Path.write_text, (Path(self.marker), "code ran"))
-
-
-def crafted_pickle(marker: Path) -> bytes:
-    return pickle.dumps(Payload(marker), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 # --- the data-only store format ------------------------------------------------------------
@@ -343,7 +326,7 @@ def test_a_finished_search_is_checked_by_content(tmp_path) -> None:
 
 
 def test_crafted_trial_states_are_refused_before_a_search_resumes(tmp_path) -> None:
-    """Bad case 8 (component level; the slow test below runs `mer tune`): a crafted state of
+    """Bad case 8 (component level; test_tune's interrupted search runs `mer tune`): a crafted state of
     an interrupted trial is refused naming the file, and its code never runs."""
     from components import datafiles
     from components.errors import ArtifactError
@@ -359,99 +342,6 @@ def test_crafted_trial_states_are_refused_before_a_search_resumes(tmp_path) -> N
     datafiles.save(tmp_path / "tune-x/trials/t001-p001.npz", {"next_epoch": 0, "runs": []})
     with pytest.raises(ArtifactError, match="next_epoch: 0 is out of range"):
         store.check_trials()
-    assert not marker.exists()
-
-
-def search_folder(tmp_path: Path) -> Path:
-    (found,) = (tmp_path / "ray_results").glob("tune-*")
-    return found
-
-
-def tune_params(folder: Path, epochs: int = 3, attention=("none", "se")) -> Path:
-    return small_project(
-        folder,
-        subjects=6,
-        tune={
-            "space": {"attention": list(attention), "epochs": [epochs], "learning_rate": [0.01]},
-            "max_concurrent_trials": 1,
-        },
-    )
-
-
-@pytest.mark.slow
-def test_a_finished_search_read_back_without_its_trial_folders(tmp_path) -> None:
-    """Bad case 6: a finished search with one trial folder deleted was read back as complete
-    with that trial empty (0 epochs, NaN) and the best chosen among the rest. The finished
-    search's record holds every trial's metrics: the folders Ray and the trials wrote can go,
-    the read-back is the same search."""
-    import shutil
-
-    tune_params(tmp_path)
-    first = mer(tmp_path, "tune")
-    assert first.returncode == 0, first.stderr[-3000:]
-    table = pd.read_parquet(tmp_path / "reports/tune/trials.parquet")
-    best = (tmp_path / "reports/tune/best_config.json").read_text()
-    folder = search_folder(tmp_path)
-    shutil.rmtree(next((folder / "ray").glob("t000-p000")))
-    (folder / "trials/t001-p001.npz").unlink()
-    again = mer(tmp_path, "tune")
-    assert again.returncode == 0 and "reading the finished search" in again.stdout
-    pd.testing.assert_frame_equal(table, pd.read_parquet(tmp_path / "reports/tune/trials.parquet"))
-    assert (table.epochs_run == 3).all() and (
-        tmp_path / "reports/tune/best_config.json"
-    ).read_text() == best
-    record = json.loads((folder / "search.json").read_text())
-    record["trials"] = record["trials"][1:]  # now the record itself lacks a trial
-    (folder / "search.json").write_text(json.dumps(record))
-    third = mer(tmp_path, "tune")
-    assert third.returncode == 2 and "t000-p000 has no results" in third.stderr, third.stderr[
-        -2000:
-    ]
-    assert "Traceback" not in third.stderr
-
-
-@pytest.mark.slow
-def test_an_interrupted_search_with_a_marker_or_crafted_states(tmp_path) -> None:
-    """Bad cases 5 and 8 as a user meets them: `mer tune` interrupted; then (5) a
-    finished-search marker dropped into its folder (595f2f7 hung: it read the search back as
-    finished and waited for trials that never ran) — now one line naming the record, at once;
-    (8) its trials' stored states and Ray's checkpoints replaced by pickles that write a marker —
-    refused before anything resumes, no code runs."""
-    tune_params(tmp_path, epochs=6, attention=("none", "se", "spatial"))
-    command, env = mer_command(tmp_path, ("tune",), None)
-    driver = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)  # fmt: skip
-    deadline = time.time() + 240
-    while time.time() < deadline and driver.poll() is None:
-        if list((tmp_path / "ray_results").glob("tune-*/trials/*.npz")):
-            break
-        time.sleep(0.2)
-    driver.send_signal(signal.SIGINT)
-    _, err = driver.communicate(timeout=120)
-    assert driver.returncode == 130, err[-2000:]
-    folder = search_folder(tmp_path)
-    (folder / "mer-search-finished").write_text("finished\n")  # 595f2f7's marker
-    (folder / "search.json").write_text(json.dumps({"name": folder.name, "metric": "val_uf1",
-                                                    "mode": "max", "trials": []}))  # fmt: skip
-    started = time.time()
-    marked = subprocess.run(
-        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
-    )
-    assert marked.returncode == 2, marked.stderr[-2000:]
-    assert "search.json" in marked.stderr and "Traceback" not in marked.stderr
-    assert time.time() - started < 60
-    (folder / "search.json").unlink()
-    (folder / "mer-search-finished").unlink()
-    marker = tmp_path / "marker"
-    crafted = [*folder.glob("trials/*.npz"), *folder.rglob("state.pkl"), *folder.rglob("state.npz")]
-    assert crafted
-    for path in crafted:
-        path.write_bytes(crafted_pickle(marker))
-    refused = subprocess.run(
-        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert refused.returncode == 2, refused.stderr[-2000:]
-    assert "is not a data file this project wrote" in refused.stderr
     assert not marker.exists()
 
 

@@ -3,6 +3,7 @@ hand-off of the best point (model and training values) to evaluate and register.
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from components.config import ConfigError, TuneSpaceConfig
 from components.models.space import model_variants
 from components.tuning.halving import replay
 from components.tuning.space import trials
-from tests.builders import mer, small_project, stage_args
+from tests.builders import crafted_pickle, small_project, stage_args
 
 ROOT = Path(__file__).parent.parent
 EPOCHS = 3
@@ -188,33 +189,6 @@ def write_params(folder: Path, **tune_overrides) -> Path:
 
 
 @pytest.fixture(scope="module")
-def embedded(tmp_path_factory) -> Path:
-    """The embedded dataset (small: 6 subjects, one clip per class, 128² frames), written and
-    preprocessed by the real `mer synthesize` and `mer preprocess`; returns its records."""
-    folder = tmp_path_factory.mktemp("embedded")
-    params = {
-        "synthesize": {
-            "root": str(folder / "raw"),
-            "subjects": 6,
-            "clips_per_class": 1,
-            "frames_min": 10,
-            "frames_max": 12,
-            "frame_size": 128,
-        },
-        "datasets": [{"name": "casme2", "root": str(folder / "raw")}],
-        "preprocess": {
-            "records_dir": str(folder / "records"),
-            "report": str(folder / "preprocess.json"),
-        },
-    }
-    (folder / "params.yaml").write_text(yaml.safe_dump(params))
-    for stage in ("synthesize", "preprocess"):
-        done = mer(folder, stage)
-        assert done.returncode == 0, done.stderr[-3000:]
-    return folder / "records"
-
-
-@pytest.fixture(scope="module")
 def search(cluster, tmp_path_factory):
     """One search: 2 trials at once (one per node), 2 logical CPU devices each, every trial
     crashes once at epoch 1."""
@@ -308,13 +282,10 @@ def completed_trials(storage: Path) -> int:
     return sum(finished(p) for p in trial_states(storage))
 
 
-def start_tune(cluster, records: Path, folder: Path, **tune_overrides):
-    """`mer tune` started in a subprocess on ``records`` (params in ``folder``), attached to the
+def start_tune(cluster, folder: Path, **tune_overrides):
+    """`mer tune` started in a subprocess on a small project in ``folder``, attached to the
     test cluster; returns (command, environment, process) for a signal and a second run."""
     params = write_params(folder, **tune_overrides)
-    raw = yaml.safe_load(params.read_text())
-    raw["preprocess"]["records_dir"] = str(records)
-    params.write_text(yaml.safe_dump(raw))
     env = {**os.environ, "RAY_ADDRESS": cluster.address}
     env.pop("MLFLOW_TRACKING_URI", None)
     command = [sys.executable, "-m", "pipelines.cli", "--params", str(params), "tune"]
@@ -346,12 +317,13 @@ def test_ctrl_c_and_sigterm_stop_a_search_the_same_way(how: signal.Signals) -> N
 
 
 @pytest.mark.slow
-def test_an_interrupted_search_fails_and_resumes(cluster, embedded: Path, tmp_path: Path) -> None:
+def test_an_interrupted_search_fails_and_resumes(cluster, tmp_path: Path) -> None:
     """SIGTERM (as Ctrl-C: the test above): a non-zero exit, no best configuration, the run
-    marked KILLED; the next `mer tune` resumes without rerunning finished trials and completes."""
+    marked KILLED; a crafted marker or crafted states are refused; the next `mer tune` resumes
+    without rerunning finished trials and completes."""
     space = {"attention": ["none", "cbam"], "epochs": [EPOCHS], "learning_rate": [0.01]}
     command, env, driver = start_tune(
-        cluster, embedded, tmp_path, max_concurrent_trials=1, devices_per_trial=1, space=space
+        cluster, tmp_path, max_concurrent_trials=1, devices_per_trial=1, space=space
     )
     storage = tmp_path / "ray_results"
     deadline = time.time() + 240
@@ -373,6 +345,7 @@ def test_an_interrupted_search_fails_and_resumes(cluster, embedded: Path, tmp_pa
         if r.info.run_name == "tune"
     ]
     assert [r.info.status for r in first] == ["KILLED"]
+    refused_with_a_marker_or_crafted_states(command, env, storage, tmp_path / "marker")
 
     resumed = subprocess.run(
         command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
@@ -387,6 +360,38 @@ def test_an_interrupted_search_fails_and_resumes(cluster, embedded: Path, tmp_pa
     assert len(restored) <= 1  # its last stored epoch (none if the signal fell between trials)
     best = json.loads((tmp_path / "reports/tune/best_config.json").read_text())  # strict JSON
     assert best["score"] == table.best_val_uf1.max()
+
+
+def refused_with_a_marker_or_crafted_states(command, env, storage: Path, marker: Path) -> None:
+    """Bad cases 5 and 8 on the interrupted search, as a user meets them: (5) a finished-search
+    marker dropped into its folder (595f2f7 hung: it read the search back as finished and waited
+    for trials that never ran) is one line naming the record, at once; (8) its trials' stored
+    states and Ray's checkpoints replaced by pickles that write a marker are refused before
+    anything resumes, and no code runs. Both put back as they were for the resume after."""
+    (folder,) = storage.glob("tune-*")
+    (folder / "mer-search-finished").write_text("finished\n")  # 595f2f7's marker
+    (folder / "search.json").write_text(json.dumps({"name": folder.name, "metric": "val_uf1",
+                                                    "mode": "max", "trials": []}))  # fmt: skip
+    started = time.time()
+    marked = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert marked.returncode == 2, marked.stderr[-2000:]
+    assert "search.json" in marked.stderr and "Traceback" not in marked.stderr
+    assert time.time() - started < 60
+    (folder / "search.json").unlink()
+    (folder / "mer-search-finished").unlink()
+    states = [*folder.glob("trials/*.npz"), *folder.rglob("state.pkl"), *folder.rglob("state.npz")]
+    assert states
+    kept = {path: path.read_bytes() for path in states}
+    for path in states:
+        path.write_bytes(crafted_pickle(marker))
+    refused = subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert "is not a data file this project wrote" in refused.stderr
+    assert not marker.exists()
+    for path, content in kept.items():
+        path.write_bytes(content)
 
 
 def interrupt_after_first_epoch(cluster, params: Path) -> None:
@@ -453,6 +458,7 @@ def test_paused_trials_go_on_as_uninterrupted_ones(cluster, tmp_path: Path, caps
     pd.testing.assert_frame_equal(first[columns], again[columns])
     assert sorted((tmp_path / "halving/ray_results").glob("tune-*/ray/t???-p???")) == trial_folders
     assert len(trial_folders) == 4
+    read_back_without_trial_folders(tmp_path / "halving", trial_folders, again, tune_in)
     # rungs at epochs 1 and 2: 4 trials train 1 epoch, 2 go on to 2, 1 to 3 (paused at each rung)
     assert sorted(len(h) for h in halved.values()) == [1, 1, 2, EPOCHS]
     assert all(len(h) == EPOCHS for h in grid.values())
@@ -460,6 +466,29 @@ def test_paused_trials_go_on_as_uninterrupted_ones(cluster, tmp_path: Path, caps
         assert epochs == grid[label][: len(epochs)], label
     # so the full grid's curves tell which trials halving cut, and when
     assert {label: len(h) for label, h in halved.items()} == replay(grid, 1, 2, EPOCHS)
+
+
+def read_back_without_trial_folders(folder: Path, trial_folders, table, tune_in) -> None:
+    """Bad case 6: a finished search with one trial folder deleted was read back as complete
+    with that trial empty (0 epochs, NaN) and the best chosen among the rest. The record holds
+    every trial's metrics, so the folders Ray and the trials wrote can go; a record that lacks
+    a trial is one error naming it."""
+    from components.errors import MerError
+    from pipelines import tune as tune_stage
+
+    store = trial_folders[0].parent.parent
+    best = (folder / "reports/tune/best_config.json").read_text()
+    shutil.rmtree(trial_folders[0])
+    next((store / "trials").glob("*.npz")).unlink()
+    tune_in(folder)
+    assert not trial_folders[0].exists()  # read back, not trained again
+    pd.testing.assert_frame_equal(table, pd.read_parquet(folder / "reports/tune/trials.parquet"))
+    assert (folder / "reports/tune/best_config.json").read_text() == best
+    record = json.loads((store / "search.json").read_text())
+    record["trials"] = record["trials"][1:]
+    (store / "search.json").write_text(json.dumps(record))
+    with pytest.raises(MerError, match=r"t\d{3}-p\d{3} has no results"):
+        tune_stage.run(stage_args(folder / "params.yaml", "tune"))
 
 
 def epoch_metrics(folder: Path) -> dict[str, list[tuple[float, float]]]:

@@ -31,26 +31,26 @@ def metrics(folder: Path) -> str:
     return (folder / "reports/metrics.json").read_text()
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> Path:
-    """One uninterrupted evaluation (on the default local Ray) to compare the others with."""
-    folder = tmp_path_factory.mktemp("reference")
-    small_project(folder)
-    done = mer(folder, "evaluate")
+def evaluated_once(folder: Path, *args: str) -> Path:
+    """``mer evaluate ARGS`` of a small project with one fold per unit, its stderr kept."""
+    small_project(folder, evaluate={"folds_per_unit": 1})
+    done = mer(folder, "evaluate", *args)
     assert done.returncode == 0, done.stderr[-3000:]
     (folder / "evaluate.stderr").write_text(done.stderr)
     return folder
 
 
 @pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """One uninterrupted evaluation on the default local Ray, one fold per unit."""
+    return evaluated_once(tmp_path_factory.mktemp("reference"))
+
+
+@pytest.fixture(scope="module")
 def straight_single_fold_units(tmp_path_factory) -> Path:
-    """One uninterrupted evaluation with one fold per unit: what every interrupted-and-resumed
-    case must end with (trained once for all of them)."""
-    folder = tmp_path_factory.mktemp("straight")
-    small_project(folder, evaluate={"folds_per_unit": 1})
-    done = mer(folder, "evaluate", "--local")
-    assert done.returncode == 0, done.stderr[-3000:]
-    return folder
+    """The same evaluation in this process (``--local``): what the Ray run and every
+    interrupted-and-resumed case must end with (trained once for all of them)."""
+    return evaluated_once(tmp_path_factory.mktemp("straight"), "--local")
 
 
 def progress_count(stderr: str) -> tuple[int, int]:
@@ -65,23 +65,19 @@ def trained_fold_epochs(folder: Path) -> int:
 
 
 def test_sequential_and_distributed_give_identical_predictions(
-    reference: Path, tmp_path: Path
+    reference: Path, straight_single_fold_units: Path
 ) -> None:
-    small_project(tmp_path)
-    done = mer(tmp_path, "evaluate", "--local")
-    assert done.returncode == 0, done.stderr[-3000:]
+    local = straight_single_fold_units
     # progress counts every fold-epoch trained, through Ray's workers and in this process
-    assert (
-        progress_count((reference / "evaluate.stderr").read_text())
-        == (trained_fold_epochs(reference),) * 2
-    )
-    assert progress_count(done.stderr) == (trained_fold_epochs(tmp_path),) * 2
+    for folder in (reference, local):
+        stderr = (folder / "evaluate.stderr").read_text()
+        assert progress_count(stderr) == (trained_fold_epochs(folder),) * 2
     ray_run = pd.read_parquet(reference / "reports/predictions.parquet")
-    local_run = pd.read_parquet(tmp_path / "reports/predictions.parquet")
+    local_run = pd.read_parquet(local / "reports/predictions.parquet")
     pd.testing.assert_frame_equal(ray_run, local_run, check_exact=True)  # bit for bit
-    assert metrics(reference) == metrics(tmp_path)
-    assert {r.node_id for r in results(tmp_path)} == {"local"}
-    assert all(r.node_id != "local" for r in results(reference))
+    assert metrics(reference) == metrics(local)
+    assert {r.node_id for r in results(local)} == {"local"}
+    assert all(r.node_id != "local" for r in results(reference)) and len(results(reference)) == 8
 
 
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL])

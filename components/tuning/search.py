@@ -223,6 +223,9 @@ def build_tuner(trainable, params: Params, store, slots, labels: list[str], call
             max_concurrent_trials=None if cfg.scheduler == "halving" else cfg.max_concurrent_trials,
             trial_name_creator=trial_name,
             trial_dirname_creator=trial_folder,
+            # a finished or paused trial's actor takes the next trial: no new process importing
+            # TensorFlow per trial (a trial sets itself up as a reused unit worker does)
+            reuse_actors=True,
         ),
         run_config=tune.RunConfig(
             name="ray",
