@@ -50,7 +50,7 @@ test-fast: setup
 KERNEL_TESTS := tests/test_fold_conv.py tests/test_stacked.py tests/test_stacked_rcn.py \
 	tests/test_training.py tests/test_units.py \
 	--deselect tests/test_units.py::test_units_spread_over_two_nodes_and_a_killed_worker_is_retried \
-	tests/test_end_to_end.py::test_a_fresh_copy_runs_every_stage_to_a_full_loso_and_a_champion
+	tests/test_copies.py::test_a_fresh_copy_runs_every_stage_to_a_full_loso_and_a_champion
 test-kernels: setup system-packages
 	TF_ENABLE_ONEDNN_OPTS=$$(env -u TF_ENABLE_ONEDNN_OPTS python tools/other_kernels.py 2>/dev/null) && \
 	echo "kernel tier: TF_ENABLE_ONEDNN_OPTS=$$TF_ENABLE_ONEDNN_OPTS" && \

@@ -44,11 +44,12 @@ def cluster():
 #: `--dist loadfile` the workers take whole modules in collection order, and the longest
 #: starting first leaves no worker finishing a long module alone at the end
 LONGEST_FIRST = (
-    "test_tune.py",
     "test_end_to_end.py",
-    "test_units.py",
-    "test_trust.py",
+    "test_tune.py",
+    "test_tune_resume.py",
+    "test_copies.py",
     "test_flow_images.py",
+    "test_units.py",
 )
 
 

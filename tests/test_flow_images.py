@@ -181,7 +181,8 @@ def test_dvc_repro_runs_every_stage_on_released_features_only(
             "train.min_epochs": 1,
             "compare.space.attention": ["none", "spatial"],
             "compare.space.placement": [["fused"]],
-            "compare.seeds": 2,
+            "compare.seeds": 1,
+            "evaluate.seeds": 1,
         },
     )
     run(repo, "dvc", "repro")
