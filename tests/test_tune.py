@@ -15,7 +15,6 @@ from components.models.space import model_variants
 from components.tuning.space import trials
 from tests.builders import small_project, stage_args
 
-ROOT = Path(__file__).parent.parent
 EPOCHS = 3
 
 

@@ -18,7 +18,9 @@ import yaml
 
 from components.tuning.halving import replay
 from tests.builders import crafted_pickle, stage_args
-from tests.test_tune import EPOCHS, ROOT, write_params
+from tests.test_tune import EPOCHS, write_params
+
+ROOT = Path(__file__).parent.parent
 
 
 def finished(state: Path) -> bool:
