@@ -105,11 +105,19 @@ def quiet_libraries() -> None:
         warnings.filterwarnings("ignore", message=message, category=UserWarning)
 
 
-def quiet_tensorflow() -> None:
-    """Load TensorFlow (and probe its devices) without its start-up noise; silence the
-    library warnings that say nothing to a user of ``mer``."""
+def quiet_tensorflow(load: bool = True) -> None:
+    """Silence TensorFlow's start-up noise and the library warnings that say nothing to a user
+    of ``mer``, in this process and the processes it starts (Ray's workers); with ``load``,
+    load TensorFlow (and probe its devices) now, without its start-up noise. A stage whose
+    training runs on Ray does not load it: its workers do."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # tf.get_logger()
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"keras(\.|$)")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    if not load:
+        return
     with native_stderr_silenced():
         import tensorflow as tf
 
@@ -117,7 +125,3 @@ def quiet_tensorflow() -> None:
     import keras
 
     keras.config.disable_interactive_logging()  # no progress bars (e.g. MLflow's input check)
-    logging.getLogger("absl").setLevel(logging.ERROR)
-    tf.get_logger().setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"keras(\.|$)")
-    warnings.filterwarnings("ignore", category=DeprecationWarning)

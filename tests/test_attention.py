@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.attention import ATTENTION, attention_class, make_attention, used_options
+from components.attention import ATTENTION, make_attention, used_options
 from components.attention.channel import eca_kernel_size
 
 RNG = np.random.default_rng(0)
@@ -19,7 +19,7 @@ OPTIONS = {"heads": 3, "key_dim": 4, "reduction": 4, "kernel_size": 3}
 
 
 def sample_input(name: str) -> np.ndarray:
-    shape = SEQ_SHAPE if attention_class(name).input_rank == 3 else MAP_SHAPE
+    shape = SEQ_SHAPE if ATTENTION[name].input_rank == 3 else MAP_SHAPE
     return RNG.normal(size=shape).astype("float32")
 
 

@@ -174,3 +174,26 @@ def test_the_search_progress_survives_ray_tunes_pickling() -> None:
     copy = pickle.loads(pickle.dumps(progress))
     assert copy.planned == 6 and copy._bar is None
     progress.close()
+
+
+def test_a_stage_that_trains_on_ray_does_not_load_tensorflow_itself() -> None:
+    """tune, evaluate and compare train in Ray's workers: their own process checks params.yaml's
+    spaces and placements (every attention type, every backbone's points) without TensorFlow,
+    the ≈ 5 s a stage's start-up saves."""
+    code = """
+import sys
+from components.config import load_params
+from components.models.space import model_variants
+from components.models.pinned_form import check_pinned_form
+from pipelines.cli import main
+import pipelines.compare, pipelines.evaluate, pipelines.tune
+params = load_params("params.yaml", [])
+model_variants(params.compare.space, 0.5)
+model_variants(params.tune.space, 0.5)
+check_pinned_form()
+assert "tensorflow" not in sys.modules and "keras" not in sys.modules, "loaded"
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]

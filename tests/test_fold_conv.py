@@ -11,6 +11,7 @@ import tensorflow as tf
 from components.errors import ConfigError, PlatformError
 from components.models import fold_conv
 from components.models.fold_conv import FORMS, fold_conv2d, grouped_gradients_supported
+from components.models.pinned_form import check_pinned_form
 from components.training.runtime import kernel_limits
 from components.tuning.search import Interruption, check_complete
 
@@ -185,7 +186,7 @@ def test_a_stage_refuses_a_pinned_form_before_it_trains(tmp_path, monkeypatch):
     ]
     monkeypatch.setenv(fold_conv.ENVIRONMENT, "grouped")
     if grouped_gradients_supported():
-        fold_conv.check_pinned_form()  # trains here: nothing to say
+        check_pinned_form()  # trains here: nothing to say
     else:
         with pytest.raises(PlatformError, match="have no gradient for grouped convolutions"):
-            fold_conv.check_pinned_form()
+            check_pinned_form()

@@ -18,9 +18,6 @@ class AttentionLayer(keras.layers.Layer):
     outputs (see :func:`components.attention.maps.attention_maps`).
     """
 
-    #: rank of the inputs the layer works on: 4 = feature map (B, H, W, C), 3 = sequence (B, T, D)
-    input_rank: int = 4
-
     def attend(self, inputs: Any, training: bool | None = None) -> tuple[Any, Any]:
         raise NotImplementedError
 

@@ -30,7 +30,7 @@ def make_stacked_attention(name: str, folds: int, layer_name: str | None = None,
         return load_target(target)(folds, name=layer_name, **kwargs)
     from components.attention.stacked import FoldVectorized
 
-    if attention_class(name).input_rank != 4:
+    if entry(name).input_rank != 4:
         raise ValueError(f"attention {name!r} works on sequences: it has no stacked form")
     return FoldVectorized(folds, lambda: make_attention(name, "inner", **kwargs), name=layer_name)
 

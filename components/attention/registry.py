@@ -27,6 +27,8 @@ class AttentionEntry:
     #: its output is the input scaled per channel by a function of the channel means alone, so
     #: it commutes with an average pooling (it is the same model before or after one)
     mean_gated: bool = False
+    #: rank of the inputs the layer works on: 4 = feature map (B, H, W, C), 3 = sequence (B, T, D)
+    input_rank: int = 4
 
 
 STACKED = "components.attention.stacked:"
@@ -62,7 +64,9 @@ ATTENTION: dict[str, AttentionEntry] = {
         "components.attention.self_attention:SpatialSelfAttention", ("heads", "key_dim", "max_keys")
     ),
     "temporal_mhsa": AttentionEntry(
-        "components.attention.self_attention:TemporalSelfAttention", ("heads", "key_dim")
+        "components.attention.self_attention:TemporalSelfAttention",
+        ("heads", "key_dim"),
+        input_rank=3,
     ),
 }
 

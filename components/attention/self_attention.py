@@ -142,8 +142,6 @@ class TemporalSelfAttention(TokenSelfAttention):
         attention between frames.
     """
 
-    input_rank = 3
-
     def build(self, input_shape):
         _, frames, width = input_shape
         self.build_tokens(int(frames), int(width))

@@ -34,10 +34,9 @@ import sys
 import tensorflow as tf
 
 from components.errors import ConfigError, PlatformError
-from components.imports import run_module
+from components.models.pinned_form import ENVIRONMENT
 
 FORMS = ("grouped", "patches", "loop")
-ENVIRONMENT = "MER_FOLD_CONV"
 
 
 def fold_conv2d(x, kernel, folds: int, stride: int = 1, dilation: int = 1, form: str | None = None):
@@ -204,20 +203,6 @@ def describe() -> str:
     if form == "fallback":
         form = "per geometry: patches for 1×1 and dilated kernels, loop otherwise"
     return f"{kernel_set()}; fold-stacked convolution: {form}"
-
-
-def check_pinned_form() -> None:
-    """Before a stage trains anything: a ``MER_FOLD_CONV`` form this machine cannot train (or no
-    form at all) is one line now, not a failure inside every unit or trial. Checked in a
-    subprocess, so the caller's TensorFlow stays uninitialised (its threads and devices are set
-    later); nothing to do when no form is pinned."""
-    if not os.environ.get(ENVIRONMENT, "").strip():
-        return
-    done = run_module("components.models.fold_conv")
-    if done.returncode == 2:
-        raise PlatformError(done.stdout.strip())
-    if done.returncode:
-        raise RuntimeError(f"probing TensorFlow's kernels failed:\n{done.stderr[-3000:]}")
 
 
 if __name__ == "__main__":

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-import keras
-
-from components.attention.factory import attention_class, make_attention
+from components.attention.factory import make_attention
+from components.attention.registry import entry
 from components.config import AttentionConfig
 from components.errors import ConfigError
 from components.models.registry import PointKind
@@ -43,7 +42,7 @@ class Placer:
                 f"backbone {self.backbone!r} has no placement point {unknown[0]!r}; "
                 f"its points are: {', '.join(self.points)}"
             )
-        rank = attention_class(self.attention.type).input_rank
+        rank = entry(self.attention.type).input_rank
         for point in self.placement:
             kind = self.points[point]
             if RANK_OF_KIND[kind] != rank:
@@ -66,5 +65,7 @@ class Placer:
         options = self.attention.as_dict()
         layer = make_attention(options.pop("type"), layer_name=name, **options)
         if self.points[point] == "frame_map":
+            import keras
+
             return keras.layers.TimeDistributed(layer, name=f"{name}_frames")(x)
         return layer(x)
