@@ -1,8 +1,8 @@
 """End to end: a fresh copy of the repository → `dvc repro` → a champion in the registry →
 `mer predict` classifies clips of an unseen subject; a worse `dvc repro` leaves the alias.
-The outputs DVC tracks hold no absolute path, timing or host name (so copies in other folders
-write the same `dvc.lock`: tests/test_copies.py); every MLflow run ends with its status and
-provenance tags."""
+The outputs DVC tracks hold no absolute path, timing or host name, so a second fresh copy in
+another folder, reproduced at the same time, writes the same `dvc.lock` and the same bytes in
+every output it records; every MLflow run ends with its status and provenance tags."""
 
 import json
 import os
@@ -58,16 +58,28 @@ def set_params(repo: Path, changes: dict) -> None:
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def run(repo: Path, *command: str, timeout: int = 1500) -> str:
+def start(repo: Path, *command: str) -> subprocess.Popen:
+    """``command`` started in ``repo`` with the venv's programs first, no tracking URI set."""
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    done = subprocess.run(
-        command, cwd=repo, env=env, capture_output=True, text=True, timeout=timeout
+    return subprocess.Popen(
+        command, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    assert done.returncode == 0, (
-        f"{' '.join(command)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
-    )
-    return done.stdout
+
+
+def finish(process: subprocess.Popen, what: str, timeout: int = 1500) -> str:
+    """The standard output of ``process`` once it exited 0 (else its output's tails)."""
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+    assert process.returncode == 0, f"{what} failed:\n{out[-3000:]}\n{err[-5000:]}"
+    return out
+
+
+def run(repo: Path, *command: str, timeout: int = 1500) -> str:
+    return finish(start(repo, *command), " ".join(command), timeout)
 
 
 #: A smaller experiment than the default (same stages, same code): 8 subjects, smaller frames,
@@ -93,11 +105,26 @@ WORSE = {"tune.space.epochs": [1], "tune.grace_period": 1, "train.epochs": 1, "t
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = fresh_copy(tmp_path_factory.mktemp("clone"))
-    set_params(repo, SMALL)
-    run(repo, "dvc", "repro")
-    return repo
+def copies(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two fresh copies of SMALL, one deep in a folder of its own, reproduced at the same time
+    (two `dvc repro` processes): the first goes on to every test of this module, the second
+    only to the comparison of their `dvc.lock` files (both registries start empty)."""
+    folders = (
+        tmp_path_factory.mktemp("clone"),
+        tmp_path_factory.mktemp("elsewhere") / "a" / "deeper" / "folder",
+    )
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        set_params(fresh_copy(folder), SMALL)
+    runs = [start(folder, "dvc", "repro") for folder in folders]
+    for folder, process in zip(folders, runs, strict=True):
+        finish(process, f"dvc repro in {folder}")
+    return folders
+
+
+@pytest.fixture(scope="module")
+def repo(copies: tuple[Path, Path]) -> Path:
+    return copies[0]
 
 
 def tracked_files(repo: Path) -> list[Path]:
@@ -154,6 +181,8 @@ def unseen_clips(folder: Path) -> dict[str, Path]:
 
 @pytest.mark.slow
 def test_repro_registers_a_champion_and_predict_uses_it(repo: Path, tmp_path: Path) -> None:
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    assert metrics["folds_run"] == 8 and metrics["composite"]["samples"] == 72  # every clip
     registration = json.loads((repo / "reports/register/registration.json").read_text())
     assert registration["version"] == 1 and registration["alias_moved"] is True
     assert (repo / "reports/register/model_card.md").read_text().startswith("# Model card")
@@ -243,6 +272,67 @@ def test_every_mlflow_run_ended_with_its_status_and_provenance(repo: Path) -> No
         assert run_.info.status == "FINISHED" and run_.info.end_time, name
         assert run_.data.tags.get("git_commit", "").startswith(commit), name
         assert len(run_.data.tags.get("data_version", "")) >= 8, name
+
+
+@pytest.mark.slow
+def test_a_copy_in_another_folder_writes_the_same_dvc_lock(copies: tuple[Path, Path]) -> None:
+    """Every dependency and output `dvc.lock` records, the records and the registration
+    included, has the same hash in both copies, and every file under it the same bytes."""
+    scratch, twin = copies
+    differences = [
+        f"{name}: {a} != {b}"
+        for key, a, b in lock_differences(scratch / "dvc.lock", twin / "dvc.lock")
+        for name in differing_files(scratch, twin, key)
+    ]
+    assert not differences, differences
+    assert yaml.safe_load((scratch / "dvc.lock").read_text()) == yaml.safe_load(
+        (twin / "dvc.lock").read_text()
+    )
+    assert len(yaml.safe_load((twin / "dvc.lock").read_text())["stages"]) == 6
+
+
+def lock_differences(first: Path, second: Path) -> list[tuple[str, str, str]]:
+    """(path, md5 in first, md5 in second) of every dep or out whose hash differs."""
+
+    def hashes(lock: Path) -> dict[str, str]:
+        stages = yaml.safe_load(lock.read_text())["stages"]
+        return {
+            f"{name}:{kind}:{entry['path']}": str(entry.get("md5"))
+            for name, stage in stages.items()
+            for kind in ("deps", "outs")
+            for entry in stage.get(kind, [])
+        }
+
+    a, b = hashes(first), hashes(second)
+    return [
+        (key, a.get(key), b.get(key)) for key in sorted(set(a) | set(b)) if a.get(key) != b.get(key)
+    ]
+
+
+def differing_files(repo: Path, other: Path, key: str) -> list[str]:
+    """The files under a lock entry's path whose bytes differ between the two copies."""
+    path = key.split(":", 2)[2]
+    mine, theirs = repo / path, other / path
+    if mine.is_file() or theirs.is_file():
+        return (
+            [key]
+            if not (
+                mine.is_file() and theirs.is_file() and mine.read_bytes() == theirs.read_bytes()
+            )
+            else [f"{key} (same bytes now)"]
+        )
+    names = {p.relative_to(mine) for p in mine.rglob("*") if p.is_file()} | {
+        p.relative_to(theirs) for p in theirs.rglob("*") if p.is_file()
+    }
+    return [
+        f"{key}/{name}"
+        for name in sorted(names)
+        if not (
+            (mine / name).is_file()
+            and (theirs / name).is_file()
+            and (mine / name).read_bytes() == (theirs / name).read_bytes()
+        )
+    ] or [f"{key} (same bytes now)"]
 
 
 @pytest.fixture(scope="module")
