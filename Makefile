@@ -35,21 +35,21 @@ system-packages:
 # tests run in parallel, a test file per worker at a time (its module fixtures built once)
 WORKERS ?= -n 3 --dist loadfile
 test: lint docs system-packages
-	pytest -q $(WORKERS) --durations=25 --ignore=tests/test_copies.py
+	pytest -q $(WORKERS) --durations=25
 
 # The fast tier, for your own iteration: no services, clusters or real trainings of a stage.
 test-fast: setup
 	pytest -q $(WORKERS) -m "not slow"
 
 # The kernel tier: the fold convolution's forms, the stacked models (each fold = its ordinary
-# model, trained), training (resumed = uninterrupted included), the units of work (one or
-# several folds and seeds a unit), and one end-to-end `dvc repro` of a fresh copy
-# (tests/test_copies.py, which only this tier runs) again under the CPU kernel set TensorFlow
-# does not pick by default here (oneDNN on an AVX2 CPU, Eigen on AVX-512). Not the units tests
-# about Ray and interruptions (a killed worker retried, Ray = in-process, a resumed evaluation):
-# they are about orchestration, and their training is the other units tests'.
+# model, trained), training (resumed = uninterrupted included) and the units of work (one or
+# several folds and seeds a unit) again under the CPU kernel set TensorFlow does not pick by
+# default here (oneDNN on an AVX2 CPU, Eigen on AVX-512). `make test` reproduces every stage
+# under both already (tests/test_flow_images.py's `dvc repro` runs under the other set). Not the
+# units tests about Ray and interruptions (a killed worker retried, Ray = in-process, a resumed
+# evaluation): they are about orchestration, and their training is the other units tests'.
 KERNEL_TESTS := tests/test_fold_conv.py tests/test_stacked.py tests/test_stacked_rcn.py \
-	tests/test_training.py tests/test_units.py tests/test_copies.py \
+	tests/test_training.py tests/test_units.py \
 	--deselect tests/test_units.py::test_units_spread_over_two_nodes_and_a_killed_worker_is_retried \
 	--deselect tests/test_units.py::test_sequential_and_distributed_give_identical_predictions \
 	-k "not test_an_interrupted_evaluation_resumes_with_the_missing_units_only"

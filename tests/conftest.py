@@ -47,7 +47,6 @@ LONGEST_FIRST = (
     "test_end_to_end.py",
     "test_tune.py",
     "test_tune_resume.py",
-    "test_copies.py",
     "test_flow_images.py",
     "test_units.py",
 )

@@ -58,9 +58,10 @@ def set_params(repo: Path, changes: dict) -> None:
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def start(repo: Path, *command: str) -> subprocess.Popen:
-    """``command`` started in ``repo`` with the venv's programs first, no tracking URI set."""
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+def start(repo: Path, *command: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``command`` started in ``repo`` with the venv's programs first, no tracking URI set,
+    and the variables of ``env``."""
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", **(env or {})}
     env.pop("MLFLOW_TRACKING_URI", None)
     return subprocess.Popen(
         command, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -78,8 +79,8 @@ def finish(process: subprocess.Popen, what: str, timeout: int = 1500) -> str:
     return out
 
 
-def run(repo: Path, *command: str, timeout: int = 1500) -> str:
-    return finish(start(repo, *command), " ".join(command), timeout)
+def run(repo: Path, *command: str, timeout: int = 1500, env: dict[str, str] | None = None) -> str:
+    return finish(start(repo, *command, env=env), " ".join(command), timeout)
 
 
 #: A smaller experiment than the default (same stages, same code): 8 subjects, smaller frames,
