@@ -118,8 +118,14 @@ def copies(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         folder.mkdir(parents=True, exist_ok=True)
         set_params(fresh_copy(folder), SMALL)
     runs = [start(folder, "dvc", "repro") for folder in folders]
-    for folder, process in zip(folders, runs, strict=True):
-        finish(process, f"dvc repro in {folder}")
+    try:
+        for folder, process in zip(folders, runs, strict=True):
+            finish(process, f"dvc repro in {folder}")
+    finally:  # one failed: the other is not left running
+        for process in runs:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     return folders
 
 
