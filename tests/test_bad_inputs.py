@@ -312,8 +312,8 @@ def test_an_interrupted_evaluation_leaves_its_mlflow_run_killed(tmp_path) -> Non
     ):
         time.sleep(0.2)
     driver.send_signal(signal.SIGTERM)
-    _, err = driver.communicate(timeout=120)
-    assert driver.returncode == 130 and "terminated (SIGTERM)" in err, err[-2000:]
+    out, err = driver.communicate(timeout=120)
+    assert driver.returncode == 130 and "terminated (SIGTERM)" in err, (out[-1500:], err[-1500:])
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
@@ -352,6 +352,36 @@ def test_a_sigterm_that_arrives_wrapped_by_tensorflow_stops_the_run_instead_of_a
     with pytest.raises(RuntimeError):  # without a signal: retried twice, then raised
         units._run_here(["spec"], [0], None, 2, lambda *_: None, None)
     assert len(calls) == 1 + 3
+
+
+def test_a_signal_whose_exception_was_swallowed_still_stops_the_run(monkeypatch) -> None:
+    """A SIGTERM noted while code that catches everything ran (its Interrupted lost there)
+    stops the unit loop at the next epoch report or unit end: never a run that ends 0."""
+    from components import errors
+    from components.evaluation import units
+    from components.evaluation.queue import UnitQueue
+
+    def swallowed_at_the_end(spec, context, report):
+        trained.append(spec)
+        errors.note_signal("terminated (SIGTERM)")  # its exception caught by a library
+        return spec
+
+    def swallowed_before_an_epoch(spec, context, report):
+        trained.append(spec)
+        errors.note_signal("terminated (SIGTERM)")
+        report(1)
+        trained.append("an epoch after the signal")
+
+    for unit in (swallowed_at_the_end, swallowed_before_an_epoch):
+        trained: list[str] = []
+        monkeypatch.setattr(errors, "_signalled", [])
+        monkeypatch.setattr(units, "run_unit", unit)
+        queue = UnitQueue([0, 1], [2.0, 1.0], [("a", 0, 0), ("b", 0, 0)])
+        with pytest.raises(errors.Interrupted, match="terminated"):
+            units._run_here(
+                ["first", "second"], queue, None, 2, lambda *_: None, units.UnitProgress()
+            )
+        assert trained == ["first"]
 
 
 def test_synthesize_refuses_a_root_holding_other_files(tmp_path, monkeypatch, capsys) -> None:

@@ -364,6 +364,7 @@ def _run_here(specs, queue, context, max_failures, finished, progress: UnitProgr
         nonlocal trained
         trained += folds
         progress.epochs(trained)
+        raise_if_signalled()
 
     while queue:
         index = queue.pop()
@@ -379,6 +380,7 @@ def _run_here(specs, queue, context, max_failures, finished, progress: UnitProgr
                     raise
                 print(f"units: #{index} failed ({type(exc).__name__}: {exc}); training it again")
         finished(index, result)
+        raise_if_signalled()  # a signal whose exception a library swallowed still stops the run
 
 
 def _run_on_ray(specs, queue, context, address, max_failures, finished, progress) -> None:
@@ -397,6 +399,7 @@ def _run_on_ray(specs, queue, context, address, max_failures, finished, progress
                 futures[remote.remote(specs[index], context, tally)] = index
             ready, _ = ray.wait(list(futures), num_returns=1, timeout=1.0)
             progress.epochs(ray.get(tally.total.remote()))
+            raise_if_signalled()
             for future in ready:
                 result = ray.get(future)
                 if isinstance(result, MerError):
