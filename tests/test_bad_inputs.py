@@ -288,6 +288,56 @@ def test_predict_with_an_unknown_model_is_one_line(tmp_path, monkeypatch, capsys
     )
 
 
+def test_several_clips_load_the_model_once_and_a_bad_clip_loses_no_other(
+    tmp_path, monkeypatch, capsys, raw
+) -> None:
+    """`mer predict A B C`: one model load for every clip; a clip that cannot be read is one
+    line naming it (and an entry with its error in the JSON list) while the others are
+    classified, each map in the --output folder; exit 2 says one failed. --apex with several
+    clips, and two clips whose maps would share a name, are refused before any work."""
+    from components.config import ModelConfig, PreprocessConfig
+    from components.inference.predict import LoadedModel
+    from components.models.builder import build_model
+    from pipelines import predict
+
+    params = records_project(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    loads = []
+
+    def untrained(uri: str, params) -> LoadedModel:
+        loads.append(uri)
+        preprocess = PreprocessConfig()
+        model = build_model(ModelConfig(), 3, **preprocess.input_sizes())
+        return LoadedModel(model, ModelConfig(), preprocess, "flow", ("n", "p", "s"), uri)
+
+    monkeypatch.setattr(predict, "load_model", untrained)
+    first, second = sorted(raw.glob("CASME2_RAW_selected/*/*"))[:2]
+    empty = tmp_path / "empty_clip"
+    empty.mkdir()
+    clips = [str(first), str(empty), str(second)]
+    argv = ["--params", str(params), "predict", *clips, "--json", "--output", "maps"]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    results = json.loads(out)
+    assert [r["clip"] for r in results] == clips and loads == ["models:/mer-attention@champion"]
+    assert "holds 0 frame images" in results[1]["error"] and "label" not in results[1]
+    for result in (results[0], results[2]):
+        assert result["label"] in ("n", "p", "s")
+        assert (
+            Path(result["attention_png"])
+            == Path("maps") / f"{Path(result['clip']).name}_attention.png"
+        )
+        assert (tmp_path / result["attention_png"]).stat().st_size > 1000
+    lines = err.strip().splitlines()
+    assert lines[0].startswith(f"mer predict: {empty}: ") and "1 of 3 clips" in lines[-1]
+    for extra, says in ((["--apex", "3"], "--apex names a frame of a single clip"),
+                        ([], "clips share a name (" + first.name)):  # fmt: skip
+        twins = [str(first), str(first)] if not extra else clips
+        argv = ["--params", str(params), "predict", *twins, *extra]
+        one_line_error(capsys, main(argv), says)
+    assert len(loads) == 1  # refused before the model was loaded
+
+
 @pytest.mark.slow
 def test_an_interrupted_evaluation_leaves_its_mlflow_run_killed(tmp_path) -> None:
     small_project(tmp_path, evaluate={"folds_per_unit": 1})

@@ -195,15 +195,17 @@ def test_repro_registers_a_champion_and_predict_uses_it(repo: Path, tmp_path: Pa
     assert (repo / "reports/register/model_card.md").read_text().startswith("# Model card")
     listing = run(repo, "mer", "registry")
     assert "champion" in listing.splitlines()[2] and listing.splitlines()[2].startswith("1 ")
-    predicted = {}
-    for label, clip in unseen_clips(tmp_path).items():
-        png = tmp_path / f"{label}.png"
-        out = json.loads(run(repo, "mer", "predict", str(clip), "--json", "--output", str(png)))
-        assert out["model"] == "models:/mer-attention@champion"
-        assert abs(sum(out["probabilities"].values()) - 1) < 1e-4
-        assert png.stat().st_size > 10_000
-        predicted[label] = out["label"]
-    assert predicted == {label: label for label in predicted}  # the planted class, each time
+    clips = unseen_clips(tmp_path / "clips")
+    maps = tmp_path / "maps"  # several clips: one model load, a map each in this folder
+    command = ["mer", "predict", *map(str, clips.values()), "--json", "--output", str(maps)]
+    results = json.loads(run(repo, *command))
+    assert [r["clip"] for r in results] == [str(c) for c in clips.values()]
+    for result in results:
+        assert result["model"] == "models:/mer-attention@champion"
+        assert abs(sum(result["probabilities"].values()) - 1) < 1e-4
+        png = maps / f"{Path(result['clip']).name}_attention.png"
+        assert result["attention_png"] == str(png) and png.stat().st_size > 10_000
+    assert [r["label"] for r in results] == list(clips)  # the planted class, each time
 
 
 @pytest.mark.slow
