@@ -99,8 +99,9 @@ def main(argv: list[str] | None = None) -> None:
     frames = {name: run.predictions for name, run in zip(named, runs, strict=True)}
     subjects = sorted(session.records.manifest.subject_id.unique())
     draw = resampling(params.evaluate.bootstrap, params.seed, params.evaluate.confidence)
-    noise = TrainingNoise.pooled(frames.values(), subjects, draw)
     reference = frames["params.yaml"]
+    pairs = [(frame, reference, "base") for name, frame in frames.items() if name != "params.yaml"]
+    noise = TrainingNoise.of_differences(pairs, subjects, draw)
     rows, deltas = [], {}
     for name, frame in frames.items():
         found = bootstrap(frame, subjects, draw)["uf1"]

@@ -195,14 +195,18 @@ def loso_predictions(folder: Path, records_dir: str) -> dict[str, pd.DataFrame]:
 
 def paired_to_best(raw: dict, predictions: dict[str, pd.DataFrame], picked: str, best: str):
     """LOSO ΔUF1 (picked − best) with mer compare's paired subject-bootstrap interval (its
-    resampling from ``raw`` params, training noise pooled over the types)."""
+    resampling from ``raw`` params, the noise of the paired differences to the best pooled over the
+    types)."""
     from components.evaluation.report import resampling
     from components.statistics import TrainingNoise, paired_bootstrap
 
     any_frame = predictions[best]
     subjects = sorted(any_frame.subject_id.unique())
     draw = resampling(raw["evaluate"]["bootstrap"], raw["seed"], raw["evaluate"]["confidence"])
-    noise = TrainingNoise.pooled(predictions.values(), subjects, draw)
+    pairs = [
+        (frame, predictions[best], best) for name, frame in predictions.items() if name != best
+    ]
+    noise = TrainingNoise.of_differences(pairs, subjects, draw)
     return paired_bootstrap(
         predictions[picked], predictions[best], subjects, draw, noise, (picked, best)
     )["uf1"]

@@ -23,7 +23,8 @@ Holm's adjustment within a family of comparisons) is measured where its truth is
 
 Both verdict procedures are measured on the same trained replicates: the subject bootstrap
 alone (before issue 24's change) and with the training noise pooled over the family's arms
-(:class:`components.statistics.TrainingNoise`, what `mer compare` does now).
+(:meth:`components.statistics.TrainingNoise.of_differences`, what `mer compare` does now;
+the "verdicts" section of RESULTS.md was measured with issue 24's per-arm noise, before).
 
 The cheapest honest protocol for the trained replicates is grouped 5-fold over subjects (each
 seed one unit of 5 stacked folds): the comparison procedure is the same as on LOSO (predictions
@@ -162,7 +163,8 @@ def family_rates(baseline, variant, groups, subjects, draw, confidence, with_noi
         arms = [seeds_of(baseline, arm) for arm in mine[1:]]
         worse_frame = seeds_of(variant, mine[0])
         frames = [reference, *arms, worse_frame]  # a family's sweep: every arm pools its noise
-        noise = TrainingNoise.pooled(frames, subjects, draw) if with_noise else None
+        pairs = [(frame, reference, "base") for frame in frames[1:]]
+        noise = TrainingNoise.of_differences(pairs, subjects, draw) if with_noise else None
         if noise is not None:
             sds.append(noise.sd())
         deltas = [

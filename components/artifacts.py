@@ -348,7 +348,7 @@ class Comparison:
         compared = [r for r in self.rows if r["verdict"] != "baseline"]
 
         def count(key: str, value: str) -> int:
-            return sum(r[key] == value for r in compared)
+            return sum(r[key].split()[0] == value for r in compared)
 
         return {
             "variants": len(compared),
@@ -357,6 +357,9 @@ class Comparison:
             "worse": count("verdict", "worse"),
             f"better_{self.correction}": count("verdict_adjusted", "better"),
             f"worse_{self.correction}": count("verdict_adjusted", "worse"),
+            "equivalent": count("verdict", "equivalent"),
+            "inconclusive": count("verdict", "inconclusive"),
+            "max_mde_uf1": max((r["mde_uf1"] for r in compared), default=0.0),
             "max_delta_uf1": max((r["delta_uf1"] for r in compared), default=0.0),
             "min_delta_uf1": min((r["delta_uf1"] for r in compared), default=0.0),
         }

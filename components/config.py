@@ -487,6 +487,9 @@ class CompareConfig:
     #: multiple-comparison adjustment across the sweep, beside the unadjusted verdicts:
     #: holm (family-wise error; any dependence) | bh (Benjamini-Hochberg false discovery rate)
     correction: Literal["holm", "bh"] = "holm"
+    #: the ΔUF1 that matters: a comparison whose (1 − 2α) interval lies inside ±margin is
+    #: "equivalent" (two one-sided tests); every comparison states its MDE beside it
+    margin: Fraction = 0.03
     reports_dir: PathSetting = "reports/compare"
 
 

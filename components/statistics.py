@@ -190,8 +190,12 @@ class TrainingNoise:
     its degrees of freedom (0: not measured, one seed per arm)."""
 
     variance: dict[str, float]
-    dof: int  # seeds less one, summed over the arms
-    effective_dof: int = 0  # of the variance estimate (Satterthwaite): the draws' t
+    dof: int  # seeds less one, summed over the arms (or the compared pairs)
+    effective_dof: int = 0  # of the variance estimate: the draws' t
+    #: "arms": issue 24's whole-model variance of each arm (the spread less the bootstrap's
+    #: share, floored); "differences": half the spread of the paired per-seed differences
+    #: (:meth:`of_differences`), the bootstrap's share taken out of its draws instead
+    kind: str = "arms"
 
     @classmethod
     def none(cls) -> TrainingNoise:
@@ -229,7 +233,51 @@ class TrainingNoise:
         variance = {name: max(total, 0.0) / dof for name, total in excess.items()}
         return cls(variance, dof, effective)
 
+    @classmethod
+    def of_differences(
+        cls,
+        pairs: Iterable[tuple[pd.DataFrame, pd.DataFrame, str]],
+        subjects: Sequence[str],
+        resampling: Resampling,
+    ) -> TrainingNoise:
+        """The seed noise of the paired differences themselves: for each (variant, baseline,
+        baseline's name) the per-seed Δ_s on every subject and their spread around their mean
+        (S − 1 degrees of freedom), pooled over the pairs — what both arms share with a seed
+        (batch order, augmentation, validation subjects, common initial weights) cancels in
+        each Δ_s, and nothing is subtracted from the spread. Pairs that share a baseline share
+        its noise (their deviations correlate by ½ when the arms' noise is alike): a group of k
+        such pairs counts k(S − 1) / (1 + (k − 1)/4) effective degrees of freedom. Each arm of a
+        draw gets half the variance (a difference gets it whole)."""
+        spread, dof = {"uf1": 0.0, "uar": 0.0}, 0
+        groups: dict[str, list[int]] = {}
+        for variant, baseline, name in pairs:
+            seeds = sorted(variant.seed.unique())
+            if len(seeds) < 2 or seeds != sorted(baseline.seed.unique()):
+                continue
+            deltas = [
+                np.asarray(a) - np.asarray(b)
+                for a, b in zip(
+                    uf1_uar(
+                        subject_confusions(variant, subjects, seeds, resampling.classes).sum(1)
+                    ),
+                    uf1_uar(
+                        subject_confusions(baseline, subjects, seeds, resampling.classes).sum(1)
+                    ),
+                    strict=True,
+                )
+            ]
+            for key, delta in zip(("uf1", "uar"), deltas, strict=True):
+                spread[key] += float(np.nansum((delta - np.nanmean(delta)) ** 2))
+            dof += len(seeds) - 1
+            groups.setdefault(name, []).append(len(seeds) - 1)
+        if dof == 0:
+            return cls.none()
+        effective = sum(sum(g) / (1 + (len(g) - 1) / 4) for g in groups.values())
+        variance = {key: total / dof / 2 for key, total in spread.items()}
+        return cls(variance, dof, max(1, int(effective)), "differences")
+
     def sd(self, name: str = "uf1") -> float:
+        """One arm's whole-model seed sd (of a paired difference: its sd over √2)."""
         return math.sqrt(self.variance[name])
 
     def draws(self, name: str, seeds: int, arm: str, resampling: Resampling) -> np.ndarray:
@@ -268,19 +316,41 @@ def paired_draws(
     mine = subject_confusions(variant, subjects, seeds, resampling.classes)
     theirs = subject_confusions(baseline, subjects, seeds, resampling.classes)
     counts = resampling.draws(len(subjects))
-    full = np.ones((1, len(subjects)), np.int64)
-    out = {}
-    for name, index in (("uf1", 0), ("uar", 1)):
-        estimate = (
-            seed_mean_metrics(mine, full)[index][0] - seed_mean_metrics(theirs, full)[index][0]
+    exact = [a - b for a, b in zip(uf1_uar(mine.sum(1)), uf1_uar(theirs.sum(1)), strict=True)]
+    drawn = [
+        a - b  # (R, S): each seed's Δ on each draw of subjects
+        for a, b in zip(
+            uf1_uar(np.einsum("rn,snij->rsij", counts, mine)),
+            uf1_uar(np.einsum("rn,snij->rsij", counts, theirs)),
+            strict=True,
         )
-        deltas = seed_mean_metrics(mine, counts)[index] - seed_mean_metrics(theirs, counts)[index]
+    ]
+    out = {}
+    for name, per_seed, per_draw in zip(("uf1", "uar"), exact, drawn, strict=True):
+        deltas = np.nanmean(per_draw, axis=1)
+        if noise.kind == "differences" and noise.dof and len(seeds) > 1:
+            deltas = _without_seed_share(deltas, per_draw)
         deltas = deltas + (
             noise.draws(name, len(seeds), arms[0], resampling)
             - noise.draws(name, len(seeds), arms[1], resampling)
         )
-        out[name] = (float(estimate), deltas)
+        out[name] = (float(np.nanmean(per_seed)), deltas)
     return out
+
+
+def _without_seed_share(deltas: np.ndarray, per_draw: np.ndarray) -> np.ndarray:
+    """The bootstrap draws of a seed-mean Δ with the seed noise they carry taken out: each
+    seed's deviation from the seed mean varies over the draws by the subject-level part of the
+    seed noise, σ²(S − 1)/S, and the mean carries σ²/S of it; the spread of the per-seed Δ
+    (:meth:`TrainingNoise.of_differences`) adds all of it back once."""
+    seeds = per_draw.shape[1]
+    deviations = per_draw - np.nanmean(per_draw, axis=1, keepdims=True)
+    share = float(np.nanmean(np.nanvar(deviations, axis=0))) / (seeds - 1)
+    total = float(np.nanvar(deltas))
+    if total <= 0:
+        return deltas
+    centre = np.nanmean(deltas)
+    return centre + (deltas - centre) * math.sqrt(max(total - share, 0.0) / total)
 
 
 #: a difference of two metrics in [0, 1] (UF1, UAR) lies in [-1, 1]
@@ -295,6 +365,62 @@ def difference(estimate: float, draws: np.ndarray, confidence: float) -> Interva
     clipped = low < bottom or high > top
     low, high = max(low, bottom), min(high, top)
     return Interval(float(estimate), low, high, bootstrap_p_value(draws), clipped)
+
+
+#: power at which a comparison states its minimum detectable effect
+POWER = 0.8
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What a difference's draws can tell apart: the **minimum detectable effect** (the true
+    |Δ| a comparison like this one calls at ``POWER`` at its confidence, from the spread of its
+    draws: for a normal sampling distribution ``(z₁₋α/₂ + z_power) × SE``, here the percentile
+    interval's half-width scaled by ``(z₁₋α/₂ + z_power) / z₁₋α/₂``, so heavy tails widen it as
+    they widen the interval) and **equivalence** within ``±margin`` by two one-sided tests
+    (TOST: both "Δ ≤ −margin" and "Δ ≥ margin" rejected at α, i.e. the (1 − 2α) percentile
+    interval inside the margin), with the TOST p-value (the larger one-sided share of draws
+    beyond the margin)."""
+
+    mde: float
+    margin: float
+    tost_p: float
+    low: float  # the (1 − 2α) interval the equivalence test reads
+    high: float
+
+    @property
+    def equivalent(self) -> bool:
+        return -self.margin < self.low and self.high < self.margin
+
+    @classmethod
+    def of(cls, draws: np.ndarray, confidence: float, margin: float) -> Resolution:
+        from scipy.stats import norm
+
+        draws = draws[~np.isnan(draws)]
+        alpha = 1 - confidence
+        low, high = percentile_interval(draws, confidence)
+        z = norm.ppf(1 - alpha / 2)
+        mde = (high - low) / 2 * (z + norm.ppf(POWER)) / z
+        below, above = np.mean(draws <= -margin), np.mean(draws >= margin)
+        tost_p = float(min(1.0, max(below, above, 1 / len(draws))))
+        narrow_low, narrow_high = percentile_interval(draws, 1 - 2 * alpha)
+        return cls(float(mde), margin, tost_p, narrow_low, narrow_high)
+
+
+def call(delta: Interval, resolution: Resolution) -> str:
+    """A comparison's four-way verdict: ``better`` / ``worse`` when the interval excludes 0,
+    else ``equivalent within ±margin`` when TOST says so, else ``inconclusive`` (the data
+    cannot tell a difference of the margin from none: the MDE says how large one it could)."""
+    if delta.low > 0 or delta.high < 0:
+        return verdict(delta)
+    return equivalent_label(resolution.margin) if resolution.equivalent else INCONCLUSIVE
+
+
+INCONCLUSIVE = "inconclusive"
+
+
+def equivalent_label(margin: float) -> str:
+    return f"equivalent within ±{margin:g}"
 
 
 def paired_bootstrap(

@@ -64,7 +64,7 @@ def _compare(params, session) -> int:
         log_records_input(params.preprocess.records_dir, tags["data_version"], "compare")
         _, predictions, _ = sweep.run_sweep(params, session, seeds)
         draw = resampling(ev.bootstrap, params.seed, ev.confidence)
-        answers = sweep.compare(plan, predictions, draw, cfg.correction)
+        answers = sweep.compare(plan, predictions, draw, cfg.correction, cfg.margin)
         found = Comparison(
             sweep.header(params, session, seeds, answers.noise), cfg.correction, seeds,
             answers.rows, answers.effects,

@@ -55,7 +55,7 @@ def test_main_effects_are_the_mean_paired_delta_of_each_level() -> None:
     ]
     effects = {
         (e["axis"], e["level"]): e
-        for e in main_effects(rows, estimates, draws, Resampling(3, 3, 0, 0.95))
+        for e in main_effects(rows, estimates, draws, Resampling(3, 3, 0, 0.95), 0.03)
     }
     assert set(effects) == {
         ("attention", "se"),
@@ -92,8 +92,9 @@ def test_the_delta_intervals_carry_the_noise_between_training_seeds() -> None:
         frame["dataset"] = "casme2"
         predictions[model] = frame
     draw = Resampling(3, 1000, 0, 0.95)
-    answers = compare(sweep, predictions, draw, "holm")
-    assert answers.noise.dof == 3 * 2 and answers.noise.sd() > 0.01
+    answers = compare(sweep, predictions, draw, "holm", 0.03)
+    assert answers.noise.dof == 2 * 2 and answers.noise.kind == "differences"
+    assert answers.noise.sd() > 0.01
     plain = compare_without_noise(sweep, predictions, draw)
     for row, narrow in zip(answers.rows[1:], plain, strict=True):
         assert row["delta_uf1_ci_high"] - row["delta_uf1_ci_low"] > narrow
@@ -116,11 +117,11 @@ def test_an_interval_past_the_range_of_a_difference_is_cut_and_marked() -> None:
     row = {"model": "m", "uf1": 0.5, "uf1_ci_low": 0.4, "uf1_ci_high": 0.6, "uar": 0.5,
            "uar_ci_low": 0.4, "uar_ci_high": 0.6, "uf1_per_dataset": {}, "uf1_per_seed": {},
            "delta_uf1": 0.02, "delta_uf1_ci_low": -1.0, "delta_uf1_ci_high": 1.0,
-           "delta_uf1_ci_clipped": True, "p": 0.9, "p_adjusted": 0.9,
-           "verdict": "no detectable difference", "verdict_adjusted": "no detectable difference"}  # fmt: skip
-    text = markdown([row], [], "header", "holm")
+           "delta_uf1_ci_clipped": True, "p": 0.9, "p_adjusted": 0.9, "mde_uf1": 2.0,
+           "verdict": "inconclusive", "verdict_adjusted": "inconclusive"}  # fmt: skip
+    text = markdown([row], [], "header", "holm", 0.03)
     assert f"+0.020 [-1.000, +1.000]{CLIPPED}" in text and CLIPPED_NOTE in text
-    text = markdown([{**row, "delta_uf1_ci_clipped": False}], [], "header", "holm")
+    text = markdown([{**row, "delta_uf1_ci_clipped": False}], [], "header", "holm", 0.03)
     assert CLIPPED not in text
 
 
@@ -168,8 +169,12 @@ def test_compare_stage_reports_every_model_with_verdicts_effects_and_figures(
     for row in others:
         assert row["delta_uf1_ci_low"] <= row["delta_uf1"] <= row["delta_uf1_ci_high"]
         assert row["delta_uf1"] == pytest.approx(row["uf1"] - baseline["uf1"], abs=2e-4)
-        expected = "better" if row["delta_uf1_ci_low"] > 0 else "worse" if row["delta_uf1_ci_high"] < 0 else "no detectable difference"  # fmt: skip
-        assert row["verdict"] == expected
+        if row["delta_uf1_ci_low"] > 0 or row["delta_uf1_ci_high"] < 0:
+            assert row["verdict"] == ("better" if row["delta_uf1_ci_low"] > 0 else "worse")
+        else:  # inside the margin by TOST, or not resolved (the MDE says what could be)
+            assert row["verdict"] in ("equivalent within ±0.03", "inconclusive")
+            assert (row["verdict"] == "inconclusive") == (row["tost_p"] >= 0.05)
+        assert row["mde_uf1"] > 0 and row["tost_p_adjusted"] >= row["tost_p"]
         assert row["p_adjusted"] >= row["p"]  # Holm never lowers a p-value
     effects = {(e["axis"], e["level"]) for e in found["effects"]}
     assert effects == {
@@ -184,10 +189,13 @@ def test_compare_stage_reports_every_model_with_verdicts_effects_and_figures(
         assert label in (out / "comparison.csv").read_text()
         assert label.replace("_", "\\_") in (out / "comparison.tex").read_text()
     assert list(pd.read_csv(out / "comparison.csv").model) == labels
-    assert "Main effects" in table and "ΔUF1 [95% CI]" in table
-    assert "noise between training seeds" in table and "5 df" in table  # 5 models × 1
+    assert "Main effects" in table and "ΔUF1 [95% CI]" in table and "MDE (80%)" in table
+    assert "equivalent within ±0.03 when its 90% interval" in table  # how to read it
+    assert "noise between training seeds" in table and "4 df" in table  # 4 comparisons × 1
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["variants"] == 4 and metrics["seeds"] == 2
+    calls = ("better", "worse", "equivalent", "inconclusive")
+    assert sum(metrics[k] for k in calls) == 4 and metrics["max_mde_uf1"] > 0
     for figure in ("forest.png", "heatmap.png"):
         assert (out / figure).stat().st_size > 8_000
     assert "ststnet/se@fused" in done.stdout  # the table is printed too

@@ -366,3 +366,81 @@ def test_per_class_f1_intervals_match_a_naive_resampling_loop() -> None:
         table.loc[0, "F1 surprise CI"]
         == f"[{found['surprise'][0]:.3f}, {found['surprise'][1]:.3f}]"
     )
+
+
+def test_the_mde_is_the_true_difference_called_with_80_percent_power() -> None:
+    """For a normal sampling distribution (SE known) the MDE is (z₀.₉₇₅ + z₀.₈) × SE, and a true
+    Δ of that size is called "better" in 80% of replicated comparisons."""
+    from scipy.stats import norm
+
+    from components.statistics import Resolution, difference
+
+    rng = np.random.default_rng(3)
+    se = 0.02
+    mde = Resolution.of(0.01 + se * rng.standard_normal(200_000), 0.95, 0.03).mde
+    assert mde == pytest.approx((norm.ppf(0.975) + norm.ppf(0.8)) * se, rel=0.01)
+    replicates = 2000
+    estimates = mde + se * rng.standard_normal(replicates)  # the truth is the MDE
+    called = sum(difference(e, e + se * rng.standard_normal(1000), 0.95).low > 0 for e in estimates)
+    assert abs(called / replicates - 0.80) < 0.03
+
+
+def test_equivalence_is_two_one_sided_tests_against_the_margin() -> None:
+    """Inside ±margin by its 90% interval: equivalent, TOST p below 5%; a true Δ at the margin
+    is called equivalent in at most 5% of replicates (the test's size); four-way calls."""
+    from components.statistics import Interval, Resolution, call
+
+    rng = np.random.default_rng(4)
+    noise = 0.01 * rng.standard_normal(20_000)
+    tight = Resolution.of(noise, 0.95, 0.03)
+    assert tight.equivalent and tight.tost_p < 0.01 and -0.03 < tight.low < tight.high < 0.03
+    near = Resolution.of(0.025 + noise, 0.95, 0.03)
+    assert not near.equivalent and near.tost_p == pytest.approx(0.31, abs=0.02)  # Φ(−0.5)
+    at_margin = [Resolution.of(e + noise[:2000], 0.95, 0.03).equivalent
+                 for e in 0.03 + 0.01 * rng.standard_normal(1000)]  # fmt: skip
+    assert np.mean(at_margin) <= 0.065  # nominal 5% (binomial sd 0.7%)
+    zero_in = Interval(0.01, -0.01, 0.03)
+    assert call(zero_in, tight) == "equivalent within ±0.03"
+    assert call(zero_in, near) == "inconclusive"
+    assert call(Interval(0.02, 0.005, 0.035), tight) == "better"  # a call before equivalence
+    assert call(Interval(-0.02, -0.035, -0.005), near) == "worse"
+
+
+def test_the_noise_of_paired_differences_is_the_spread_of_the_per_seed_deltas() -> None:
+    """Against a reference computation (scikit-learn's macro F1 per seed): each arm gets half
+    the pooled variance of the per-seed paired ΔUF1; pairs sharing a baseline count fewer
+    effective degrees of freedom; what the arms share with a seed cancels."""
+    from sklearn.metrics import f1_score
+
+    from components.evaluation.simulation import World, seeded_frame
+    from components.statistics import Resampling, TrainingNoise
+
+    rng = np.random.default_rng(8)
+    frames = [
+        seeded_frame(c) for c in World(seed_sd=0.3).seeded_confusions(rng, 30, (0.0, 0.2, 0.0), 3)
+    ]
+    subjects = sorted(frames[0].subject_id.unique())
+    draw = Resampling(3, 200, 0, 0.95)
+    noise = TrainingNoise.of_differences(
+        [(f, frames[0], "base") for f in frames[1:]], subjects, draw
+    )
+
+    def uf1(frame, seed):
+        rows = frame[frame.seed == seed]
+        return f1_score(rows.true, rows.predicted, average="macro")
+
+    spread = 0.0
+    for arm in frames[1:]:
+        deltas = np.array([uf1(arm, s) - uf1(frames[0], s) for s in range(3)])
+        spread += float(((deltas - deltas.mean()) ** 2).sum())
+    assert noise.kind == "differences" and noise.dof == 2 * 2
+    assert noise.variance["uf1"] == pytest.approx(spread / 4 / 2, rel=1e-9)
+    assert noise.effective_dof == int(4 / (1 + 1 / 4))  # two pairs share one baseline
+    apart = TrainingNoise.of_differences(
+        [(frames[1], frames[0], "a"), (frames[2], frames[0].copy(), "b")], subjects, draw
+    )
+    assert apart.effective_dof == 4  # each its own baseline
+    twin = frames[0].copy()  # an arm that shares every seed's noise with its baseline
+    assert TrainingNoise.of_differences([(twin, frames[0], "base")], subjects, draw).variance[
+        "uf1"
+    ] == pytest.approx(0.0, abs=1e-12)

@@ -13,6 +13,7 @@ variants at that level, with a CI from the same paired draws (so it answers "doe
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,20 +27,17 @@ from components.metrics import confusion_matrix
 from components.models.space import model_variants
 from components.statistics import (
     Resampling,
+    Resolution,
     TrainingNoise,
     benjamini_hochberg,
     bootstrap,
+    call,
     difference,
+    equivalent_label,
     holm,
     paired_draws,
     uf1_uar,
 )
-
-NO_DIFFERENCE = "no detectable difference"
-
-
-def verdict_of(low: float, high: float) -> str:
-    return "better" if low > 0 else "worse" if high < 0 else NO_DIFFERENCE
 
 
 @dataclass(frozen=True)
@@ -130,11 +128,17 @@ def compare(
     predictions: dict[ModelConfig, pd.DataFrame],
     draw: Resampling,
     correction: str,
+    margin: float,
 ) -> Answers:
-    """Rows (baselines first) and main effects of a finished sweep."""
+    """Rows (baselines first) and main effects of a finished sweep; each comparison's verdict
+    is four-way (:func:`~components.statistics.call`) against ``margin``, with its MDE."""
     any_frame = next(iter(predictions.values()))
     subjects = sorted(any_frame.subject_id.unique())
-    noise = TrainingNoise.pooled(predictions.values(), subjects, draw)
+    pairs = [
+        (predictions[v], predictions[sweep.baseline_of[v]], sweep.baseline_of[v].label)
+        for v in sweep.variants
+    ]
+    noise = TrainingNoise.of_differences(pairs, subjects, draw)
     rows, draws, estimates = [], {}, {}
     baselines = set(sweep.baseline_of.values())
     for model in sweep.models:
@@ -157,6 +161,7 @@ def compare(
             )
             estimates[model], draws[model] = found["uf1"]
             delta = {k: difference(e, d, draw.confidence) for k, (e, d) in found.items()}
+            resolution = Resolution.of(draws[model], draw.confidence, margin)
             row.update(
                 {
                     "baseline": base.label,
@@ -164,21 +169,38 @@ def compare(
                     **{f"delta_{k}": round(v, 4) for k, v in delta["uar"].as_dict("uar").items()},
                     "delta_uf1_ci_clipped": delta["uf1"].clipped,
                     "p": round(delta["uf1"].p_value, 4),
-                    "verdict": verdict_of(delta["uf1"].low, delta["uf1"].high),
+                    "mde_uf1": round(resolution.mde, 4),
+                    "tost_p": round(resolution.tost_p, 4),
+                    "verdict": call(delta["uf1"], resolution),
                 }
             )
         rows.append(row)
     compared = [r for r in rows if r["verdict"] != "baseline"]
     adjust = holm if correction == "holm" else benjamini_hochberg
     alpha = 1 - draw.confidence
-    for row, adjusted in zip(compared, adjust([r["p"] for r in compared]), strict=True):
+    p_values = adjust([r["p"] for r in compared])
+    tost_p_values = adjust([r["tost_p"] for r in compared])
+    for row, adjusted, tost in zip(compared, p_values, tost_p_values, strict=True):
         row["p_adjusted"] = round(float(adjusted), 4)
+        row["tost_p_adjusted"] = round(float(tost), 4)
         row["verdict_adjusted"] = (
-            NO_DIFFERENCE if adjusted >= alpha else ("better" if row["delta_uf1"] > 0 else "worse")
+            ("better" if row["delta_uf1"] > 0 else "worse")
+            if adjusted < alpha
+            else adjusted_equivalence(tost, alpha, margin)
         )
     order = sweep.variants  # the compared rows' order
-    effects = main_effects(compared, [estimates[m] for m in order], [draws[m] for m in order], draw)
+    effects = main_effects(
+        compared, [estimates[m] for m in order], [draws[m] for m in order], draw, margin
+    )
     return Answers(rows, effects, noise)
+
+
+def adjusted_equivalence(tost_p: float, alpha: float, margin: float) -> str:
+    """The equivalence call from an adjusted TOST p-value (the family's equivalence claims
+    controlled as its difference claims are)."""
+    from components.statistics import INCONCLUSIVE
+
+    return equivalent_label(margin) if tost_p < alpha else INCONCLUSIVE
 
 
 def main_effects(
@@ -186,6 +208,7 @@ def main_effects(
     estimates: Sequence[float],
     draws: Sequence[np.ndarray],
     draw: Resampling,
+    margin: float,
 ) -> list[dict]:
     """For each axis with two levels or more among the compared variants (``rows``, with their
     exact ΔUF1 ``estimates`` and paired ``draws``), and each level: the mean ΔUF1 of the variants
@@ -200,6 +223,7 @@ def main_effects(
             estimate = float(np.mean([estimates[k] for k in mine]))
             pooled = np.mean([draws[k] for k in mine], axis=0)
             interval = difference(estimate, pooled, draw.confidence)
+            resolution = Resolution.of(pooled, draw.confidence, margin)
             effects.append(
                 {
                     "axis": axis,
@@ -209,7 +233,8 @@ def main_effects(
                     "delta_uf1_ci_low": round(interval.low, 4),
                     "delta_uf1_ci_high": round(interval.high, 4),
                     "delta_uf1_ci_clipped": interval.clipped,
-                    "verdict": verdict_of(interval.low, interval.high),
+                    "mde_uf1": round(resolution.mde, 4),
+                    "verdict": call(interval, resolution),
                 }
             )
     return effects
@@ -250,8 +275,9 @@ def noise_statement(noise: TrainingNoise) -> str:
             "intervals leave it out; set compare.seeds ≥ 2)"
         )
     return (
-        f" plus the noise between training seeds (UF1 sd {noise.sd():.4f} of a whole model, "
-        f"pooled over the models, {noise.dof} df, {noise.effective_dof} effective)"
+        f" plus the noise between training seeds (sd {noise.sd() * math.sqrt(2):.4f} of one "
+        f"seed's paired ΔUF1, pooled over the comparisons, {noise.dof} df, "
+        f"{noise.effective_dof} effective)"
     )
 
 
@@ -268,13 +294,14 @@ def publish(params: Params, comparison) -> Path:
     ) as staging:
         comparison.write(staging)
         rows, correction = comparison.rows, comparison.correction
+        margin = params.compare.margin
         (staging / "comparison.md").write_text(
-            report.markdown(rows, comparison.effects, comparison.header, correction)
+            report.markdown(rows, comparison.effects, comparison.header, correction, margin)
         )
         report.table(rows, correction).to_csv(staging / "comparison.csv", index=False)
         (staging / "comparison.tex").write_text(report.latex(rows, correction))
         report.effects_table(comparison.effects).to_csv(staging / "main_effects.csv", index=False)
         title = f"{params.evaluate.protocol}, {len(comparison.seeds)} seeds"
-        report.forest_png(comparison.rows, staging / "forest.png", title, comparison.correction)
+        report.forest_png(rows, staging / "forest.png", title, correction, margin)
         report.heatmap_png(comparison.rows, staging / "heatmap.png", f"ΔUF1 ({title})")
     return folder

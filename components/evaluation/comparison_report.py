@@ -8,7 +8,28 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-COLOURS = {"better": "#1b7837", "worse": "#b2182b", "no detectable difference": "#4d4d4d"}
+COLOURS = {
+    "better": "#1b7837",
+    "worse": "#b2182b",
+    "equivalent": "#2166ac",
+    "inconclusive": "#8c8c8c",
+}
+
+
+def colour_of(verdict: str) -> str:
+    """A verdict's colour (``equivalent within ±m`` by its first word)."""
+    return COLOURS[verdict.split()[0]]
+
+
+def resolution_note(margin: float) -> str:
+    """How to read the verdicts and the MDE (under the tables)."""
+    return (
+        f"Verdicts: better / worse when the 95% interval of ΔUF1 excludes 0; equivalent within "
+        f"±{margin:g} when its 90% interval lies inside ±{margin:g} (two one-sided tests, "
+        f"`compare.margin`); else inconclusive: the data cannot tell a difference of "
+        f"{margin:g} from none. MDE: the true |ΔUF1| this comparison calls with 80% power; "
+        "differences well below it go unseen, whatever the verdict."
+    )
 
 
 #: marks an interval cut to the metric's range (:data:`CLIPPED_NOTE`)
@@ -41,12 +62,14 @@ def table(rows: list[dict], correction: str) -> pd.DataFrame:
             "UF1 per seed": " ".join(f"{v:.3f}" for v in r["uf1_per_seed"].values()),
         }
         if r["verdict"] == "baseline":
-            line.update({"ΔUF1 [95% CI]": "baseline", "p": "", f"p ({correction})": "",
-                         "verdict": "baseline", f"verdict ({correction})": "baseline"})  # fmt: skip
+            line.update({"ΔUF1 [95% CI]": "baseline", "MDE (80%)": "", "p": "",
+                         f"p ({correction})": "", "verdict": "baseline",
+                         f"verdict ({correction})": "baseline"})  # fmt: skip
         else:
             line.update(
                 {
                     "ΔUF1 [95% CI]": _ci(r, "delta_uf1", signed=True),
+                    "MDE (80%)": f"{r['mde_uf1']:.3f}",
                     "p": f"{r['p']:.3f}",
                     f"p ({correction})": f"{r['p_adjusted']:.3f}",
                     "verdict": r["verdict"],
@@ -65,6 +88,7 @@ def effects_table(effects: list[dict]) -> pd.DataFrame:
                 "level": e["level"],
                 "variants": e["variants"],
                 "mean ΔUF1 [95% CI]": _ci(e, "delta_uf1", signed=True),
+                "MDE (80%)": f"{e['mde_uf1']:.3f}",
                 "verdict": e["verdict"],
             }
             for e in effects
@@ -72,8 +96,10 @@ def effects_table(effects: list[dict]) -> pd.DataFrame:
     )
 
 
-def markdown(rows: list[dict], effects: list[dict], header: str, correction: str) -> str:
-    parts = [header, "", _github(table(rows, correction))]
+def markdown(
+    rows: list[dict], effects: list[dict], header: str, correction: str, margin: float
+) -> str:
+    parts = [header, "", _github(table(rows, correction)), "", resolution_note(margin)]
     if effects:
         parts += [
             "",
@@ -98,9 +124,9 @@ def latex(rows: list[dict], correction: str) -> str:
     return frame.to_latex(index=False, escape=True, column_format="l" + "r" * (frame.shape[1] - 1))
 
 
-def forest_png(rows: list[dict], path: Path, title: str, correction: str) -> None:
-    """ΔUF1 of every variant with its paired 95% CI, sorted; colour by the adjusted verdict, a
-    hollow marker where only the unadjusted one is a call."""
+def forest_png(rows: list[dict], path: Path, title: str, correction: str, margin: float) -> None:
+    """ΔUF1 of every variant with its paired 95% CI, sorted, over the band of ±``margin``;
+    colour by the adjusted verdict, a hollow marker where only the unadjusted one is a call."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,17 +136,19 @@ def forest_png(rows: list[dict], path: Path, title: str, correction: str) -> Non
     height = max(3.0, 0.32 * len(compared) + 2.2)
     fig, ax = plt.subplots(figsize=(7.5, height), dpi=120)
     for y, r in enumerate(compared):
-        colour = COLOURS[r["verdict_adjusted"]]
+        colour = colour_of(r["verdict_adjusted"])
         ax.plot([r["delta_uf1_ci_low"], r["delta_uf1_ci_high"]], [y, y], color=colour, lw=2)
         hollow = r["verdict"] != r["verdict_adjusted"]
         ax.plot(r["delta_uf1"], y, "o", color=colour, mfc="white" if hollow else colour, ms=6)
+    ax.axvspan(-margin, margin, color=COLOURS["equivalent"], alpha=0.08, lw=0)
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(range(len(compared)), [r["model"] for r in compared], fontsize=7)
     baselines = sorted({r["baseline"] for r in compared})
     ax.set_xlabel(f"ΔUF1 vs {', '.join(baselines)} (paired 95% CI)")
     ax.set_title(title, fontsize=9)
+    names = {"equivalent": f"equivalent within ±{margin:g}"}
     handles = [
-        plt.Line2D([], [], color=c, marker="o", lw=2, label=f"{k} ({correction})")
+        plt.Line2D([], [], color=c, marker="o", lw=2, label=f"{names.get(k, k)} ({correction})")
         for k, c in COLOURS.items()
     ]
     handles.append(plt.Line2D([], [], color="grey", marker="o", mfc="white", lw=0,

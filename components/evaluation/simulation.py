@@ -42,6 +42,9 @@ class World:
     interaction_sd: float = 0.15  # variant × subject
     seed_sd: float = 0.0  # a trained model's shift on every subject
     seed_subject_sd: float = 0.1  # and on each subject
+    #: the share of those shifts' variance that every variant trained with the same seed has
+    #: in common (common random numbers: batch order, augmentation, shared initial weights)
+    seed_shared: float = 0.0
     counts: tuple[float, float, float] = COMPOSITE_MEAN_COUNTS  # mean clips per class
 
     def confusions(
@@ -66,16 +69,26 @@ class World:
         ability = rng.normal(0, self.subject_sd, size=subjects)
         clips = rng.poisson(np.asarray(self.counts), size=(subjects, CLASSES))
         out = np.zeros((len(effects), seeds, subjects, CLASSES, CLASSES), np.int64)
+        # drawn only when shared (the draws of a world without it stay as they were)
+        shared = [
+            self._seed_shift(rng, subjects) if self.seed_shared else 0.0 for _ in range(seeds)
+        ]
         for v, effect in enumerate(effects):
             logit = self._logit(ability, effect) + rng.normal(
                 0, self.interaction_sd, size=(subjects, 1)
             )
             for s in range(seeds):
-                shift = rng.normal(0, self.seed_sd) + rng.normal(
-                    0, self.seed_subject_sd, size=(subjects, 1)
-                )
+                shift = self._seed_shift(rng, subjects)
+                if self.seed_shared:
+                    shift = (
+                        np.sqrt(self.seed_shared) * shared[s] + np.sqrt(1 - self.seed_shared) * shift
+                    )
                 out[v, s] = _outcomes(rng, clips, logit + shift)
         return out
+
+    def _seed_shift(self, rng: np.random.Generator, subjects: int) -> np.ndarray:
+        """A trained model's log-odds shift: one for every subject plus one per subject."""
+        return rng.normal(0, self.seed_sd) + rng.normal(0, self.seed_subject_sd, (subjects, 1))
 
     def _logit(self, ability: np.ndarray, effect: float) -> np.ndarray:
         return self.base + np.asarray(self.class_offsets)[None] + ability[:, None] + effect
