@@ -469,6 +469,15 @@ class TuneSpaceConfig(ModelSpaceConfig):
     epochs: tuple[Epochs, ...] = (40,)
 
 
+def _tune_space() -> TuneSpaceConfig:
+    """The mission's search (params.yaml's): attention type × heads × placement."""
+    return TuneSpaceConfig(
+        attention=("none", "se", "channel", "spatial", "cbam", "mhsa"),
+        heads=(1, 2),
+        placement=(("fused",), ("pre_head",)),
+    )
+
+
 def _compare_space() -> ModelSpaceConfig:
     return ModelSpaceConfig(
         attention=("none", "se", "eca", "channel", "spatial", "cbam", "mhsa"),
@@ -497,7 +506,7 @@ class CompareConfig:
 class TuneConfig:
     """The Ray Tune search run by the ``tune`` stage."""
 
-    space: TuneSpaceConfig = field(default_factory=TuneSpaceConfig)
+    space: TuneSpaceConfig = field(default_factory=_tune_space)
     search: Literal["grid", "random", "optuna"] = "grid"
     num_samples: Positive = 1  # grid: repeats of the grid; random/optuna: number of trials
     max_concurrent_trials: Positive = 2

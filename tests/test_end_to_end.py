@@ -92,6 +92,7 @@ SMALL = {
     "synthesize.frames_max": 18,
     "synthesize.frame_size": 160,
     "tune.space.attention": ["none", "cbam"],
+    "tune.space.placement": [["fused"]],  # 2 trials (the default space: tests/test_tune.py)
     "tune.space.epochs": [60],
     "tune.space.learning_rate": [0.003],
     "tune.grace_period": 15,

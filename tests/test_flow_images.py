@@ -185,6 +185,7 @@ def test_dvc_repro_runs_every_stage_on_released_features_only(
             "synthesize.frames_min": 10,
             "synthesize.frames_max": 12,
             "tune.space.attention": ["none", "spatial"],
+            "tune.space.placement": [["fused"]],
             "tune.space.epochs": [1],
             "tune.grace_period": 1,
             "evaluate.bootstrap": 200,

@@ -43,6 +43,21 @@ def test_space_has_no_duplicate_or_invalid_points() -> None:
     assert len(trials(space, 0.5)) == len(variants)
 
 
+def test_the_default_search_varies_type_heads_and_placement() -> None:
+    """params.yaml's tune space is the mission's search (issue 39): its distinct trials vary the
+    attention type (at least 5), the head count (at least 2) and the placement (at least 2)."""
+    from components.config import load_params
+
+    params = load_params(Path(__file__).parents[1] / "params.yaml")
+    variants = model_variants(
+        params.tune.space, params.model.dropout, params.preprocess.input_sizes()
+    )
+    assert len({v.attention.type for v in variants}) >= 5
+    assert len({v.attention.heads for v in variants if v.attention.type == "mhsa"}) >= 2
+    assert len({v.placement for v in variants if v.placement}) >= 2
+    assert len(variants) == len(set(variants))
+
+
 def test_a_mean_gated_attention_is_one_model_before_or_after_an_average_pooling() -> None:
     """se / eca at ststnet's pre_head (a 2×2 average pooling of fused) compute the very model
     they compute at fused: same weights, same outputs; a space keeps one of them. Where the

@@ -81,7 +81,8 @@ class World:
                 shift = self._seed_shift(rng, subjects)
                 if self.seed_shared:
                     shift = (
-                        np.sqrt(self.seed_shared) * shared[s] + np.sqrt(1 - self.seed_shared) * shift
+                        np.sqrt(self.seed_shared) * shared[s]
+                        + np.sqrt(1 - self.seed_shared) * shift
                     )
                 out[v, s] = _outcomes(rng, clips, logit + shift)
         return out
