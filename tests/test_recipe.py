@@ -161,14 +161,16 @@ def test_a_recipe_trains_a_fold_the_same_stacked_or_alone(recipe: dict) -> None:
 
 @pytest.mark.slow
 def test_each_recipe_option_changes_training() -> None:
-    """Every option reaches the arithmetic: one epoch with it gives other weights than
-    without (a wiring check: an option that is parsed but ignored fails here)."""
+    """Every option reaches the arithmetic: three epochs with it give another validation curve
+    or other outputs than without (a wiring check: an option that is parsed but ignored fails
+    here). The curve, not only the kept epoch's outputs: a cosine schedule starts at the same
+    rate, so when the first epoch is the best the kept weights are the same."""
     runtime.configure(FAST, 0)
     x, y, subject = planted(subjects=6, per_class=2)
     datasets = datasets_of(subject)
     a = fold("a", subject, 0, 1, seed=17)
-    base = replace(FAST, epochs=3, patience=3, min_epochs=1)
-    _, reference = fold_outcome(fit(x, y, [a], MODEL, base, datasets), "a", x)
+    base = replace(FAST, epochs=3, patience=3, min_epochs=3)
+    curve, reference = fold_outcome(fit(x, y, [a], MODEL, base, datasets), "a", x)
     for option in (
         dict(label_smoothing=0.2),
         dict(weight_decay=0.1),
@@ -178,8 +180,13 @@ def test_each_recipe_option_changes_training() -> None:
         dict(balance_datasets=True),
     ):
         trained = fit(x, y, [a], MODEL, replace(base, **option), datasets)
-        _, outputs = fold_outcome(trained, "a", x)
-        assert not np.allclose(outputs, reference, atol=1e-5), option
+        history, outputs = fold_outcome(trained, "a", x)
+        assert len(history) == len(curve) == 3
+        same_curve = all(
+            np.isclose(mine["val_loss"], theirs["val_loss"], atol=1e-6)
+            for mine, theirs in zip(history, curve, strict=True)
+        )
+        assert not (same_curve and np.allclose(outputs, reference, atol=1e-5)), option
 
 
 def datasets_of(subject: np.ndarray) -> np.ndarray:
