@@ -317,6 +317,12 @@ class Registration:
         return read_artifact(cls, cls.folder(params) / "registration.json", "register")
 
 
+def verdict_kind(call: str) -> str:
+    """A recorded call's kind (``equivalent within ±0.03`` → ``equivalent``): what the metrics
+    count and the figures colour."""
+    return call.split()[0]
+
+
 @dataclass(frozen=True)
 class Comparison:
     """The ``compare`` stage's outputs: a row per model (mean ± CI, Δ vs its baseline, verdicts
@@ -348,7 +354,7 @@ class Comparison:
         compared = [r for r in self.rows if r["verdict"] != "baseline"]
 
         def count(key: str, value: str) -> int:
-            return sum(r[key].split()[0] == value for r in compared)
+            return sum(verdict_kind(r[key]) == value for r in compared)
 
         return {
             "variants": len(compared),

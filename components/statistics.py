@@ -413,14 +413,13 @@ def call(delta: Interval, resolution: Resolution) -> str:
     cannot tell a difference of the margin from none: the MDE says how large one it could)."""
     if delta.low > 0 or delta.high < 0:
         return verdict(delta)
-    return equivalent_label(resolution.margin) if resolution.equivalent else INCONCLUSIVE
+    return equivalence_call(resolution.equivalent, resolution.margin)
 
 
-INCONCLUSIVE = "inconclusive"
-
-
-def equivalent_label(margin: float) -> str:
-    return f"equivalent within ±{margin:g}"
+def equivalence_call(equivalent: bool, margin: float) -> str:
+    """The call of a comparison that found no difference: equivalent within ``±margin``, or
+    inconclusive."""
+    return f"equivalent within ±{margin:g}" if equivalent else "inconclusive"
 
 
 def paired_bootstrap(

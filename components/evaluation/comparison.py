@@ -33,7 +33,7 @@ from components.statistics import (
     bootstrap,
     call,
     difference,
-    equivalent_label,
+    equivalence_call,
     holm,
     paired_draws,
     uf1_uar,
@@ -186,21 +186,13 @@ def compare(
         row["verdict_adjusted"] = (
             ("better" if row["delta_uf1"] > 0 else "worse")
             if adjusted < alpha
-            else adjusted_equivalence(tost, alpha, margin)
+            else equivalence_call(tost < alpha, margin)  # the family's claims controlled too
         )
     order = sweep.variants  # the compared rows' order
     effects = main_effects(
         compared, [estimates[m] for m in order], [draws[m] for m in order], draw, margin
     )
     return Answers(rows, effects, noise)
-
-
-def adjusted_equivalence(tost_p: float, alpha: float, margin: float) -> str:
-    """The equivalence call from an adjusted TOST p-value (the family's equivalence claims
-    controlled as its difference claims are)."""
-    from components.statistics import INCONCLUSIVE
-
-    return equivalent_label(margin) if tost_p < alpha else INCONCLUSIVE
 
 
 def main_effects(

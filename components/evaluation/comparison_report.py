@@ -17,8 +17,10 @@ COLOURS = {
 
 
 def colour_of(verdict: str) -> str:
-    """A verdict's colour (``equivalent within ±m`` by its first word)."""
-    return COLOURS[verdict.split()[0]]
+    """A verdict's colour (by its kind)."""
+    from components.artifacts import verdict_kind
+
+    return COLOURS[verdict_kind(verdict)]
 
 
 def resolution_note(margin: float) -> str:
