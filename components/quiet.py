@@ -62,7 +62,7 @@ def native_stderr_captured() -> Iterator[Callable[[], str]]:
         text.append(capture.read().decode("utf-8", "replace"))
 
 
-class _Drop(logging.Filter):
+class Drop(logging.Filter):
     """Drops records whose message holds any of ``fragments``."""
 
     def __init__(self, *fragments: str):
@@ -80,7 +80,7 @@ def quiet_libraries() -> None:
     advice to call ``Tuner.restore`` (``mer tune`` resumes by itself) and where it keeps its
     results, Ray's start-up note, MLflow's schema creation notes and its warnings about the
     inputs and the signature it infers."""
-    noise = _Drop(
+    noise = Drop(
         "apitools not found",
         "semi_persistent_directory",
         "Discarding unparseable args",

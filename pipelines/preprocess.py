@@ -13,7 +13,7 @@ import shutil
 import time
 
 from components.config import load_params
-from components.progress import Bar, FileTally, say
+from components.progress import Bar, FileTally, level, say
 from pipelines.arguments import non_negative_int
 
 #: Beam runners whose workers run on this machine (and can report progress to a local file)
@@ -39,7 +39,9 @@ def run(args: argparse.Namespace) -> int:
     from components.errors import DataError
     from components.outputs import Protected, staged_folder
     from components.preprocessing import pipeline as stage
+    from components.preprocessing.beam_workers import ctrl_c_reaches_only_this_process
     from components.records.store import write_index
+    from components.shielded import run_interruptibly
 
     cfg, records = params.preprocess, Records.of(params)
     options = stage.pipeline_options(cfg, args.workers, args.mode)  # a bad flag: before any work
@@ -61,8 +63,9 @@ def run(args: argparse.Namespace) -> int:
             stage.build_pipeline(
                 pipeline, samples, rejected, cfg, str(staging), tally.path if local else None
             )
-            result = pipeline.run()
-            result.wait_until_finish()
+            quiet = level() != "verbose"  # a Ctrl-C: one line, none from each worker
+            with ctrl_c_reaches_only_this_process(quiet):
+                result = run_interruptibly(lambda: _run_to_the_end(pipeline))
         quarantine = stage.finish_folder(staging, cfg, excluded)
         index = write_index(staging)
         fraction = len(quarantine) / total
@@ -81,6 +84,13 @@ def run(args: argparse.Namespace) -> int:
         f"{records.folder}; quarantined {len(quarantine)}, excluded {len(excluded)} ({time.perf_counter() - started:.0f} s)"
     )
     return 0
+
+
+def _run_to_the_end(pipeline):
+    """The finished pipeline's result (Beam's workers started from the calling thread)."""
+    result = pipeline.run()
+    result.wait_until_finish()
+    return result
 
 
 def _check_quarantine(quarantine: list, total: int, cfg, records, staging) -> None:

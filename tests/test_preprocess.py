@@ -3,6 +3,11 @@
 import csv
 import hashlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import apache_beam as beam
@@ -142,6 +147,58 @@ def test_stage_writes_records_manifest_and_quarantine_deterministically(
 
     assert run_stage(params) == 0  # same inputs and params -> byte-identical outputs
     assert digest(records) == first
+
+
+def workers_ignoring_ctrl_c(driver: subprocess.Popen) -> list:
+    """The stage's Beam worker processes that already ignore SIGINT."""
+    import psutil
+
+    def ignores_sigint(process) -> bool:
+        status = Path(f"/proc/{process.pid}/status").read_text()
+        ignored = int(status.split("SigIgn:")[1].split()[0], 16)
+        return bool(ignored & (1 << (signal.SIGINT - 1)))
+
+    found = []
+    for process in psutil.Process(driver.pid).children(recursive=True):
+        try:
+            worker = any(part.endswith(".sdk_worker_main") for part in process.cmdline())
+            if worker and ignores_sigint(process):
+                found.append(process)
+        except (psutil.NoSuchProcess, FileNotFoundError):
+            pass
+    return found
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_stage_and_its_workers_in_one_line(raw: Path, tmp_path: Path) -> None:
+    """A terminal sends Ctrl-C to its whole foreground process group, Beam's worker processes
+    included: the stage says one line and exits 130, no worker prints a traceback (each
+    printed two), none is left running, nothing is published."""
+    import psutil
+
+    params = write_params(tmp_path, raw, max_quarantine_fraction=0.6)
+    command = [sys.executable, "-m", "pipelines.cli", "--params", str(params), "preprocess"]
+    driver = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,  # a process group of its own, as a terminal's foreground job
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 120
+        while len(workers := workers_ignoring_ctrl_c(driver)) < 2 and time.time() < deadline:
+            assert driver.poll() is None, driver.communicate()[1][-3000:]
+            time.sleep(0.05)
+        assert len(workers) == 2, "the stage's two Beam workers did not start"
+        os.killpg(driver.pid, signal.SIGINT)
+        _, err = driver.communicate(timeout=120)
+    finally:  # a stage that hangs is not left running
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert driver.returncode == 130, err[-3000:]
+    said = [line for line in err.splitlines() if not line.startswith("preprocess: ")]
+    assert said == ["mer preprocess: interrupted (Ctrl-C); nothing was published"], err[-3000:]
+    _gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive
+    assert not (tmp_path / "records").exists()
 
 
 def test_stage_fails_when_too_much_is_quarantined_and_publishes_nothing(
