@@ -101,6 +101,10 @@ SMALL = {
     "compare.space.placement": [["fused"]],
     "compare.seeds": 1,  # the stage's wiring (its statistics: tests/test_compare.py)
     "evaluate.seeds": 2,  # a two-member ensemble registered
+    # one unit of work for evaluate's 8 folds × 2 seeds, one per compared model: a stage on Ray
+    # all the same, at 24 CPU-s less than four units (each Ray worker imports TensorFlow once;
+    # units spread over nodes and workers: tests/test_units.py)
+    "evaluate.min_units": 1,
 }
 #: The same experiment made worse: one epoch of training everywhere.
 WORSE = {"tune.space.epochs": [1], "tune.grace_period": 1, "train.epochs": 1, "train.min_epochs": 1}

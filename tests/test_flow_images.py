@@ -198,6 +198,7 @@ def test_dvc_repro_runs_every_stage_on_released_features_only(
             "compare.space.placement": [["fused"]],
             "compare.seeds": 1,
             "evaluate.seeds": 1,
+            "evaluate.min_units": 1,  # as tests/test_end_to_end.py's SMALL
         },
     )
     assert f"oneDNN {on};" in run(repo, "mer", "--version", env=kernels)
