@@ -1,6 +1,7 @@
 """What `mer compare` can resolve, by simulation with a known truth (no training; ~5 min):
 
     python -m benchmarks.resolution
+    python -m benchmarks.resolution --by-need   # compare.seeds: auto (~10 min)
 
 A sweep of a baseline, one variant with a true effect and three null variants (68 subjects like
 the real composite, each arm trained with S seeds that shift a whole model and each subject:
@@ -11,11 +12,14 @@ bootstrap's share, floored, Satterthwaite dof) and the noise of the paired diffe
 ΔUF1, seeds and the share of seed noise the arms have in common (0: independent; ½: common
 random numbers): the rate of calls on the variant (power; at Δ = 0 an A/A rate), the A/A rate
 on the three nulls, the coverage of the 95% interval of Δ, and the mean MDE at 80% power —
-every rate with its exact 95% binomial interval.
+every rate with its exact 95% binomial interval. With ``--by-need``: the same sweeps under
+``compare.seeds: auto`` (3 seeds measured, then as many as the plan asks for up to 10, for an
+MDE ≤ 0.05; :mod:`components.evaluation.seed_plan`), with the seeds it chose.
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import numpy as np
@@ -71,6 +75,85 @@ def run_case(effect: float, seeds: int, shared: float) -> dict:
     return {"truth": truth, "seeds": seeds, "shared": shared, "tally": tally}
 
 
+#: compare.seeds: auto — (effect on the log-odds, shared share): the target, the cap, the runs
+BY_NEED = [(0.0, 0.0), (0.3, 0.0), (0.3, 0.5)]
+TARGET, CAP, BY_NEED_RUNS = 0.05, 10, 200
+
+
+def run_by_need(effect: float, shared: float) -> dict:
+    """:func:`run_case`'s tallies for ``compare.seeds: auto`` (the paired-difference noise)."""
+    from components.evaluation.seed_plan import FIRST_SEEDS, plan_seeds
+    from components.evaluation.simulation import World, seeded_frame
+    from components.statistics import Resolution, difference, paired_draws
+
+    world = World(seed_sd=0.1, seed_shared=shared)
+    truth = world.truth(effect)[0] - world.truth(0.0)[0]
+    rng = np.random.default_rng(22)
+    t = {"called": 0, "aa": 0, "covered": 0, "mde": 0.0, "seeds": [], "reached": 0}
+    for k in range(BY_NEED_RUNS):
+        effects = (0.0, effect) + (0.0,) * NULLS
+        every = [seeded_frame(c) for c in world.seeded_confusions(rng, SUBJECTS, effects, CAP)]
+        subjects = sorted(every[0].subject_id.unique())
+        draw = _resampling(k)
+
+        first = [f[f.seed < FIRST_SEEDS] for f in every]
+        plan = plan_seeds(*_sweep(first, subjects, draw), TARGET, CAP)
+        pairs, _, _, noise = _sweep([f[f.seed < plan.seeds] for f in every], subjects, draw)
+        t["seeds"].append(plan.seeds)
+        t["reached"] += plan.reached
+        for j, (arm, base, arms) in enumerate(pairs):
+            estimate, draws = paired_draws(arm, base, subjects, draw, noise, arms)["uf1"]
+            interval = difference(estimate, draws, 0.95)
+            called = interval.low > 0 or interval.high < 0
+            if j == 0:
+                t["called"] += called
+                t["covered"] += interval.low <= truth <= interval.high
+                t["mde"] += Resolution.of(draws, 0.95, 0.03).mde / BY_NEED_RUNS
+            else:
+                t["aa"] += called
+    return {"truth": truth, "shared": shared, "tally": t}
+
+
+def _sweep(frames, subjects, draw):
+    """(pairs, subjects, draw, noise) of a simulated sweep (``frames[0]`` the baseline): the
+    first arguments of :func:`~components.evaluation.seed_plan.plan_seeds`."""
+    from components.statistics import TrainingNoise
+
+    noise = TrainingNoise.of_differences([(f, frames[0], "b") for f in frames[1:]], subjects, draw)
+    pairs = [(f, frames[0], (f"a{j}", "b")) for j, f in enumerate(frames[1:])]
+    return pairs, subjects, draw, noise
+
+
+def main_by_need() -> None:
+    started = time.perf_counter()
+    rows = []
+    for effect, shared in BY_NEED:
+        case = run_by_need(effect, shared)
+        t, seeds = case["tally"], np.array(case["tally"]["seeds"])
+        line = (
+            f"| {case['truth']:+.3f} | {shared:g} | {seeds.mean():.1f} "
+            f"({np.percentile(seeds, 10):.0f}–{np.percentile(seeds, 90):.0f}) | "
+            f"{rate(t['reached'], BY_NEED_RUNS)} | {rate(t['called'], BY_NEED_RUNS)} | "
+            f"{rate(t['aa'], NULLS * BY_NEED_RUNS)} | {rate(t['covered'], BY_NEED_RUNS)} | "
+            f"{t['mde']:.3f} |"
+        )
+        print(line, flush=True)
+        rows.append(line)
+    minutes = (time.perf_counter() - started) / 60
+    body = f"""`compare.seeds: auto` (target MDE {TARGET}, at most {CAP} seeds) on {BY_NEED_RUNS}
+simulated sweeps per case, the worlds of "resolution: simulation" (68 subjects, a baseline,
+the variant and {NULLS} null variants, `World(seed_sd=0.1)`), {minutes:.0f} min: 3 seeds
+measured, the plan's seeds used (the first ones of {CAP} simulated), the paired-difference
+noise. "seeds": mean (10th–90th percentile) chosen; "reached": the plan predicted MDE ≤
+{TARGET}; the other columns as in "resolution: simulation".
+
+| true ΔUF1 | shared | seeds | reached | called | A/A (nulls) | covers | MDE |
+| ---: | ---: | --- | --- | --- | --- | --- | ---: |
+{chr(10).join(rows)}
+"""
+    write_section("resolution: seeds by need", "python -m benchmarks.resolution --by-need", body)
+
+
 def _resampling(k: int):
     from components.statistics import Resampling
 
@@ -106,4 +189,6 @@ minimum detectable effect at 80% power (`Resolution`).
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--by-need", action="store_true", help="compare.seeds: auto")
+    main_by_need() if parser.parse_args().by_need else main()

@@ -492,7 +492,11 @@ class CompareConfig:
 
     space: ModelSpaceConfig = field(default_factory=_compare_space)
     baseline: AttentionType = "none"  # each variant against its backbone with this attention
-    seeds: Annotated[int, Range(ge=1, le=1000)] = 3
+    #: seeds per model, or auto: 3, then as many more as bring every comparison's MDE down
+    #: to ``resolution`` (components/evaluation/seed_plan.py), at most ``max_seeds``
+    seeds: Annotated[int, Range(ge=1, le=1000)] | Literal["auto"] = "auto"
+    resolution: Fraction = 0.05  # auto: the minimum detectable ΔUF1 (80% power) wanted
+    max_seeds: Annotated[int, Range(ge=2, le=1000)] = 10  # auto: the cap
     #: multiple-comparison adjustment across the sweep, beside the unadjusted verdicts:
     #: holm (family-wise error; any dependence) | bh (Benjamini-Hochberg false discovery rate)
     correction: Literal["holm", "bh"] = "holm"
@@ -500,6 +504,11 @@ class CompareConfig:
     #: "equivalent" (two one-sided tests); every comparison states its MDE beside it
     margin: Fraction = 0.03
     reports_dir: PathSetting = "reports/compare"
+
+    @property
+    def most_seeds(self) -> int:
+        """The most seeds a model may be trained with."""
+        return self.max_seeds if self.seeds == "auto" else self.seeds
 
 
 @dataclass(frozen=True)
@@ -574,7 +583,7 @@ class Params:
                     f"datasets[{index}]: {entry[0]} at {self.datasets[index].root} is listed "
                     f"twice (also datasets[{roots.index(entry)}]); its samples would be read twice"
                 )
-        last = self.seed + max(self.evaluate.seeds, self.compare.seeds) - 1
+        last = self.seed + max(self.evaluate.seeds, self.compare.most_seeds) - 1
         if last > 2**31 - 1:
             raise ConfigError(
                 f"seed: {self.seed} + seeds - 1 = {last} is above 2**31 - 1, the largest seed"

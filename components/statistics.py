@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -276,6 +276,16 @@ class TrainingNoise:
         variance = {key: total / dof / 2 for key, total in spread.items()}
         return cls(variance, dof, max(1, int(effective)), "differences")
 
+    def with_seeds(self, measured: int, planned: int) -> TrainingNoise:
+        """This noise as ``planned`` seeds per arm would measure it (its degrees of freedom grow
+        as S − 1 does), for the draws of a comparison that trains them (a prediction)."""
+        if self.dof == 0 or measured < 2:
+            return self
+        grow = (planned - 1) / (measured - 1)
+        return replace(
+            self, dof=round(self.dof * grow), effective_dof=max(1, int(self.effective_dof * grow))
+        )
+
     def sd(self, name: str = "uf1") -> float:
         """One arm's whole-model seed sd (of a paired difference: its sd over √2)."""
         return math.sqrt(self.variance[name])
@@ -303,16 +313,22 @@ def paired_draws(
     resampling: Resampling,
     noise: TrainingNoise | None = None,
     arms: tuple[str, str] = ("variant", "baseline"),
+    planned_seeds: int | None = None,
 ) -> dict[str, tuple[float, np.ndarray]]:
     """Differences (variant − baseline) of UF1 and UAR on the same subjects and seeds: the
     estimate and its paired bootstrap draws (both recomputed on the same subjects each draw;
     the draws depend only on ``resampling`` and the subjects, so the draws of several variants
     against one baseline are paired with each other too), plus each arm's training ``noise``
-    (drawn by the arm's name in ``arms``: an arm has the same noise in every comparison)."""
+    (drawn by the arm's name in ``arms``: an arm has the same noise in every comparison).
+    With ``planned_seeds``, the draws this comparison would have with that many seeds per arm:
+    the subjects' share as measured, the seed noise of a mean over ``planned_seeds``."""
     seeds = sorted(variant.seed.unique())
     if seeds != sorted(baseline.seed.unique()):
         raise ValueError("a paired comparison needs the same seeds for both variants")
     noise = noise or TrainingNoise.none()
+    averaged = planned_seeds or len(seeds)
+    if planned_seeds:
+        noise = noise.with_seeds(len(seeds), planned_seeds)
     mine = subject_confusions(variant, subjects, seeds, resampling.classes)
     theirs = subject_confusions(baseline, subjects, seeds, resampling.classes)
     counts = resampling.draws(len(subjects))
@@ -331,8 +347,8 @@ def paired_draws(
         if noise.kind == "differences" and noise.dof and len(seeds) > 1:
             deltas = _without_seed_share(deltas, per_draw)
         deltas = deltas + (
-            noise.draws(name, len(seeds), arms[0], resampling)
-            - noise.draws(name, len(seeds), arms[1], resampling)
+            noise.draws(name, averaged, arms[0], resampling)
+            - noise.draws(name, averaged, arms[1], resampling)
         )
         out[name] = (float(np.nanmean(per_seed)), deltas)
     return out

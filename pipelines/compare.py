@@ -18,7 +18,9 @@ from pipelines.arguments import positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seeds", type=positive_int, help="seeds per model (compare.seeds)")
+    parser.add_argument(
+        "--seeds", type=positive_int, help="seeds per model (compare.seeds; not auto)"
+    )
     parser.add_argument("--local", action="store_true", help="train the units in this process")
 
 
@@ -51,24 +53,24 @@ def _compare(params, session) -> int:
 
     cfg, ev = params.compare, params.evaluate
     configure_tracking(params.tracking)
-    seeds = seed_list(params.seed, cfg.seeds)
+    seeds = seed_list(params.seed, cfg.most_seeds)
     plan = sweep.Sweep.of(params)
     say(
         f"compare: {len(plan.variants)} models against {len(set(plan.baseline_of.values()))} "
-        f"baseline(s) × {len(seeds)} seeds on {len(session.folds)} {ev.protocol} folds "
+        f"baseline(s) × {_seeds_said(cfg)} on {len(session.folds)} {ev.protocol} folds "
         f"({len(session.records.subjects)} subjects)",
     )
+    draw = resampling(ev.bootstrap, params.seed, ev.confidence)
     tags = provenance_tags(params.preprocess.records_dir, "compare")
     with tracked_run(run_name="compare", tags=tags):
         mlflow.log_params(flatten({"compare": cfg, "train": params.train, "seed": params.seed}))
         log_records_input(params.preprocess.records_dir, tags["data_version"], "compare")
-        _, predictions, _ = sweep.run_sweep(params, session, seeds)
-        draw = resampling(ev.bootstrap, params.seed, ev.confidence)
+        predictions, seeds, chosen = _predictions(params, session, plan, seeds, draw)
         answers = sweep.compare(plan, predictions, draw, cfg.correction, cfg.margin)
-        found = Comparison(
-            sweep.header(params, session, seeds, answers.noise), cfg.correction, seeds,
-            answers.rows, answers.effects,
-        )  # fmt: skip
+        header = sweep.header(params, session, seeds, answers.noise)
+        if chosen is not None:
+            header += f" Seeds by need (compare.seeds: auto): {chosen.describe()}."
+        found = Comparison(header, cfg.correction, seeds, answers.rows, answers.effects)
         folder = sweep.publish(params, found)
         mlflow.log_metrics(found.metrics())
         for name in ("comparison.md", "forest.png", "heatmap.png"):
@@ -76,3 +78,30 @@ def _compare(params, session) -> int:
     print((folder / "comparison.md").read_text(), end="")
     print(f"compare: written to {folder}/ (comparison.md/csv/tex/json, forest.png, heatmap.png)")
     return 0
+
+
+def _seeds_said(cfg) -> str:
+    if cfg.seeds != "auto":
+        return f"{cfg.seeds} seeds"
+    return f"seeds by need (3, up to {cfg.max_seeds}, for an MDE ≤ {cfg.resolution})"
+
+
+def _predictions(params, session, plan, seeds: list[int], draw):
+    """(predictions by model, the seeds trained, the seed plan or None): every seed of
+    ``seeds``, or with ``compare.seeds: auto`` as many as the plan asks for."""
+    from components.evaluation import comparison as sweep
+    from components.evaluation import seed_plan
+
+    def train(these: list[int]):
+        return sweep.run_sweep(params, session, these)[1]
+
+    cfg = params.compare
+    if cfg.seeds != "auto":
+        return train(seeds), seeds, None
+
+    def measure(predictions):
+        chosen = seed_plan.plan_for_sweep(plan, predictions, draw, cfg.resolution, cfg.max_seeds)
+        say(f"compare: {chosen.describe()}")
+        return chosen
+
+    return seed_plan.predictions_by_need(train, seeds, measure)

@@ -147,7 +147,7 @@ def test_compare_stage_reports_every_model_with_verdicts_effects_and_figures(
         tmp_path,
         subjects=6,
         compare={"space": {"attention": ["none", "se", "spatial"], "placement": [["streams"], ["fused"]]},
-                 "seeds": 2},
+                 "seeds": "auto", "max_seeds": 2},  # seeds by need, capped at 2
         evaluate={"folds_per_unit": 3},
     )  # fmt: skip
     done = mer(tmp_path, "compare", "--local")
@@ -194,6 +194,7 @@ def test_compare_stage_reports_every_model_with_verdicts_effects_and_figures(
     assert "noise between training seeds" in table and "4 df" in table  # 4 comparisons × 1
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["variants"] == 4 and metrics["seeds"] == 2
+    assert "Seeds by need (compare.seeds: auto): " in table  # the plan (its rules: below)
     calls = ("better", "worse", "equivalent", "inconclusive")
     assert sum(metrics[k] for k in calls) == 4 and metrics["max_mde_uf1"] > 0
     for figure in ("forest.png", "heatmap.png"):
@@ -201,3 +202,93 @@ def test_compare_stage_reports_every_model_with_verdicts_effects_and_figures(
     assert "ststnet/se@fused" in done.stdout  # the table is printed too
     # recomputed, the compare stage writes the same bytes: tests/test_end_to_end.py's copy in
     # another folder runs it again from nothing and checks every output's hash in dvc.lock
+
+
+def simulated_pairs(world, rng, subjects: int, variants: int, seeds: int):
+    """(variant, baseline, arm names) of ``variants`` null variants against one baseline, each
+    trained with ``seeds`` seeds in ``world``."""
+    from components.evaluation.simulation import seeded_frame
+
+    frames = [
+        seeded_frame(c)
+        for c in world.seeded_confusions(rng, subjects, (0.0,) * (variants + 1), seeds)
+    ]
+    return [(f, frames[0], (f"v{k}", "base")) for k, f in enumerate(frames[1:])]
+
+
+def first_seeds(pairs, count: int):
+    return [(v[v.seed < count], b[b.seed < count], arms) for v, b, arms in pairs]
+
+
+def test_the_mde_predicted_for_more_seeds_is_the_one_they_measure() -> None:
+    """Seeds by need rests on this: from 3 seeds, the largest MDE of a sweep with 8 is
+    predicted within 15% of what 8 seeds then measure (the mean over 24 simulated sweeps with
+    strong seed noise; 30 gave 0.97 ± 0.04 of it), and more seeds predict a smaller MDE down
+    to the subjects' floor."""
+    from components.evaluation.seed_plan import UNLIMITED, largest_mde
+    from components.evaluation.simulation import World
+    from components.statistics import Resampling, TrainingNoise
+
+    world, rng = World(seed_sd=0.25), np.random.default_rng(11)
+    predicted, measured = [], []
+    for k in range(24):
+        pairs = simulated_pairs(world, rng, 40, 3, 8)
+        subjects = sorted(pairs[0][1].subject_id.unique())
+        draw = Resampling(3, 500, k, 0.95)
+        three = first_seeds(pairs, 3)
+        noise = {
+            len(these[0][0].seed.unique()): TrainingNoise.of_differences(
+                [(v, b, arms[1]) for v, b, arms in these], subjects, draw
+            )
+            for these in (three, pairs)
+        }
+        predicted.append(largest_mde(three, subjects, draw, noise[3], 8))
+        measured.append(largest_mde(pairs, subjects, draw, noise[8]))
+        now = largest_mde(three, subjects, draw, noise[3])
+        floor = largest_mde(three, subjects, draw, noise[3], UNLIMITED)
+        assert now > predicted[-1] > floor > 0
+    assert np.mean(predicted) == pytest.approx(np.mean(measured), rel=0.15)
+
+
+def test_seeds_by_need_train_the_fewest_seeds_that_reach_the_resolution() -> None:
+    """Enough already: no more seeds. Reachable: the fewest whose predicted MDE is within the
+    target. Out of reach even with unlimited seeds: none (the subjects keep it above). Past
+    the cap: the cap, said so. The further seeds are trained once, after the first three."""
+    from components.evaluation.seed_plan import plan_seeds, predictions_by_need
+    from components.evaluation.simulation import World
+    from components.statistics import Resampling, TrainingNoise
+
+    pairs = simulated_pairs(World(seed_sd=0.25), np.random.default_rng(3), 40, 3, 3)
+    subjects = sorted(pairs[0][1].subject_id.unique())
+    draw = Resampling(3, 500, 0, 0.95)
+    noise = TrainingNoise.of_differences([(v, b, a[1]) for v, b, a in pairs], subjects, draw)
+
+    def plan(target: float, cap: int = 30):
+        return plan_seeds(pairs, subjects, draw, noise, target, cap)
+
+    loose = plan(0.9)
+    assert loose.seeds == 3 and loose.reached and "3 seeds reach" in loose.describe()
+    between = (loose.measured_mde + loose.floor_mde) / 2
+    chosen = plan(between)
+    assert 3 < chosen.seeds <= 30 and chosen.reached and chosen.predicted_mde <= between
+    fewer = plan_seeds(pairs, subjects, draw, noise, between, chosen.seeds - 1)
+    assert fewer.seeds == chosen.seeds - 1 and not fewer.reached  # one less does not reach it
+    assert "compare.max_seeds" in fewer.describe()
+    unreachable = plan(loose.floor_mde * 0.9)
+    assert unreachable.seeds == 3 and "out of reach" in unreachable.describe()
+
+    calls = []
+
+    def train(seeds):
+        calls.append(seeds)
+        frames = {"m": pairs[0][0][pairs[0][0].seed == 0]}
+        return {m: pd.concat([f.assign(seed=s) for s in seeds]) for m, f in frames.items()}
+
+    def measure(predictions):
+        assert sorted(predictions["m"].seed.unique()) == [10, 11, 12]
+        return chosen
+
+    found, seeds, _ = predictions_by_need(train, list(range(10, 40)), measure)
+    assert calls == [[10, 11, 12], list(range(13, 10 + chosen.seeds))]
+    assert seeds == list(range(10, 10 + chosen.seeds))
+    assert sorted(found["m"].seed.unique()) == seeds
