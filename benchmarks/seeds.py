@@ -1,13 +1,17 @@
 """Seeds inside units: a 3-seed LOSO with each seed its own units vs the seeds stacked together.
 
     python -m benchmarks.seeds
+    python -m benchmarks.seeds --counts 3 10 [--embedded]   # what more seeds cost
 
 On the development set (68 subjects, 442 clips), ``mer evaluate`` of params.yaml's model with
 its seeds (3), once with ``evaluate.seeds_per_unit: 1`` (3 seeds × 4 blocks of 17 folds = 12
 units) and once with ``seeds_per_unit: 3`` (4 units of 3 seeds × 17 folds), in alternating
 order (``--repeats`` pairs), no stored units. Printed and written to RESULTS.md: each run's wall
 time, units, their summed seconds, the compute floor of the work done (benchmarks.loso's: the
-work over the best steady-state rate measured in the same run), and the ratios.
+work over the best steady-state rate measured in the same run), and the ratios. With
+``--counts``: the same LOSO with each number of seeds (units as params.yaml lays them out), its
+wall time against the first count's, on the development set or (``--embedded``) on this
+checkout's embedded records (after ``dvc repro``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
+from pathlib import Path
+
+import yaml
 
 from benchmarks import composite
 from benchmarks.loso import run_stage, stage_params, steady_rate, units_of, work_done
@@ -28,7 +36,11 @@ WIDTHS = (1, 3)
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.seeds")
     parser.add_argument("--repeats", type=int, default=1, help="pairs of runs (alternating)")
+    parser.add_argument("--counts", type=int, nargs="+", help="seed counts to cost instead")
+    parser.add_argument("--embedded", action="store_true", help="on the embedded records")
     args = parser.parse_args(argv)
+    if args.counts:
+        return cost_of_counts(args.counts, embedded_base() if args.embedded else composite.ensure())
     base = composite.ensure()
     cores = os.cpu_count() or 1
     params = load_params(base)
@@ -82,6 +94,49 @@ run ({rate / 1e9:.1f} GFLOP/s, {per_fold} folds, batch 256, one process per core
 float rounding of a wider stack (tests/test_units.py checks ≥ 95% of the predictions agree).
 """
     write_section("seeds inside units", "python -m benchmarks.seeds", body)
+
+
+def embedded_base() -> Path:
+    """params.yaml in a scratch folder, pointed at this checkout's embedded records."""
+    folder = Path(tempfile.mkdtemp(prefix="mer-seeds-"))
+    raw = yaml.safe_load(Path("params.yaml").read_text())
+    raw["preprocess"]["records_dir"] = str(Path(raw["preprocess"]["records_dir"]).resolve())
+    raw["tracking"] = {**raw["tracking"], "uri": f"sqlite:///{folder}/mlflow.db",
+                       "artifact_location": str(folder / "mlartifacts")}  # fmt: skip
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def cost_of_counts(counts: list[int], base: Path) -> None:
+    """Wall time and UF1 of one LOSO per seed count; written to RESULTS.md."""
+    params = load_params(base)
+    rows, first = [], None
+    for count in counts:
+        stage = stage_params(base, f"seeds-x{count}", seeds=count)
+        wall = run_stage(stage, stage.parent / "reports", stage.parent / "units", "evaluate")
+        units = units_of(stage.parent / "units")
+        uf1 = json.loads((stage.parent / "reports/metrics.json").read_text())["composite"]["uf1"]
+        first = first or (count, wall)
+        ratio = wall / first[1]
+        rows.append(
+            f"| {count} | {len(units)} | {wall:.0f} s | **{ratio:.2f}×** "
+            f"({count / first[0]:.2f}× the seeds) | {uf1:.4f} |"
+        )
+        print(rows[-1], flush=True)
+    data = "the embedded records" if "mer-seeds-" in str(base) else "the development set"
+    body = f"""`mer evaluate` LOSO of `{params.model.label}` on {data} ({len(params.datasets)}
+dataset(s)), each seed count in one run with no stored units, seeds stacked
+{params.evaluate.seeds_per_unit} a unit (`evaluate.seeds_per_unit`), process start included;
+`compare.seeds: auto` trains its further seeds the same way.
+
+| seeds | units | wall | against the first | UF1 (mean of seeds) |
+| ---: | ---: | ---: | --- | ---: |
+{chr(10).join(rows)}
+"""
+    command = "python -m benchmarks.seeds --counts " + " ".join(map(str, counts))
+    command += " --embedded" if data.startswith("the embedded") else ""
+    write_section("seeds: what more cost", command, body)
 
 
 if __name__ == "__main__":
