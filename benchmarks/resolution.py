@@ -47,7 +47,6 @@ def noise_of(procedure: str, frames, subjects, draw):
 
 def run_case(effect: float, seeds: int, shared: float) -> dict:
     from components.evaluation.simulation import World, seeded_frame
-    from components.statistics import Resolution, difference, paired_draws
 
     world = World(seed_sd=0.1, seed_shared=shared)
     truth = world.truth(effect)[0] - world.truth(0.0)[0]
@@ -60,19 +59,26 @@ def run_case(effect: float, seeds: int, shared: float) -> dict:
         draw = _resampling(k)
         for procedure, counts in tally.items():
             noise = noise_of(procedure, frames, subjects, draw)
-            for j, arm in enumerate(frames[1:]):
-                estimate, draws = paired_draws(
-                    arm, frames[0], subjects, draw, noise, (f"a{j}", "b")
-                )["uf1"]
-                interval = difference(estimate, draws, 0.95)
-                called = interval.low > 0 or interval.high < 0
-                if j == 0:
-                    counts["called"] += called
-                    counts["covered"] += interval.low <= truth <= interval.high
-                    counts["mde"] += Resolution.of(draws, 0.95, 0.03).mde / RUNS
-                else:
-                    counts["aa"] += called
+            pairs = [(arm, frames[0], (f"a{j}", "b")) for j, arm in enumerate(frames[1:])]
+            count_calls(counts, pairs, subjects, draw, noise, truth, RUNS)
     return {"truth": truth, "seeds": seeds, "shared": shared, "tally": tally}
+
+
+def count_calls(counts: dict, pairs, subjects, draw, noise, truth: float, runs: int) -> None:
+    """Add one simulated sweep to ``counts``: the first pair is the variant (called, covered,
+    its MDE averaged over ``runs``), the others the nulls (A/A calls)."""
+    from components.statistics import Resolution, difference, paired_draws
+
+    for j, (arm, base, arms) in enumerate(pairs):
+        estimate, draws = paired_draws(arm, base, subjects, draw, noise, arms)["uf1"]
+        interval = difference(estimate, draws, 0.95)
+        called = interval.low > 0 or interval.high < 0
+        if j == 0:
+            counts["called"] += called
+            counts["covered"] += interval.low <= truth <= interval.high
+            counts["mde"] += Resolution.of(draws, 0.95, 0.03).mde / runs
+        else:
+            counts["aa"] += called
 
 
 #: compare.seeds: auto — (effect on the log-odds, shared share): the target, the cap, the runs
@@ -84,7 +90,6 @@ def run_by_need(effect: float, shared: float) -> dict:
     """:func:`run_case`'s tallies for ``compare.seeds: auto`` (the paired-difference noise)."""
     from components.evaluation.seed_plan import FIRST_SEEDS, plan_seeds
     from components.evaluation.simulation import World, seeded_frame
-    from components.statistics import Resolution, difference, paired_draws
 
     world = World(seed_sd=0.1, seed_shared=shared)
     truth = world.truth(effect)[0] - world.truth(0.0)[0]
@@ -101,16 +106,7 @@ def run_by_need(effect: float, shared: float) -> dict:
         pairs, _, _, noise = _sweep([f[f.seed < plan.seeds] for f in every], subjects, draw)
         t["seeds"].append(plan.seeds)
         t["reached"] += plan.reached
-        for j, (arm, base, arms) in enumerate(pairs):
-            estimate, draws = paired_draws(arm, base, subjects, draw, noise, arms)["uf1"]
-            interval = difference(estimate, draws, 0.95)
-            called = interval.low > 0 or interval.high < 0
-            if j == 0:
-                t["called"] += called
-                t["covered"] += interval.low <= truth <= interval.high
-                t["mde"] += Resolution.of(draws, 0.95, 0.03).mde / BY_NEED_RUNS
-            else:
-                t["aa"] += called
+        count_calls(t, pairs, subjects, draw, noise, truth, BY_NEED_RUNS)
     return {"truth": truth, "shared": shared, "tally": t}
 
 
@@ -133,9 +129,7 @@ def main_by_need() -> None:
         line = (
             f"| {case['truth']:+.3f} | {shared:g} | {seeds.mean():.1f} "
             f"({np.percentile(seeds, 10):.0f}–{np.percentile(seeds, 90):.0f}) | "
-            f"{rate(t['reached'], BY_NEED_RUNS)} | {rate(t['called'], BY_NEED_RUNS)} | "
-            f"{rate(t['aa'], NULLS * BY_NEED_RUNS)} | {rate(t['covered'], BY_NEED_RUNS)} | "
-            f"{t['mde']:.3f} |"
+            f"{rate(t['reached'], BY_NEED_RUNS)} | {cells(t, BY_NEED_RUNS)}"
         )
         print(line, flush=True)
         rows.append(line)
@@ -154,6 +148,14 @@ noise. "seeds": mean (10th–90th percentile) chosen; "reached": the plan predic
     write_section("resolution: seeds by need", "python -m benchmarks.resolution --by-need", body)
 
 
+def cells(t: dict, runs: int) -> str:
+    """A table row's called | A/A | covers | MDE cells of ``runs`` simulated sweeps."""
+    return (
+        f"{rate(t['called'], runs)} | {rate(t['aa'], NULLS * runs)} | "
+        f"{rate(t['covered'], runs)} | {t['mde']:.3f} |"
+    )
+
+
 def _resampling(k: int):
     from components.statistics import Resampling
 
@@ -166,11 +168,7 @@ def main() -> None:
     for effect, seeds, shared in CASES:
         case = run_case(effect, seeds, shared)
         for procedure, t in case["tally"].items():
-            line = (
-                f"| {case['truth']:+.3f} | {seeds} | {shared:g} | {procedure} | "
-                f"{rate(t['called'], RUNS)} | {rate(t['aa'], NULLS * RUNS)} | "
-                f"{rate(t['covered'], RUNS)} | {t['mde']:.3f} |"
-            )
+            line = f"| {case['truth']:+.3f} | {seeds} | {shared:g} | {procedure} | {cells(t, RUNS)}"
             print(line, flush=True)
             rows.append(line)
     minutes = (time.perf_counter() - started) / 60
