@@ -95,6 +95,27 @@ def test_pinned_parameter_counts(backbone: str, kind: str) -> None:
     assert model.count_params() - PINNED[backbone]["none"] == extra
 
 
+@pytest.mark.parametrize("backbone", sorted(PINNED))
+def test_an_attention_leaves_every_other_layers_initial_weights_as_they_were(backbone) -> None:
+    """Common random numbers (issue 37): built from the same seed, the backbone with any
+    attention at every point starts each of its other layers from exactly the weights of the
+    backbone without attention — a paired comparison's arms share them."""
+    keras.utils.set_random_seed(7)
+    plain = {
+        layer.name: layer.get_weights() for layer in build_model(config(backbone, "none")).layers
+    }
+    for kind in PINNED[backbone]:
+        if kind == "none":
+            continue
+        keras.utils.set_random_seed(7)
+        model = build_model(config(backbone, kind))
+        for name, weights in plain.items():
+            mine = model.get_layer(name).get_weights()
+            assert len(mine) == len(weights), (kind, name)
+            for a, b in zip(mine, weights, strict=True):
+                np.testing.assert_array_equal(a, b, err_msg=f"{kind}: {name}")
+
+
 def test_ststnet_is_the_published_size() -> None:
     model = build_model(config("ststnet", "none", ()))
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)

@@ -193,13 +193,18 @@ def test_balanced_class_weights() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("stack", [True, False])
 def test_folds_learn_the_signal_and_keep_their_best_validation_epoch(stack: bool) -> None:
-    runtime.configure(FAST, 0)
+    """Trained as the project trains (no early stop before 20 epochs; batches of 8 give its 36
+    samples enough steps): with FAST's 25 epochs, 3 before a stop and batches of 16, 3 of 8
+    initialisations stalled at chance and stopped, a test that held by the luck of one seed;
+    these settings learnt the signal from 16 of 16."""
+    train = replace(FAST, stack_folds=stack, epochs=40, min_epochs=20, batch_size=8)
+    runtime.configure(train, 0)
     x, y, subject = planted()
     folds = [fold("a", subject, 0, 1), fold("b", subject, 2, 3)]
-    fits = fit(x, y, folds, MODEL, replace(FAST, stack_folds=stack))
+    fits = fit(x, y, folds, MODEL, train)
     for f, data in zip(fits, folds, strict=True):
         scores = [h["val_uf1"] for h in f.history]
-        assert len(scores) == f.epochs_run <= FAST.epochs
+        assert len(scores) == f.epochs_run <= train.epochs
         assert scores[f.best_epoch] == max(scores)  # the kept epoch is the best on validation
         assert (f.probabilities.argmax(1) == y[data.predict]).mean() > 0.8
         model = f.export()  # the fold as an ordinary Keras model gives the same predictions

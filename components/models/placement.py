@@ -9,6 +9,7 @@ from components.attention.factory import make_attention
 from components.attention.registry import entry
 from components.config import AttentionConfig
 from components.errors import ConfigError
+from components.models.paired_init import own_random_stream
 from components.models.registry import PointKind
 
 RANK_OF_KIND = {"map": 4, "frame_map": 4, "sequence": 3}
@@ -59,13 +60,17 @@ class Placer:
             raise KeyError(f"{self.backbone} calls undeclared point {point!r}")
         if point not in self.placement or self.attention.type == "none":
             return x
-        index = self.used[point]
+        index, ordinal = self.used[point], sum(self.used.values())
         self.used[point] += 1
         name = f"{point}_{self.attention.type}" + (f"_{index}" if index else "")
         options = self.attention.as_dict()
-        layer = make_attention(options.pop("type"), layer_name=name, **options)
-        if self.points[point] == "frame_map":
-            import keras
+        # the other layers' initial weights as without it; keyed by the layer's rank among the
+        # model's attention layers, not its point: a gate that commutes with a pooling is the
+        # same model before or after it
+        with own_random_stream(f"{self.attention.type}#{ordinal}"):
+            layer = make_attention(options.pop("type"), layer_name=name, **options)
+            if self.points[point] == "frame_map":
+                import keras
 
-            return keras.layers.TimeDistributed(layer, name=f"{name}_frames")(x)
-        return layer(x)
+                return keras.layers.TimeDistributed(layer, name=f"{name}_frames")(x)
+            return layer(x)

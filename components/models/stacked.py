@@ -36,6 +36,7 @@ from components.attention.factory import make_stacked_attention
 from components.attention.stacked import FoldLayer
 from components.config import ModelConfig
 from components.models.fold_conv import fold_conv2d
+from components.models.paired_init import own_random_stream
 from components.models.patch_stats import patch_size, patch_statistics
 from components.models.placement import Placer
 from components.models.registry import BACKBONES
@@ -71,7 +72,8 @@ def update_moving(layer, mean, variance, count):
 def stacked_attention(cfg: ModelConfig, folds: int, name: str):
     """The fold-stacked form of ``cfg``'s attention (its options), named ``name``."""
     options = cfg.attention.as_dict()
-    return make_stacked_attention(options.pop("type"), folds, name, **options)
+    with own_random_stream(name):  # as the ordinary model makes it (placement.py)
+        return make_stacked_attention(options.pop("type"), folds, name, **options)
 
 
 class FoldStreams(FoldLayer):
