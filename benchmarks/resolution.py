@@ -83,7 +83,7 @@ def count_calls(counts: dict, pairs, subjects, draw, noise, truth: float, runs: 
 
 #: compare.seeds: auto — (effect on the log-odds, shared share): the target, the cap, the runs
 BY_NEED = [(0.0, 0.0), (0.3, 0.0), (0.3, 0.5)]
-TARGET, CAP, BY_NEED_RUNS = 0.05, 10, 200
+TARGET, CAP, BY_NEED_RUNS = 0.05, 6, 200
 
 
 def run_by_need(effect: float, shared: float) -> dict:
