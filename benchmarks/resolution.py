@@ -83,10 +83,10 @@ def count_calls(counts: dict, pairs, subjects, draw, noise, truth: float, runs: 
 
 #: compare.seeds: auto — (effect on the log-odds, shared share): the target, the cap, the runs
 BY_NEED = [(0.0, 0.0), (0.3, 0.0), (0.3, 0.5)]
-TARGET, CAP, BY_NEED_RUNS = 0.05, 6, 200
+TARGET, CAP, BY_NEED_RUNS = 0.05, 10, 200
 
 
-def run_by_need(effect: float, shared: float) -> dict:
+def run_by_need(effect: float, shared: float, cap: int = CAP) -> dict:
     """:func:`run_case`'s tallies for ``compare.seeds: auto`` (the paired-difference noise)."""
     from components.evaluation.seed_plan import FIRST_SEEDS, plan_seeds
     from components.evaluation.simulation import World, seeded_frame
@@ -97,12 +97,12 @@ def run_by_need(effect: float, shared: float) -> dict:
     t = {"called": 0, "aa": 0, "covered": 0, "mde": 0.0, "seeds": [], "reached": 0}
     for k in range(BY_NEED_RUNS):
         effects = (0.0, effect) + (0.0,) * NULLS
-        every = [seeded_frame(c) for c in world.seeded_confusions(rng, SUBJECTS, effects, CAP)]
+        every = [seeded_frame(c) for c in world.seeded_confusions(rng, SUBJECTS, effects, cap)]
         subjects = sorted(every[0].subject_id.unique())
         draw = _resampling(k)
 
         first = [f[f.seed < FIRST_SEEDS] for f in every]
-        plan = plan_seeds(*_sweep(first, subjects, draw), TARGET, CAP)
+        plan = plan_seeds(*_sweep(first, subjects, draw), TARGET, cap)
         pairs, _, _, noise = _sweep([f[f.seed < plan.seeds] for f in every], subjects, draw)
         t["seeds"].append(plan.seeds)
         t["reached"] += plan.reached
@@ -120,11 +120,11 @@ def _sweep(frames, subjects, draw):
     return pairs, subjects, draw, noise
 
 
-def main_by_need() -> None:
+def main_by_need(cap: int = CAP) -> None:
     started = time.perf_counter()
     rows = []
     for effect, shared in BY_NEED:
-        case = run_by_need(effect, shared)
+        case = run_by_need(effect, shared, cap)
         t, seeds = case["tally"], np.array(case["tally"]["seeds"])
         line = (
             f"| {case['truth']:+.3f} | {shared:g} | {seeds.mean():.1f} "
@@ -134,10 +134,10 @@ def main_by_need() -> None:
         print(line, flush=True)
         rows.append(line)
     minutes = (time.perf_counter() - started) / 60
-    body = f"""`compare.seeds: auto` (target MDE {TARGET}, at most {CAP} seeds) on {BY_NEED_RUNS}
+    body = f"""`compare.seeds: auto` (target MDE {TARGET}, at most {cap} seeds) on {BY_NEED_RUNS}
 simulated sweeps per case, the worlds of "resolution: simulation" (68 subjects, a baseline,
 the variant and {NULLS} null variants, `World(seed_sd=0.1)`), {minutes:.0f} min: 3 seeds
-measured, the plan's seeds used (the first ones of {CAP} simulated), the paired-difference
+measured, the plan's seeds used (the first ones of {cap} simulated), the paired-difference
 noise. "seeds": mean (10th–90th percentile) chosen; "reached": the plan predicted MDE ≤
 {TARGET}; the other columns as in "resolution: simulation".
 
@@ -145,7 +145,8 @@ noise. "seeds": mean (10th–90th percentile) chosen; "reached": the plan predic
 | ---: | ---: | --- | --- | --- | --- | --- | ---: |
 {chr(10).join(rows)}
 """
-    write_section("resolution: seeds by need", "python -m benchmarks.resolution --by-need", body)
+    command = f"python -m benchmarks.resolution --by-need --cap {cap}"
+    write_section(f"resolution: seeds by need (cap {cap})", command, body)
 
 
 def cells(t: dict, runs: int) -> str:
@@ -189,4 +190,6 @@ minimum detectable effect at 80% power (`Resolution`).
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--by-need", action="store_true", help="compare.seeds: auto")
-    main_by_need() if parser.parse_args().by_need else main()
+    parser.add_argument("--cap", type=int, default=CAP, help="--by-need: compare.max_seeds")
+    args = parser.parse_args()
+    main_by_need(args.cap) if args.by_need else main()
