@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--embedded", action="store_true", help="on the embedded records")
     args = parser.parse_args(argv)
     if args.counts:
-        return cost_of_counts(args.counts, embedded_base() if args.embedded else composite.ensure())
+        base = embedded_base() if args.embedded else composite.ensure()
+        return cost_of_counts(args.counts, base, args.embedded)
     base = composite.ensure()
     cores = os.cpu_count() or 1
     params = load_params(base)
@@ -108,7 +109,7 @@ def embedded_base() -> Path:
     return path
 
 
-def cost_of_counts(counts: list[int], base: Path) -> None:
+def cost_of_counts(counts: list[int], base: Path, embedded: bool) -> None:
     """Wall time and UF1 of one LOSO per seed count; written to RESULTS.md."""
     params = load_params(base)
     rows, first = [], None
@@ -124,7 +125,7 @@ def cost_of_counts(counts: list[int], base: Path) -> None:
             f"({count / first[0]:.2f}× the seeds) | {uf1:.4f} |"
         )
         print(rows[-1], flush=True)
-    data = "the embedded records" if "mer-seeds-" in str(base) else "the development set"
+    data = "the embedded records" if embedded else "the development set"
     body = f"""`mer evaluate` LOSO of `{params.model.label}` on {data} ({len(params.datasets)}
 dataset(s)), each seed count in one run with no stored units, seeds stacked
 {params.evaluate.seeds_per_unit} a unit (`evaluate.seeds_per_unit`), process start included;
@@ -135,7 +136,7 @@ dataset(s)), each seed count in one run with no stored units, seeds stacked
 {chr(10).join(rows)}
 """
     command = "python -m benchmarks.seeds --counts " + " ".join(map(str, counts))
-    command += " --embedded" if data.startswith("the embedded") else ""
+    command += " --embedded" if embedded else ""
     write_section("seeds: what more cost", command, body)
 
 

@@ -81,9 +81,12 @@ def _compare(params, session) -> int:
 
 
 def _seeds_said(cfg) -> str:
+    from components.evaluation.seed_plan import FIRST_SEEDS
+
     if cfg.seeds != "auto":
         return f"{cfg.seeds} seeds"
-    return f"seeds by need (3, up to {cfg.max_seeds}, for an MDE ≤ {cfg.resolution})"
+    first = min(FIRST_SEEDS, cfg.max_seeds)
+    return f"seeds by need ({first}, up to {cfg.max_seeds}, for an MDE ≤ {cfg.resolution})"
 
 
 def _predictions(params, session, plan, seeds: list[int], draw):

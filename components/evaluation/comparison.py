@@ -123,6 +123,19 @@ class Answers:
     noise: TrainingNoise
 
 
+def sweep_noise(
+    sweep: Sweep, predictions: dict[ModelConfig, pd.DataFrame], draw: Resampling
+) -> tuple[list[str], TrainingNoise]:
+    """The subjects of a sweep's predictions and the seed noise of its differences, pooled over
+    every variant against its baseline."""
+    subjects = sorted(next(iter(predictions.values())).subject_id.unique())
+    pairs = [
+        (predictions[v], predictions[sweep.baseline_of[v]], sweep.baseline_of[v].label)
+        for v in sweep.variants
+    ]
+    return subjects, TrainingNoise.of_differences(pairs, subjects, draw)
+
+
 def compare(
     sweep: Sweep,
     predictions: dict[ModelConfig, pd.DataFrame],
@@ -132,13 +145,7 @@ def compare(
 ) -> Answers:
     """Rows (baselines first) and main effects of a finished sweep; each comparison's verdict
     is four-way (:func:`~components.statistics.call`) against ``margin``, with its MDE."""
-    any_frame = next(iter(predictions.values()))
-    subjects = sorted(any_frame.subject_id.unique())
-    pairs = [
-        (predictions[v], predictions[sweep.baseline_of[v]], sweep.baseline_of[v].label)
-        for v in sweep.variants
-    ]
-    noise = TrainingNoise.of_differences(pairs, subjects, draw)
+    subjects, noise = sweep_noise(sweep, predictions, draw)
     rows, draws, estimates = [], {}, {}
     baselines = set(sweep.baseline_of.values())
     for model in sweep.models:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from components.config import ModelConfig
+from components.evaluation.comparison import Sweep, sweep_noise
 from components.statistics import Resampling, Resolution, TrainingNoise, paired_draws
 
 #: seeds trained before the noise is measured (or the cap, if lower)
@@ -103,15 +104,16 @@ def plan_seeds(
 
 
 def plan_for_sweep(
-    sweep, predictions: dict[ModelConfig, pd.DataFrame], draw: Resampling, target: float, cap: int
+    sweep: Sweep,
+    predictions: dict[ModelConfig, pd.DataFrame],
+    draw: Resampling,
+    target: float,
+    cap: int,
 ) -> SeedPlan:
-    """:func:`plan_seeds` for every comparison of a sweep (``comparison.Sweep``), with the noise
-    of its differences pooled as `comparison.compare` pools it."""
-    subjects = sorted(next(iter(predictions.values())).subject_id.unique())
+    """:func:`plan_seeds` for every comparison of a sweep, with the noise of its differences
+    pooled as `comparison.compare` pools it (`comparison.sweep_noise`)."""
+    subjects, noise = sweep_noise(sweep, predictions, draw)
     bases = {v: sweep.baseline_of[v] for v in sweep.variants}
-    noise = TrainingNoise.of_differences(
-        [(predictions[v], predictions[b], b.label) for v, b in bases.items()], subjects, draw
-    )
     pairs = [(predictions[v], predictions[b], (v.label, b.label)) for v, b in bases.items()]
     return plan_seeds(pairs, subjects, draw, noise, target, cap)
 
