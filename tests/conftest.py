@@ -38,23 +38,3 @@ def cluster():
     cluster.wait_for_nodes()
     yield cluster
     cluster.shutdown()
-
-
-#: the modules that take longest (benchmarks/RESULTS.md "test timings"), collected first: with
-#: `--dist loadfile` the workers take whole modules in collection order, and the longest
-#: starting first leaves no worker finishing a long module alone at the end
-LONGEST_FIRST = (
-    "test_end_to_end.py",
-    "test_tune.py",
-    "test_tune_resume.py",
-    "test_flow_images.py",
-    "test_units.py",
-)
-
-
-def pytest_collection_modifyitems(items) -> None:
-    def rank(item) -> int:
-        name = item.path.name
-        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
-
-    items.sort(key=rank)  # stable: each module's tests keep their order

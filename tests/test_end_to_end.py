@@ -101,9 +101,10 @@ SMALL = {
     "compare.space.placement": [["fused"]],
     "compare.seeds": 1,  # the stage's wiring (its statistics: tests/test_compare.py)
     "evaluate.seeds": 2,  # a two-member ensemble registered
-    # one unit of work for evaluate's 8 folds × 2 seeds, one per compared model: a stage on Ray
-    # all the same, at 24 CPU-s less than four units (each Ray worker imports TensorFlow once;
-    # units spread over nodes and workers: tests/test_units.py)
+    # one unit of work for evaluate's 8 folds × 2 seeds (trained in the stage's process: a
+    # single unit does not start a local Ray), one per compared model (2 units: on a local
+    # Ray); 24 CPU-s less than four units, each Ray worker importing TensorFlow once (units
+    # spread over nodes and workers: tests/test_units.py)
     "evaluate.min_units": 1,
 }
 #: The same experiment made worse: one epoch of training everywhere.
@@ -226,6 +227,11 @@ def test_evaluate_and_register_train_the_tuned_values(repo: Path) -> None:
     assert evaluation["train"]["learning_rate"] == best["learning_rate"]
     trials = pd.read_parquet(repo / "reports/tune/trials.parquet")
     assert (trials.stacked_folds == params["tune"]["kfold"]).all()
+    from components.evaluation.units import UnitStore
+
+    units = UnitStore(repo / params["evaluate"]["units_dir"]).stored()
+    where = sorted((len(u.spec.seeds), u.node_id == "local") for u in units)
+    assert where == [(1, False), (1, False), (2, True)]  # compare's 2 on Ray, evaluate's 1 here
     from mlflow import MlflowClient
 
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")

@@ -135,6 +135,40 @@ def test_the_costliest_units_start_first(tmp_path, monkeypatch) -> None:
     assert [r.spec for r in out] == specs
 
 
+def test_a_single_unit_left_with_no_cluster_trains_here(tmp_path, monkeypatch) -> None:
+    """A distributed run with one unit to train and no cluster to attach to trains it in the
+    stage's process (no local Ray started); several units, or a cluster, go to Ray."""
+    import ray
+
+    from components.config import ModelConfig, TrainConfig
+    from components.evaluation import units as unit_module
+    from components.evaluation.protocol import unit_specs
+
+    assert unit_module.runs_on_ray(2, True, None) and unit_module.runs_on_ray(1, True, "ray://h")
+    assert not unit_module.runs_on_ray(1, True, None) and not unit_module.runs_on_ray(0, True, "a")
+    assert not unit_module.runs_on_ray(5, False, "ray://h")  # --local
+    manifest = composite_manifest()
+    folds = loso_folds(SUBJECTS, 0.2, seed=42)
+    specs = unit_specs(ModelConfig(), TrainConfig(), [1], folds, execution(17), manifest)
+    context = unit_module.UnitContext(str(tmp_path), {}, "data", "code", str(tmp_path / "units"))
+    started = []
+
+    def train(spec, context, node_id="local", report=None):
+        started.append(specs.index(spec))
+        folds = [
+            unit_module.FoldResult(f, s, 0, 0, [], [], 0, 0) for s in spec.seeds for f in spec.folds
+        ]
+        return unit_module.UnitResult(spec.key("data", "code"), spec, folds, 0.0, node_id, 0, True)
+
+    monkeypatch.setattr(unit_module, "run_unit", train)
+    for spec in specs[1:]:
+        unit_module.UnitStore(context.units_dir).save(train(spec, context))
+    started.clear()
+    out = unit_module.run_units(specs, context, distributed=True, address=None, max_failures=0)
+    assert started == [0] and not ray.is_initialized()
+    assert [r.node_id for r in out] == ["local"] * len(specs)
+
+
 def test_folds_that_cannot_stack_are_units_of_one_fold() -> None:
     """A stacked backbone's folds share units of folds_per_unit, and seeds share them by
     seeds_per_unit; folds trained one by one (no stacked form, stack_folds off, several

@@ -9,7 +9,8 @@ depends on (variant, training values, seeds, folds, data version, code version).
 the finished units and trains only the rest, so an interrupted evaluation resumes where it
 stopped. Units run on Ray (a local Ray over every core by default; ``RAY_ADDRESS`` or
 ``tune.address`` attaches to a cluster), each retried up to ``max_failures`` times if its
-worker dies, or in this process one after another; both give the same results, bit for bit.
+worker dies, or in this process one after another (also a single unit left with no cluster to
+attach to); both give the same results, bit for bit.
 """
 
 from __future__ import annotations
@@ -319,8 +320,8 @@ def run_units(
     costs: Sequence[float] | None = None,
 ) -> list[UnitResult]:
     """Every unit's result, in ``specs`` order: stored ones are read back, the rest trained
-    (on Ray when ``distributed``, else here), each stored as soon as it finishes. Units start
-    longest expected first (:class:`~components.evaluation.queue.UnitQueue`: ``costs``, each
+    (on Ray when :func:`runs_on_ray`, else here), each stored as soon as it finishes. Units
+    start longest expected first (:class:`~components.evaluation.queue.UnitQueue`: ``costs``, each
     unit's expected cost, scaled by its model's measured time), so no long unit is left for
     the end while the other workers idle."""
     from components.evaluation.queue import UnitQueue
@@ -348,13 +349,20 @@ def run_units(
 
     progress.start([specs[i] for i in pending])
     try:
-        if pending and distributed:
+        if runs_on_ray(len(pending), distributed, address):
             _run_on_ray(specs, queue, context, address, max_failures, finished, progress)
         else:
             _run_here(specs, queue, context, max_failures, finished, progress)
     finally:
         progress.close()
     return [results[i] for i in range(len(specs))]
+
+
+def runs_on_ray(pending: int, distributed: bool, address: str | None) -> bool:
+    """Whether ``pending`` units go to Ray: with a cluster to attach to, always; on a local
+    Ray only when there are several to spread (a single unit there would only add Ray's start
+    and a worker's TensorFlow import to what it trains here, with the same result)."""
+    return distributed and pending > 0 and (pending > 1 or address is not None)
 
 
 def _run_here(specs, queue, context, max_failures, finished, progress: UnitProgress) -> None:

@@ -261,6 +261,7 @@ class StackedModel(keras.Model):
         self.class_weights = self.add_weight(
             name="class_weights", shape=(folds, num_classes), initializer="ones", trainable=False
         )
+        self.loss_mean = keras.metrics.Mean(name="loss")  # the epoch's mean step loss, as fit's
 
     patch_stats_input = False  # whether training rows may carry patch statistics
     label_smoothing = 0.0  # ε of the smoothed targets (train.label_smoothing)
@@ -291,12 +292,12 @@ class StackedModel(keras.Model):
         with tf.GradientTape() as tape:
             y_pred = self(x, training=True)
             loss = self.compute_loss(x=x, y=y, y_pred=y_pred, training=True)
-        self._loss_tracker.update_state(loss)
+        self.loss_mean.update_state(loss)
         variables = self.trainable_variables
         gradients = tape.gradient(loss, variables)
         active = ops.cast(ops.sum(x[1], axis=0) > 0, "float32")  # (F,)
         self.optimizer.apply_fold_gradients(gradients, variables, active)
-        return {"loss": self._loss_tracker.result()}
+        return {"loss": self.loss_mean.result()}
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         return ops.sum(self.fold_losses(x, y, y_pred))

@@ -88,21 +88,44 @@ def ordinary_loss(label_smoothing: float, soft: bool = False) -> str | keras.los
     return keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
 
 
-class FoldAdam(keras.optimizers.Adam):
+def _identity(variable) -> int:
+    """One key for a model variable whether given as Keras' variable or as the backend's (the
+    optimizer's update step receives the latter)."""
+    return id(variable.value if isinstance(variable, keras.Variable) else variable)
+
+
+class FoldAdam(keras.optimizers.Optimizer):
     """Adam over fold-stacked variables (the fold axis first) whose folds step independently.
     Each step the model says which folds had training rows (:meth:`apply_fold_gradients`); an
     idle fold is not touched (weights, moments and step count stay), and each fold's bias
-    correction uses its own step count: every fold moves exactly as an Adam of its own would."""
+    correction uses its own step count: every fold moves exactly as an Adam of its own would
+    (``keras.optimizers.Adam``, AdamW's decoupled decay with ``weight_decay``). Built on
+    Keras' public optimizer API only: its moments are its own state (:meth:`moments_of`)."""
 
-    def __init__(self, folds: int, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, folds: int, learning_rate: float, weight_decay: float | None = None,
+                 beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7,
+                 **kwargs):  # fmt: skip
+        super().__init__(learning_rate=learning_rate, name="fold_adam", **kwargs)
         self.folds = folds
+        self.decay = weight_decay  # applied here per active fold (Keras' own would hit all)
+        self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
+        self.moments: dict[int, tuple] = {}
 
     def build(self, variables):
+        if self.built:
+            return
         super().build(variables)
+        first, second = self.add_optimizer_variables(variables, ["momentum", "velocity"])
+        self.moments = {
+            _identity(v): (m, s) for v, m, s in zip(variables, first, second, strict=True)
+        }
         self.fold_steps = self.add_variable((self.folds,), "zeros", name="fold_steps")
         self.fold_active = self.add_variable((self.folds,), "ones", name="fold_active")
         self.fold_alpha = self.add_variable((self.folds,), "zeros", name="fold_alpha")
+
+    def moments_of(self, variable) -> tuple:
+        """Adam's first and second moment of ``variable`` (both with its fold axis)."""
+        return self.moments[_identity(variable)]
 
     def apply_fold_gradients(self, gradients, variables, active) -> None:
         """One step for the folds marked in ``active`` (F,) (1 = had training rows)."""
@@ -118,34 +141,28 @@ class FoldAdam(keras.optimizers.Adam):
         self.apply_gradients(zip(gradients, variables, strict=True))
         self.fold_steps.assign_add(active)
 
-    def _apply_weight_decay(self, variables):
-        """AdamW's decoupled decay ``w ← w − w·decay·rate``, for the active folds only."""
-        if self.weight_decay is None:
-            return
-        for variable in variables:
-            if self._use_weight_decay(variable):
-                shape = (self.folds,) + (1,) * (len(variable.shape) - 1)
-                active = ops.reshape(ops.cast(self.fold_active, variable.dtype), shape)
-                decay = ops.cast(self.weight_decay, variable.dtype)
-                rate = ops.cast(self.learning_rate, variable.dtype)
-                variable.assign(variable - active * variable * decay * rate)
-
     def update_step(self, gradient, variable, learning_rate):
-        """Adam's update, masked per fold: ``m + a·(g − m)(1 − β₁)`` is ``m`` exactly for an
-        idle fold (a = 0) and Adam's moment for an active one (a = 1); the step is scaled by
-        the fold's own bias-corrected rate (0 when idle)."""
+        """AdamW's decoupled decay ``w ← w − w·decay·rate`` (before the step, as Keras orders
+        it), then Adam's update, masked per fold: ``m + a·(g − m)(1 − β₁)`` is ``m`` exactly
+        for an idle fold (a = 0) and Adam's moment for an active one (a = 1); the step is
+        scaled by the fold's own bias-corrected rate (0 when idle)."""
         shape = (self.folds,) + (1,) * (len(variable.shape) - 1)
         active = ops.reshape(self.fold_active, shape)
+        if self.decay is not None:
+            mask = ops.cast(active, variable.dtype)
+            decay = ops.cast(self.decay, variable.dtype)
+            rate = ops.cast(self.learning_rate, variable.dtype)
+            variable.assign(variable - mask * variable * decay * rate)
         alpha = ops.reshape(self.fold_alpha, shape)
         gradient = ops.cast(gradient, variable.dtype)
-        m = self._momentums[self._get_variable_index(variable)]
-        v = self._velocities[self._get_variable_index(variable)]
+        m, v = self.moments_of(variable)
         self.assign_add(m, active * (gradient - m) * (1 - self.beta_1))
         self.assign_add(v, active * (ops.square(gradient) - v) * (1 - self.beta_2))
         self.assign_sub(variable, alpha * m / (ops.sqrt(v) + self.epsilon))
 
     def get_config(self):
-        return {**super().get_config(), "folds": self.folds}
+        config = {**super().get_config(), "folds": self.folds, "weight_decay": self.decay}
+        return config | {"beta_1": self.beta_1, "beta_2": self.beta_2, "epsilon": self.epsilon}
 
 
 class FoldModels(ABC):
@@ -373,8 +390,7 @@ class StackedFolds(FoldModels):
         by_fold = {id(old.fold_steps), id(old.fold_active), id(old.fold_alpha)}
         for variable in self.model.trainable_variables:
             if id(variable) in fold_axis:  # its Adam moments have the fold axis too
-                index = old._get_variable_index(variable)
-                by_fold |= {id(old._momentums[index]), id(old._velocities[index])}
+                by_fold |= set(map(id, old.moments_of(variable)))
         _carry(old.variables, new.variables, keep, by_fold)
         return smaller
 
