@@ -149,42 +149,61 @@ def compare(
     rows, draws, estimates = [], {}, {}
     baselines = set(sweep.baseline_of.values())
     for model in sweep.models:
-        frame = predictions[model]
-        intervals = bootstrap(frame, subjects, draw)
-        row = {
-            "model": model.label,
-            **levels(model),
-            **{k: round(v, 4) for k, v in intervals["uf1"].as_dict("uf1").items()},
-            **{k: round(v, 4) for k, v in intervals["uar"].as_dict("uar").items()},
-            "uf1_per_seed": per_seed_uf1(frame),
-            "uf1_per_dataset": per_dataset_uf1(frame),
-        }
+        row = model_row(model, predictions[model], subjects, draw)
         if model in baselines:
             row["verdict"] = "baseline"
         else:
             base = sweep.baseline_of[model]
             found = paired_draws(
-                frame, predictions[base], subjects, draw, noise, (model.label, base.label)
-            )
+                predictions[model], predictions[base], subjects, draw, noise,
+                (model.label, base.label),
+            )  # fmt: skip
             estimates[model], draws[model] = found["uf1"]
-            delta = {k: difference(e, d, draw.confidence) for k, (e, d) in found.items()}
-            resolution = Resolution.of(draws[model], draw.confidence, margin)
-            row.update(
-                {
-                    "baseline": base.label,
-                    **{f"delta_{k}": round(v, 4) for k, v in delta["uf1"].as_dict("uf1").items()},
-                    **{f"delta_{k}": round(v, 4) for k, v in delta["uar"].as_dict("uar").items()},
-                    "delta_uf1_ci_clipped": delta["uf1"].clipped,
-                    "p": round(delta["uf1"].p_value, 4),
-                    "mde_uf1": round(resolution.mde, 4),
-                    "tost_p": round(resolution.tost_p, 4),
-                    "verdict": call(delta["uf1"], resolution),
-                }
-            )
+            row.update(comparison_fields(found, base.label, draw.confidence, margin))
         rows.append(row)
     compared = [r for r in rows if r["verdict"] != "baseline"]
+    adjust_for_the_family(compared, correction, 1 - draw.confidence, margin)
+    order = sweep.variants  # the compared rows' order
+    effects = main_effects(
+        compared, [estimates[m] for m in order], [draws[m] for m in order], draw, margin
+    )
+    return Answers(rows, effects, noise)
+
+
+def model_row(model: ModelConfig, frame: pd.DataFrame, subjects, draw: Resampling) -> dict:
+    """A model's row: its levels, UF1 and UAR with their intervals, per seed and dataset."""
+    intervals = bootstrap(frame, subjects, draw)
+    return {
+        "model": model.label,
+        **levels(model),
+        **{k: round(v, 4) for k, v in intervals["uf1"].as_dict("uf1").items()},
+        **{k: round(v, 4) for k, v in intervals["uar"].as_dict("uar").items()},
+        "uf1_per_seed": per_seed_uf1(frame),
+        "uf1_per_dataset": per_dataset_uf1(frame),
+    }
+
+
+def comparison_fields(found: dict, baseline: str, confidence: float, margin: float) -> dict:
+    """A compared row's paired differences from ``baseline`` (from its paired draws
+    ``found``), p-value, MDE, equivalence p-value and four-way verdict."""
+    delta = {k: difference(e, d, confidence) for k, (e, d) in found.items()}
+    resolution = Resolution.of(found["uf1"][1], confidence, margin)
+    return {
+        "baseline": baseline,
+        **{f"delta_{k}": round(v, 4) for k, v in delta["uf1"].as_dict("uf1").items()},
+        **{f"delta_{k}": round(v, 4) for k, v in delta["uar"].as_dict("uar").items()},
+        "delta_uf1_ci_clipped": delta["uf1"].clipped,
+        "p": round(delta["uf1"].p_value, 4),
+        "mde_uf1": round(resolution.mde, 4),
+        "tost_p": round(resolution.tost_p, 4),
+        "verdict": call(delta["uf1"], resolution),
+    }
+
+
+def adjust_for_the_family(compared: list[dict], correction: str, alpha: float, margin: float):
+    """Each compared row's p-values adjusted across the sweep (``holm`` or ``bh``) and its
+    verdict at the adjusted level: the family's claims of a difference and of equivalence."""
     adjust = holm if correction == "holm" else benjamini_hochberg
-    alpha = 1 - draw.confidence
     p_values = adjust([r["p"] for r in compared])
     tost_p_values = adjust([r["tost_p"] for r in compared])
     for row, adjusted, tost in zip(compared, p_values, tost_p_values, strict=True):
@@ -195,11 +214,6 @@ def compare(
             if adjusted < alpha
             else equivalence_call(tost < alpha, margin)  # the family's claims controlled too
         )
-    order = sweep.variants  # the compared rows' order
-    effects = main_effects(
-        compared, [estimates[m] for m in order], [draws[m] for m in order], draw, margin
-    )
-    return Answers(rows, effects, noise)
 
 
 def main_effects(

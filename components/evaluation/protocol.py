@@ -210,6 +210,27 @@ def inner_folds(outer: Fold, k: int, validation_fraction: float, seed: int) -> l
     return [Fold(f"{outer.name}/{f.name}", f.test, f.train, f.validation) for f in inner]
 
 
+def inner_scores(
+    candidates: Sequence[ModelConfig], folds: Sequence[Fold], inner_results, manifest
+) -> dict[str, list[float]]:
+    """Per outer fold, each candidate's UF1 pooled over that fold's inner folds (all seeds)."""
+    truth = dict(zip(manifest.uid, manifest.label, strict=True))
+    scores: dict[str, list[float]] = {o.name: [] for o in folds}
+    for candidate in candidates:
+        mine = [r for r in inner_results if r.spec.variant == candidate]
+        for outer in folds:
+            predicted = [
+                (truth[p["uid"]], p["predicted"])
+                for r in mine
+                for f in r.folds
+                if f.fold.name.startswith(f"{outer.name}/")
+                for p in f.predictions
+            ]
+            labels, guesses = zip(*predicted, strict=True) if predicted else ((), ())
+            scores[outer.name].append(uf1(confusion_matrix(labels, guesses, NUM_CLASSES)))
+    return scores
+
+
 def run_nested(
     candidates: Sequence[ModelConfig],
     train: TrainConfig,
@@ -241,20 +262,7 @@ def run_nested(
         )
     ]
     inner_results = _run(inner_specs, execution, manifest)
-    truth = dict(zip(manifest.uid, manifest.label, strict=True))
-    scores: dict[str, list[float]] = {o.name: [] for o in folds}
-    for candidate in candidates:
-        mine = [r for r in inner_results if r.spec.variant == candidate]
-        for outer in folds:
-            predicted = [
-                (truth[p["uid"]], p["predicted"])
-                for r in mine
-                for f in r.folds
-                if f.fold.name.startswith(f"{outer.name}/")
-                for p in f.predictions
-            ]
-            labels, guesses = zip(*predicted, strict=True) if predicted else ((), ())
-            scores[outer.name].append(uf1(confusion_matrix(labels, guesses, NUM_CLASSES)))
+    scores = inner_scores(candidates, folds, inner_results, manifest)
     chosen = {o.name: candidates[int(np.argmax(scores[o.name]))] for o in folds}
     outer_specs = []
     picked = [c for c in candidates if c in chosen.values()]

@@ -211,27 +211,7 @@ def run_unit(
     wanted = set(spec.examples)
     for (seed, fold), member, fit in zip(members, data, fits, strict=True):
         rows = records.manifest.iloc[member.predict]
-        predictions = [
-            {
-                "uid": uid,
-                "true": int(label),
-                "predicted": int(p.argmax()),
-                **{f"p_{k}": float(v) for k, v in enumerate(p)},
-            }
-            for uid, label, p in zip(rows.uid, rows.label, fit.probabilities, strict=True)
-        ]
-        results.append(
-            FoldResult(
-                fold,
-                seed,
-                fit.best_epoch,
-                fit.epochs_run,
-                fit.history,
-                predictions,
-                len(member.train),
-                len(member.validation),
-            )
-        )
+        results.append(fold_result(fold, seed, member, fit, rows))
         mine = sorted(wanted & set(rows.uid)) if seed == spec.seeds[0] else []
         if mine:
             overlays += _overlays(records, fit.export(), spec.variant, mine, job.kind)
@@ -251,6 +231,24 @@ def run_unit(
     )
     UnitStore(context.units_dir, context.num_classes).save(result)
     return result
+
+
+def fold_result(fold: Fold, seed: int, member, fit, rows) -> FoldResult:
+    """What a unit stores of one (seed, fold): its training's chosen epoch and history, and
+    its test predictions (``rows``: the test samples' manifest rows)."""
+    predictions = [
+        {
+            "uid": uid,
+            "true": int(label),
+            "predicted": int(p.argmax()),
+            **{f"p_{k}": float(v) for k, v in enumerate(p)},
+        }
+        for uid, label, p in zip(rows.uid, rows.label, fit.probabilities, strict=True)
+    ]
+    return FoldResult(
+        fold, seed, fit.best_epoch, fit.epochs_run, fit.history, predictions,
+        len(member.train), len(member.validation),
+    )  # fmt: skip
 
 
 def _overlays(records, model, variant: ModelConfig, uids: list[str], kind: str) -> list[dict]:

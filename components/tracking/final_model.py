@@ -18,6 +18,31 @@ def final_seeds(params: Params, evaluation) -> list[int]:
     return [params.seed]
 
 
+def train_members(model_cfg, train: TrainConfig, params: Params, seeds: list[int]):
+    """A model of ``model_cfg`` per seed trained on every record (with a progress bar), as one
+    model (their probability ensemble when several); and the last seed's training job."""
+    from components.datasets.labels import NUM_CLASSES
+    from components.models.builder import model_name
+    from components.models.layers import probability_ensemble
+    from components.progress import Bar
+    from components.provenance import data_version
+    from components.training.job import TrainingJob
+
+    p = params.preprocess
+    records_dir, version = str(Path(p.records_dir).resolve()), data_version(p.records_dir)
+    members = []
+    with Bar("register", train.epochs * len(seeds), "epoch") as bar:
+        for seed in seeds:
+            job = TrainingJob.open(
+                records_dir, version, model_cfg, train, seed, p.input_sizes(), NUM_CLASSES
+            )
+            (fit,) = job.fit([job.everyone()], bar.advance)
+            members.append(fit.export())
+    if len(members) == 1:
+        return members[0], job
+    return probability_ensemble(members, f"{model_name(model_cfg)}_ensemble{len(members)}"), job
+
+
 def train_final(
     chosen,
     train: TrainConfig,
@@ -31,39 +56,14 @@ def train_final(
     """Train ``chosen.model`` on every record for ``train.epochs`` epochs; draw the example
     attention maps into ``folder/attention_maps.png``; return the
     :class:`~components.tracking.registration.FinalModel`."""
-    from components.datasets.labels import NUM_CLASSES
     from components.evaluation import plots
     from components.evaluation.examples import overlays_for, pick_examples
-    from components.models.builder import model_name
-    from components.models.layers import probability_ensemble
-    from components.progress import Bar
-    from components.provenance import code_version, data_version
+    from components.provenance import code_version
     from components.tracking.model_card import CardFacts, model_card
     from components.tracking.registration import FinalModel
-    from components.training.job import TrainingJob
 
-    p = params.preprocess
     seeds = final_seeds(params, evaluation)
-    records_dir, version = str(Path(p.records_dir).resolve()), data_version(p.records_dir)
-    members = []
-    with Bar("register", train.epochs * len(seeds), "epoch") as bar:
-        for seed in seeds:
-            job = TrainingJob.open(
-                records_dir,
-                version,
-                chosen.model,
-                train,
-                seed,
-                p.input_sizes(),
-                NUM_CLASSES,
-            )
-            (fit,) = job.fit([job.everyone()], bar.advance)
-            members.append(fit.export())
-    model = (
-        members[0]
-        if len(members) == 1
-        else probability_ensemble(members, f"{model_name(chosen.model)}_ensemble{len(members)}")
-    )
+    model, job = train_members(chosen.model, train, params, seeds)
     records = job.records
     examples = sorted(
         pick_examples(records.manifest, params.evaluate.attention_examples, params.seed)

@@ -75,17 +75,33 @@ def _metric_rows(summary: dict) -> list[str]:
 
 def model_card(facts: CardFacts) -> str:
     """The card as Markdown."""
-    p, m, manifest = facts.params, facts.model_cfg, facts.manifest
-    datasets = ", ".join(f"`{d.name}` ({d.root})" for d in p.datasets)
-    counts = manifest.groupby("emotion").size().to_dict() if "emotion" in manifest else {}
-    classes = manifest.groupby("label").size().to_dict()
-    balance = ", ".join(f"{COMPOSITE_CLASSES[k]} {v}" for k, v in sorted(classes.items()))
+    return (
+        f"# Model card: {facts.name}\n{_synthetic_warning(facts)}\n"
+        + _model_section(facts)
+        + _data_section(facts)
+        + _training_section(facts)
+        + _evaluation_section(facts)
+        + USE_AND_LIMITS
+    )
+
+
+def _synthetic_warning(facts: CardFacts) -> str:
+    if not facts.synthetic:
+        return ""
+    return (
+        "\n> **Trained on the embedded synthetic dataset.** The clips are real public-domain "
+        "faces with planted, class-dependent motion; the numbers below say that the pipeline "
+        "works, not how the model does on real micro-expressions. Point `params.yaml` "
+        "`datasets` at a licensed dataset for a real model.\n"
+    )
+
+
+def _model_section(facts: CardFacts) -> str:
+    m, p = facts.model_cfg, facts.params
     attention = m.attention
     attention_text = attention.type + (
         f" ({attention.heads} heads)" if attention.type in {"mhsa", "temporal_mhsa"} else ""
     )
-    evaluation, train = facts.evaluation, facts.train
-    metric_table = "\n".join(_metric_rows(evaluation.summary))
     size = p.preprocess.flow_size
     input_text = (
         f"onset→apex TV-L1 optical flow (u, v) and optical strain of the aligned face, "
@@ -94,7 +110,32 @@ def model_card(facts: CardFacts) -> str:
         else f"{p.preprocess.clip_frames} aligned grey face frames from onset to offset, "
         f"{p.preprocess.clip_size}×{p.preprocess.clip_size}, scaled to [0, 1]"
     )
-    complete = evaluation.complete
+    return f"""## Model
+- Backbone `{m.backbone}`, attention **{attention_text}** at `{", ".join(m.placement) or "-"}`,
+  dropout {m.dropout}; {facts.parameters:,} weights.
+- Configuration from {facts.config_source}.
+- Input (`mer predict` and the serving input): {input_text}; output:
+  probabilities of the MEGC composite classes negative / positive / surprise.
+
+"""
+
+
+def _data_section(facts: CardFacts) -> str:
+    manifest = facts.manifest
+    datasets = ", ".join(f"`{d.name}` ({d.root})" for d in facts.params.datasets)
+    counts = manifest.groupby("emotion").size().to_dict() if "emotion" in manifest else {}
+    classes = manifest.groupby("label").size().to_dict()
+    balance = ", ".join(f"{COMPOSITE_CLASSES[k]} {v}" for k, v in sorted(classes.items()))
+    return f"""## Data
+- Datasets: {datasets}; data version (DVC hash of the records) `{facts.data_version}`.
+- {len(manifest)} clips of {manifest.subject_id.nunique()} subjects; classes: {balance}.
+- Native emotions: {", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "-"}.
+
+"""
+
+
+def _training_section(facts: CardFacts) -> str:
+    evaluation, train = facts.evaluation, facts.train
     budget = folds_budget_warning(
         evaluation.folds, evaluation.train["epochs"], evaluation.train["patience"]
     )
@@ -105,40 +146,28 @@ def model_card(facts: CardFacts) -> str:
             f"- The evaluation trained its folds one by one, not stacked "
             f"({units.get('not_stacked_because', '')}): the same results, many times slower.\n"
         )
-    synthetic_warning = (
-        "\n> **Trained on the embedded synthetic dataset.** The clips are real public-domain "
-        "faces with planted, class-dependent motion; the numbers below say that the pipeline "
-        "works, not how the model does on real micro-expressions. Point `params.yaml` "
-        "`datasets` at a licensed dataset for a real model.\n"
-        if facts.synthetic
-        else ""
-    )
-    return f"""# Model card: {facts.name}
-{synthetic_warning}
-## Model
-- Backbone `{m.backbone}`, attention **{attention_text}** at `{", ".join(m.placement) or "-"}`,
-  dropout {m.dropout}; {facts.parameters:,} weights.
-- Configuration from {facts.config_source}.
-- Input (`mer predict` and the serving input): {input_text}; output:
-  probabilities of the MEGC composite classes negative / positive / surprise.
-
-## Data
-- Datasets: {datasets}; data version (DVC hash of the records) `{facts.data_version}`.
-- {len(manifest)} clips of {manifest.subject_id.nunique()} subjects; classes: {balance}.
-- Native emotions: {", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "-"}.
-
-## Training
+    return f"""## Training
 - The final model is trained on every subject for {facts.epochs} epochs ({facts.epochs_source}),
   learning rate {train.learning_rate}, batch {train.batch_size} per replica,
   class weighting `{train.class_weighting}`{_recipe_text(train)}, {_seeds_text(facts.seeds)}; code version `{facts.code_version}`.{budget_text}
-## Evaluation (MEGC protocol, `{evaluation.protocol}`{"" if complete else ", INCOMPLETE"}, {len(evaluation.seeds)} seed(s))
+"""
+
+
+def _evaluation_section(facts: CardFacts) -> str:
+    evaluation = facts.evaluation
+    complete = "" if evaluation.complete else ", INCOMPLETE"
+    metric_table = "\n".join(_metric_rows(evaluation.summary))
+    return f"""## Evaluation (MEGC protocol, `{evaluation.protocol}`{complete}, {len(evaluation.seeds)} seed(s))
 {evaluation.selection_statement}.
 
 | subset | UF1 [95% CI] | UAR [95% CI] | clips | subjects |
 |---|---|---|---|---|
 {metric_table}
 
-UF1 is the unweighted mean of per-class F1 over the pooled predictions of all folds, UAR the
+"""
+
+
+USE_AND_LIMITS = """UF1 is the unweighted mean of per-class F1 over the pooled predictions of all folds, UAR the
 unweighted mean of per-class recall (MEGC 2019 definitions); with several seeds, the mean of
 each seed's value. The intervals come from a subject-level bootstrap (subjects resampled with
 replacement, metrics recomputed, seeds folded in): on tens of subjects they are wide, and two

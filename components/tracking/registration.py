@@ -54,11 +54,6 @@ def register(
     """Log and register ``final``; move the alias only if the champion rule says so. Returns
     the registration and the MLflow run id (which stays out of the DVC-tracked record: it
     differs at every run)."""
-    from mlflow.models import infer_signature
-
-    from components.datasets.labels import COMPOSITE_CLASSES
-    from components.tracking.keras_flavor import METADATA_KEY, log_model
-
     cfg = params.register
     client = MlflowClient()
     holder = reg.alias_holder(client, cfg.model_name, cfg.alias)
@@ -69,47 +64,7 @@ def register(
         "model": final.model_cfg.label,
         "synthetic_data": str(final.synthetic).lower(),
     }
-    output = np.asarray(final.model(final.input_example, training=False))
-    with tracked_run(run_name="register", tags=final.tags) as run:
-        mlflow.log_params(
-            flatten(
-                {
-                    "model": final.model_cfg.as_dict(),
-                    "train": final.train,
-                    "register": cfg,
-                    "seed": params.seed,
-                }
-            )
-        )
-        from components.tracking.evaluation_runs import summary_metrics
-
-        mlflow.log_metrics(
-            {**summary_metrics(evaluation.summary), "final_epochs": final.train.epochs}
-        )
-        for artifact_path, path in files:
-            if path.is_dir():
-                mlflow.log_artifacts(str(path), artifact_path)
-            elif path.is_file():
-                mlflow.log_artifact(str(path), artifact_path or None)
-        mlflow.log_text(final.card, "model_card.md")
-        info = log_model(
-            final.model,
-            name="model",
-            signature=infer_signature(final.input_example, output),
-            input_example=final.input_example,
-            registered_model_name=cfg.model_name,
-            pip_requirements=runtime_requirements(),
-            metadata={
-                METADATA_KEY: {
-                    "model": final.model_cfg.as_dict(),
-                    "preprocess": asdict(params.preprocess),
-                    "input_kind": final.kind,
-                    "classes": list(COMPOSITE_CLASSES),
-                    "data_version": final.tags["data_version"],
-                }
-            },
-        )
-        version, run_id = str(info.registered_model_version), run.info.run_id
+    version, run_id = log_and_register(final, params, evaluation, files)
     for key, value in {**version_tags, "register_run_id": run_id}.items():
         client.set_model_version_tag(cfg.model_name, version, key, value)
     client.update_model_version(cfg.model_name, version, description=final.card)
@@ -132,3 +87,62 @@ def register(
         protocol=version_tags[reg.PROTOCOL],
     )
     return registration, run_id
+
+
+def log_and_register(
+    final: FinalModel, params: Params, evaluation: Evaluation, files: list[tuple[str, Path]]
+) -> tuple[str, str]:
+    """The register run: ``final``'s parameters, metrics, ``files`` and card logged, the model
+    logged in the Keras 3 flavour and registered. Returns (model version, run id)."""
+    from components.tracking.evaluation_runs import summary_metrics
+
+    with tracked_run(run_name="register", tags=final.tags) as run:
+        mlflow.log_params(
+            flatten(
+                {
+                    "model": final.model_cfg.as_dict(),
+                    "train": final.train,
+                    "register": params.register,
+                    "seed": params.seed,
+                }
+            )
+        )
+        mlflow.log_metrics(
+            {**summary_metrics(evaluation.summary), "final_epochs": final.train.epochs}
+        )
+        for artifact_path, path in files:
+            if path.is_dir():
+                mlflow.log_artifacts(str(path), artifact_path)
+            elif path.is_file():
+                mlflow.log_artifact(str(path), artifact_path or None)
+        mlflow.log_text(final.card, "model_card.md")
+        info = log_final_model(final, params)
+        return str(info.registered_model_version), run.info.run_id
+
+
+def log_final_model(final: FinalModel, params: Params):
+    """``final`` logged as the run's "model" (signature, input example, the runtime's
+    requirements, what inference needs to rebuild its input) and registered."""
+    from mlflow.models import infer_signature
+
+    from components.datasets.labels import COMPOSITE_CLASSES
+    from components.tracking.keras_flavor import METADATA_KEY, log_model
+
+    output = np.asarray(final.model(final.input_example, training=False))
+    return log_model(
+        final.model,
+        name="model",
+        signature=infer_signature(final.input_example, output),
+        input_example=final.input_example,
+        registered_model_name=params.register.model_name,
+        pip_requirements=runtime_requirements(),
+        metadata={
+            METADATA_KEY: {
+                "model": final.model_cfg.as_dict(),
+                "preprocess": asdict(params.preprocess),
+                "input_kind": final.kind,
+                "classes": list(COMPOSITE_CLASSES),
+                "data_version": final.tags["data_version"],
+            }
+        },
+    )

@@ -98,7 +98,7 @@ class SearchPlan:
         from components.tracking import resolved_uri
         from components.tracking.trial_runs import close_trial_runs
         from components.tuning.progress import SearchProgress
-        from components.tuning.trainable import TrialContext, train_trial
+        from components.tuning.trainable import train_trial
 
         params, cfg = self.params, self.params.tune
         data_version = self.records.data_version()
@@ -108,22 +108,8 @@ class SearchPlan:
             return record, store
         self._prepare(store, fresh, slots)
         uri = resolved_uri(params.tracking)
-        context = TrialContext(
-            points=self.points,
-            preprocess=replace(params.preprocess, records_dir=str(self.records.folder.resolve())),
-            data_version=data_version,
-            train=params.train,
-            tracking=replace(params.tracking, uri=uri),
-            folds=tuple(self.folds),
-            seed=params.seed,
-            cpus=cfg.cpus_per_trial,
-            devices=cfg.devices_per_trial,
-            parent_run_id=parent_run_id,
-            storage=store.storage,
-            search=store.name,
-            slots=tuple(slots) if slots is not None else None,
-            tags={k: v for k, v in tags.items() if k != "stage"},
-            crash_once_at_epoch=crash_once_at_epoch,
+        context = self._trial_context(
+            store, slots, data_version, uri, parent_run_id, tags, crash_once_at_epoch
         )
         trainable = tune.with_resources(
             tune.with_parameters(train_trial, context=context),
@@ -153,6 +139,32 @@ class SearchPlan:
         check_record(record, slots, self.points, store.where(RECORD))
         store.write_record(record)
         return record, store
+
+    def _trial_context(
+        self, store, slots, data_version: str, uri: str, parent_run_id, tags, crash_once_at_epoch
+    ):
+        """What every trial of this search shares (its points, data, training values, store,
+        MLflow parent run and provenance tags)."""
+        from components.tuning.trainable import TrialContext
+
+        params, cfg = self.params, self.params.tune
+        return TrialContext(
+            points=self.points,
+            preprocess=replace(params.preprocess, records_dir=str(self.records.folder.resolve())),
+            data_version=data_version,
+            train=params.train,
+            tracking=replace(params.tracking, uri=uri),
+            folds=tuple(self.folds),
+            seed=params.seed,
+            cpus=cfg.cpus_per_trial,
+            devices=cfg.devices_per_trial,
+            parent_run_id=parent_run_id,
+            storage=store.storage,
+            search=store.name,
+            slots=tuple(slots) if slots is not None else None,
+            tags={k: v for k, v in tags.items() if k != "stage"},
+            crash_once_at_epoch=crash_once_at_epoch,
+        )
 
     def _outcomes(self, store: SearchStore, statuses, interruption) -> dict[str, str]:
         """How each trial ended, for its MLflow run: Ray's status, except that a search

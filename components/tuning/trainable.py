@@ -117,13 +117,36 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
     entered = time.perf_counter()
     from ray import tune
 
-    from components.tuning.halving import EPOCHS_DONE
     from components.tuning.search import trial_identity
 
     trial_id = tune.get_context().get_trial_id()
     key, index = trial_identity(config, context.slots, trial_id)
     point = context.points[index]
-    train_cfg = replace(
+    train_cfg = trial_training(point, context)
+    store = SearchStore(context.storage, context.search)
+    saved = saved_state(store, key)
+    if saved is not None and saved.next_epoch >= train_cfg.epochs:
+        return  # finished in an earlier run of the search: its results are in the store
+    job, runs = trial_runs(point, train_cfg, context)
+    start_epoch, history = restored(runs, saved, key)
+    run_id = trial_mlflow_run(context, key, point, trial_id)
+    setup_s = time.perf_counter() - entered  # imports, data, model: the trial's start-up cost
+    runs[-1].on_epoch = EpochReport(  # when the last run ends an epoch, every run trained it
+        context, store, key, runs, job.strategy, history, run_id,
+        restored_from=start_epoch - 1 if saved is not None else -1,
+        setup_s=setup_s, entered=entered, resumed=saved is not None,
+    )  # fmt: skip
+    if len(runs) == 1:  # one run (stacked folds, or one fold): one fit call, not one an epoch
+        runs[0].fit(start_epoch, train_cfg.epochs)
+    else:  # a model per fold: epoch by epoch, so every report pools all folds
+        for epoch in range(start_epoch, train_cfg.epochs):
+            for run in runs:
+                run.fit(epoch, epoch + 1)
+
+
+def trial_training(point: dict[str, Any], context: TrialContext) -> TrainConfig:
+    """The training values of ``point`` on the trial's devices and CPUs."""
+    return replace(
         context.train,
         learning_rate=point["learning_rate"],
         batch_size=point["batch_size"],
@@ -131,16 +154,14 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
         devices=context.devices,
         threads=max(1, int(context.cpus)),
     )
-    import ray
 
+
+def trial_runs(point: dict[str, Any], train_cfg: TrainConfig, context: TrialContext):
+    """The training job of ``point`` and its runs over the objective's folds (no early
+    stopping: the scheduler stops trials)."""
     from components.datasets.labels import NUM_CLASSES
     from components.training.job import TrainingJob
-    from components.tuning.space import describe
 
-    store = SearchStore(context.storage, context.search)
-    saved = saved_state(store, key)
-    if saved is not None and saved.next_epoch >= train_cfg.epochs:
-        return  # finished in an earlier run of the search: its results are in the store
     job = TrainingJob.open(
         context.preprocess.records_dir,
         context.data_version,
@@ -151,68 +172,96 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
         NUM_CLASSES,
     )
     folds = [job.fold_data(f.name, f.train, f.validation) for f in context.folds]
-    runs = job.runs(folds, early_stopping=False)  # the scheduler stops trials
-    strategy = job.strategy
-    start_epoch, history = 0, []
-    if saved is not None:
-        if len(saved.runs) != len(runs):
-            raise ArtifactError(f"the stored state of trial {key} is another trial's")
-        for run, state in zip(runs, saved.runs, strict=True):
-            start_epoch = run.load(state)
-        history = list(saved.history)
-    run_id = None
-    if context.parent_run_id is not None:
-        try:
-            run_id = trial_run(
-                context.tracking.uri,
-                context.parent_run_id,
-                key,
-                {**context.tags, "label": describe(point), "stage": "tune", "trial_id": trial_id},
-                flatten({"point": point}),
-            )
-            # where it runs (now: a restart may move it) goes to MLflow, not to the tracked table
-            node_id = ray.get_runtime_context().get_node_id()
-            tag_run(context.tracking.uri, run_id, {"node_id": node_id})
-        except Exception as exc:
-            print(f"trial {key}: MLflow unavailable ({redact(str(exc))}); training goes on")
+    return job, job.runs(folds, early_stopping=False)
 
-    node = ray.get_runtime_context().get_node_id()
-    setup_s = time.perf_counter() - entered  # imports, data, model: the trial's start-up cost
-    earlier_s = history[-1]["time_total_s"] if history else 0.0
 
-    def report(epoch: int, *_) -> None:
-        """The objective over every fold at ``epoch``, stored and reported to Ray Tune with
-        a checkpoint."""
+def restored(runs, saved: TrialState | None, key: str) -> tuple[int, list[dict]]:
+    """The epoch to start at and the history so far: the stored state loaded into ``runs``."""
+    if saved is None:
+        return 0, []
+    if len(saved.runs) != len(runs):
+        raise ArtifactError(f"the stored state of trial {key} is another trial's")
+    start_epoch = 0
+    for run, state in zip(runs, saved.runs, strict=True):
+        start_epoch = run.load(state)
+    return start_epoch, list(saved.history)
+
+
+def trial_mlflow_run(context: TrialContext, key: str, point: dict, trial_id: str) -> str | None:
+    """The trial's MLflow child run (None without a parent run, or when MLflow is down: the
+    trial trains all the same), tagged with the node it runs on now (a restart may move it)."""
+    if context.parent_run_id is None:
+        return None
+    import ray
+
+    from components.tuning.space import describe
+
+    try:
+        run_id = trial_run(
+            context.tracking.uri,
+            context.parent_run_id,
+            key,
+            {**context.tags, "label": describe(point), "stage": "tune", "trial_id": trial_id},
+            flatten({"point": point}),
+        )
+        # where it runs goes to MLflow, not to the tracked table
+        tag_run(context.tracking.uri, run_id, {"node_id": ray.get_runtime_context().get_node_id()})
+        return run_id
+    except Exception as exc:
+        print(f"trial {key}: MLflow unavailable ({redact(str(exc))}); training goes on")
+        return None
+
+
+@dataclass
+class EpochReport:
+    """The runs' epoch-end hook: the objective over every fold at an epoch, stored in the
+    search store and reported to Ray Tune with a checkpoint (and to MLflow)."""
+
+    context: TrialContext
+    store: SearchStore
+    key: str
+    runs: list
+    strategy: Any
+    history: list[dict]
+    run_id: str | None
+    restored_from: int
+    setup_s: float
+    entered: float
+    resumed: bool
+
+    def __post_init__(self) -> None:
+        import ray
+
+        self.node = ray.get_runtime_context().get_node_id()
+        self.earlier_s = self.history[-1]["time_total_s"] if self.history else 0.0
+
+    def __call__(self, epoch: int, *_) -> None:
+        from ray import tune
+
+        from components.tuning.halving import EPOCHS_DONE
+
         metrics = {
             "epoch": epoch,
             EPOCHS_DONE: epoch + 1,
-            **pooled_validation(runs),
-            "replicas": strategy.num_replicas_in_sync,
-            "stacked_folds": len(runs[0].folds),
-            "node_id": node,
-            "restored_from_epoch": start_epoch - 1 if saved is not None else -1,
-            "setup_s": setup_s,
-            "time_total_s": earlier_s + time.perf_counter() - entered,
+            **pooled_validation(self.runs),
+            "replicas": self.strategy.num_replicas_in_sync,
+            "stacked_folds": len(self.runs[0].folds),
+            "node_id": self.node,
+            "restored_from_epoch": self.restored_from,
+            "setup_s": self.setup_s,
+            "time_total_s": self.earlier_s + time.perf_counter() - self.entered,
         }
-        if context.crash_once_at_epoch == epoch and saved is None:
-            raise RuntimeError(f"injected crash in trial {key} at epoch {epoch}")
-        history.append(metrics)
-        if run_id:
-            log_epoch(context.tracking.uri, run_id, metrics, epoch)
+        if self.context.crash_once_at_epoch == epoch and not self.resumed:
+            raise RuntimeError(f"injected crash in trial {self.key} at epoch {epoch}")
+        self.history.append(metrics)
+        if self.run_id:
+            log_epoch(self.context.tracking.uri, self.run_id, metrics, epoch)
         state = {
             "next_epoch": epoch + 1,
-            "runs": [run.state(epoch + 1) for run in runs],
-            "history": history,
+            "runs": [run.state(epoch + 1) for run in self.runs],
+            "history": self.history,
         }
-        store.save_trial(key, state)
+        self.store.save_trial(self.key, state)
         with tempfile.TemporaryDirectory() as folder:
             datafiles.save(Path(folder) / STATE, state)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
-
-    runs[-1].on_epoch = report  # when the last run ends an epoch, every run has trained it
-    if len(runs) == 1:  # one run (stacked folds, or one fold): one fit call, not one an epoch
-        runs[0].fit(start_epoch, train_cfg.epochs)
-    else:  # a model per fold: epoch by epoch, so every report pools all folds
-        for epoch in range(start_epoch, train_cfg.epochs):
-            for run in runs:
-                run.fit(epoch, epoch + 1)
