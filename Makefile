@@ -60,9 +60,9 @@ test-kernels: setup system-packages
 
 # The suite's wall time per test module, into benchmarks/RESULTS.md ("test timings").
 test-timings: setup system-packages
-	mkdir -p .mer
-	pytest -q $(WORKERS) --junitxml=.mer/junit.xml || true
-	python -m benchmarks.test_timings .mer/junit.xml --workers "$(WORKERS)"
+	mkdir -p .mer && rm -f .mer/cpu.jsonl
+	python -m pytest -q $(WORKERS) -p tools.pytest_cpu --junitxml=.mer/junit.xml || true
+	python -m benchmarks.test_timings .mer/junit.xml --cpu .mer/cpu.jsonl --workers "$(WORKERS)"
 
 # Key invariants broken one line at a time: the tests that guard each must fail (tools/mutation_checks.py).
 test-mutations: setup system-packages
