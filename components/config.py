@@ -228,9 +228,12 @@ class AttentionConfig:
 
     @classmethod
     def check_keys(cls, raw: Mapping, where: str) -> None:
+        """A set option the type does not take is an error; a null one is "the module's
+        default" for any type (``-S model.attention.type=none`` over a params.yaml that holds
+        spatial's ``kernel_size: null`` just works)."""
         kind = raw.get("type", "none")
         if kind in _attentions():
-            given = {k: v for k, v in raw.items() if k != "type"}
+            given = {k: v for k, v in raw.items() if k != "type" and v is not None}
             _check_options(given, where, "attention type", kind, attention_options(kind))
 
     def as_dict(self) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from components.config import ConfigError, Params, load_params
+from components.config import AttentionConfig, ConfigError, Params, load_params
 
 ROOT = Path(__file__).parent.parent
 
@@ -174,6 +174,21 @@ def test_an_option_its_type_does_not_take_is_an_error(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         load_params(write(tmp_path, text))
+
+
+def test_switching_the_type_keeps_a_null_option_of_the_old_one(tmp_path: Path) -> None:
+    """A null option is the module's default for every type: switching params.yaml's
+    spatial (``kernel_size: null``) to none or mhsa from the command line needs no edit; a set
+    one the new type does not take is still an error."""
+    path = write(tmp_path, "model:\n  attention:\n    type: spatial\n    kernel_size: null\n")
+    for kind in ("none", "mhsa"):
+        params = load_params(path, [f"model.attention.type={kind}"])
+        assert params.model.attention == AttentionConfig(kind)
+    path = write(tmp_path, "model:\n  attention:\n    type: spatial\n    kernel_size: 5\n")
+    with pytest.raises(
+        ConfigError, match="'kernel_size' is not an option of attention type 'none'"
+    ):
+        load_params(path, ["model.attention.type=none"])
 
 
 def test_an_option_its_type_takes_is_kept(tmp_path: Path) -> None:
