@@ -100,32 +100,42 @@ def test_units_group_folds_of_similar_training_size() -> None:
     assert blocks(folds, 17, sizes) == by_size  # a fixed layout
 
 
-def test_the_costliest_units_start_first(tmp_path, monkeypatch) -> None:
-    """run_units starts pending units by decreasing cost, returns results in spec order, and
-    reads stored units back without training them."""
+def units_with_a_recording_trainer(tmp_path, monkeypatch):
+    """The composite's LOSO units of 17 folds, their context, a stand-in for ``run_unit``
+    (patched in) that returns what a unit stores — one result per seed × fold, read back only
+    if so — and the list of unit indices it was asked to train."""
     from components.config import ModelConfig, TrainConfig
     from components.evaluation import units as unit_module
-    from components.evaluation.protocol import unit_cost, unit_specs
+    from components.evaluation.protocol import unit_specs
 
     manifest = composite_manifest()
     folds = loso_folds(SUBJECTS, 0.2, seed=42)
     specs = unit_specs(ModelConfig(), TrainConfig(), [1], folds, execution(17), manifest)
-    costs = [unit_cost(s, manifest) for s in specs]
-    assert costs == sorted(costs)  # blocks by size: the last block is the costliest
-    assert costs[0] == 17 * max(train_sizes(specs[0].folds, manifest))
     context = unit_module.UnitContext(str(tmp_path), {}, "data", "code", str(tmp_path / "units"))
-    started = []
+    started: list[int] = []
 
     def train(spec, context, node_id="local", report=None):
         started.append(specs.index(spec))
         folds = [
-            unit_module.FoldResult(fold, seed, 0, 0, [], [], 0, 0)
-            for seed in spec.seeds
-            for fold in spec.folds
-        ]  # what a unit stores: one result per seed × fold (read back only if so)
-        return unit_module.UnitResult(spec.key("data", "code"), spec, folds, 0.0, "local", 0, True)
+            unit_module.FoldResult(f, s, 0, 0, [], [], 0, 0) for s in spec.seeds for f in spec.folds
+        ]
+        return unit_module.UnitResult(spec.key("data", "code"), spec, folds, 0.0, node_id, 0, True)
 
     monkeypatch.setattr(unit_module, "run_unit", train)
+    return specs, context, train, started
+
+
+def test_the_costliest_units_start_first(tmp_path, monkeypatch) -> None:
+    """run_units starts pending units by decreasing cost, returns results in spec order, and
+    reads stored units back without training them."""
+    from components.evaluation import units as unit_module
+    from components.evaluation.protocol import unit_cost
+
+    manifest = composite_manifest()
+    specs, context, train, started = units_with_a_recording_trainer(tmp_path, monkeypatch)
+    costs = [unit_cost(s, manifest) for s in specs]
+    assert costs == sorted(costs)  # blocks by size: the last block is the costliest
+    assert costs[0] == 17 * max(train_sizes(specs[0].folds, manifest))
     unit_module.UnitStore(context.units_dir).save(train(specs[2], context))
     started.clear()
     out = unit_module.run_units(
@@ -140,27 +150,12 @@ def test_a_single_unit_left_with_no_cluster_trains_here(tmp_path, monkeypatch) -
     stage's process (no local Ray started); several units, or a cluster, go to Ray."""
     import ray
 
-    from components.config import ModelConfig, TrainConfig
     from components.evaluation import units as unit_module
-    from components.evaluation.protocol import unit_specs
 
     assert unit_module.runs_on_ray(2, True, None) and unit_module.runs_on_ray(1, True, "ray://h")
     assert not unit_module.runs_on_ray(1, True, None) and not unit_module.runs_on_ray(0, True, "a")
     assert not unit_module.runs_on_ray(5, False, "ray://h")  # --local
-    manifest = composite_manifest()
-    folds = loso_folds(SUBJECTS, 0.2, seed=42)
-    specs = unit_specs(ModelConfig(), TrainConfig(), [1], folds, execution(17), manifest)
-    context = unit_module.UnitContext(str(tmp_path), {}, "data", "code", str(tmp_path / "units"))
-    started = []
-
-    def train(spec, context, node_id="local", report=None):
-        started.append(specs.index(spec))
-        folds = [
-            unit_module.FoldResult(f, s, 0, 0, [], [], 0, 0) for s in spec.seeds for f in spec.folds
-        ]
-        return unit_module.UnitResult(spec.key("data", "code"), spec, folds, 0.0, node_id, 0, True)
-
-    monkeypatch.setattr(unit_module, "run_unit", train)
+    specs, context, train, started = units_with_a_recording_trainer(tmp_path, monkeypatch)
     for spec in specs[1:]:
         unit_module.UnitStore(context.units_dir).save(train(spec, context))
     started.clear()
