@@ -130,11 +130,9 @@ def train_trial(config: dict[str, Any], context: TrialContext) -> None:
     job, runs = trial_runs(point, train_cfg, context)
     start_epoch, history = restored(runs, saved, key)
     run_id = trial_mlflow_run(context, key, point, trial_id)
-    setup_s = time.perf_counter() - entered  # imports, data, model: the trial's start-up cost
     runs[-1].on_epoch = EpochReport(  # when the last run ends an epoch, every run trained it
         context, store, key, runs, job.strategy, history, run_id,
-        restored_from=start_epoch - 1 if saved is not None else -1,
-        setup_s=setup_s, entered=entered, resumed=saved is not None,
+        restored_from=start_epoch - 1 if saved is not None else -1, entered=entered,
     )  # fmt: skip
     if len(runs) == 1:  # one run (stacked folds, or one fold): one fit call, not one an epoch
         runs[0].fit(start_epoch, train_cfg.epochs)
@@ -224,14 +222,13 @@ class EpochReport:
     strategy: Any
     history: list[dict]
     run_id: str | None
-    restored_from: int
-    setup_s: float
-    entered: float
-    resumed: bool
+    restored_from: int  # the epoch the stored state ended (-1: a fresh start)
+    entered: float  # when the trial started (perf_counter)
 
     def __post_init__(self) -> None:
         import ray
 
+        self.setup_s = time.perf_counter() - self.entered  # imports, data, model: start-up
         self.node = ray.get_runtime_context().get_node_id()
         self.earlier_s = self.history[-1]["time_total_s"] if self.history else 0.0
 
@@ -251,7 +248,7 @@ class EpochReport:
             "setup_s": self.setup_s,
             "time_total_s": self.earlier_s + time.perf_counter() - self.entered,
         }
-        if self.context.crash_once_at_epoch == epoch and not self.resumed:
+        if self.context.crash_once_at_epoch == epoch and self.restored_from < 0:
             raise RuntimeError(f"injected crash in trial {self.key} at epoch {epoch}")
         self.history.append(metrics)
         if self.run_id:
