@@ -319,8 +319,9 @@ def test_a_fold_trains_the_same_stacked_or_alone(model: ModelConfig) -> None:
     trains in a stack of folds of other sizes or alone as an ordinary Keras model: the first
     step's loss agrees to float rounding. Adam turns rounding-level gradients (a conv bias
     before BatchNorm has a gradient of ~1e-6, noise) into full steps, so after 8 epochs the
-    ordinary model itself moves when its input is nudged by 2 ulp (measured: validation loss
-    by up to 0.02, a few near-tie classes flip; more under Eigen kernels than oneDNN): the
+    ordinary model itself moves when its input is nudged by a few ulp (measured: validation
+    loss by up to 0.02, a few near-tie classes flip; more under Eigen kernels than oneDNN; in
+    two modes, a near-tie flipping or not, so the drift is the largest of four nudges): the
     stacked fold's curve and predictions must stay within twice that drift of the ordinary
     model's, measured in the same run (dropout off: its masks are drawn differently). A real
     difference (another batch, a fold's BatchNorm statistics moving with others' rows) is far
@@ -354,10 +355,16 @@ def test_a_fold_trains_the_same_stacked_or_alone(model: ModelConfig) -> None:
 
     alone = replace(train, stack_folds=False)
     history, outputs = fold_outcome(fit(x, y, [a], model, alone), "a", x)
-    nudged = (x * np.float32(1 + 2**-22)).astype(x.dtype)  # 2 ulp
-    drift = outcome_distance(
-        (history, outputs), fold_outcome(fit(nudged, y, [a], model, alone), "a", x)
-    )
+    nudges = [
+        outcome_distance(
+            (history, outputs),
+            fold_outcome(
+                fit((x * np.float32(1 + u)).astype(x.dtype), y, [a], model, alone), "a", x
+            ),
+        )
+        for u in NUDGES
+    ]
+    drift = {measure: max(n[measure] for n in nudges) for measure in FLOOR}
     for members in ([small, a, large], [a, small]):
         stacked = fold_outcome(fit(x, y, members, model, train), "a", x)
         assert len(stacked[0]) == len(history)
@@ -366,6 +373,9 @@ def test_a_fold_trains_the_same_stacked_or_alone(model: ModelConfig) -> None:
             assert value <= 2 * drift[measure] + FLOOR[measure], (measure, distance, drift)
 
 
+#: the input scaled by 1 ± 2 and ± 4 ulp: the drift is the largest of them (it is bimodal, a
+#: near-tie sample flipping or not, so one nudge may land in the small mode by chance)
+NUDGES = (2**-22, -(2**-22), 2**-21, -(2**-21))
 #: differences no drift of the ordinary model can excuse (the old fixed tolerances)
 FLOOR = {"val_loss": 5e-3, "outputs": 2e-2, "flipped": 0}
 
