@@ -164,6 +164,39 @@ def test_a_single_unit_left_with_no_cluster_trains_here(tmp_path, monkeypatch) -
     assert [r.node_id for r in out] == ["local"] * len(specs)
 
 
+def test_progress_counts_a_retried_unit_once(tmp_path, monkeypatch) -> None:
+    """A unit that fails after 3 fold-epochs and is trained again reports its epochs once:
+    the progress ends at what the units trained (here 5 + 5), not with the failed 3 added."""
+    from components.evaluation import units as unit_module
+
+    specs, context, train, _ = units_with_a_recording_trainer(tmp_path, monkeypatch)
+    for spec in specs[2:]:
+        unit_module.UnitStore(context.units_dir).save(train(spec, context))
+    failures = [specs[0]]
+
+    def flaky(spec, context, node_id="local", report=None):
+        report(3)
+        if spec in failures:
+            failures.remove(spec)
+            raise RuntimeError("worker lost")
+        report(2)
+        return train(spec, context, node_id)
+
+    class Seen(unit_module.UnitProgress):
+        def __init__(self) -> None:
+            self.counts: list[int] = []
+
+        def epochs(self, done: int) -> None:
+            self.counts.append(done)
+
+    monkeypatch.setattr(unit_module, "run_unit", flaky)
+    seen = Seen()
+    unit_module.run_units(
+        specs, context, distributed=False, address=None, max_failures=1, progress=seen
+    )
+    assert seen.counts[-1] == 10 and max(seen.counts) == 10  # the failed attempt's 3 not kept
+
+
 def test_folds_that_cannot_stack_are_units_of_one_fold() -> None:
     """A stacked backbone's folds share units of folds_per_unit, and seeds share them by
     seeds_per_unit; folds trained one by one (no stacked form, stack_folds off, several

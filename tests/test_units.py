@@ -53,9 +53,9 @@ def straight_single_fold_units(tmp_path_factory) -> Path:
     return evaluated_once(tmp_path_factory.mktemp("straight"), "--local")
 
 
-def progress_count(stderr: str) -> tuple[int, int]:
-    """The fold-epochs done / to do on the last progress line of ``mer evaluate``."""
-    lines = re.findall(r"^evaluate: (\d+)/(\d+) fold-epochs \((\d+)%\)", stderr, re.M)
+def progress_count(stderr: str, stage: str = "evaluate") -> tuple[int, int]:
+    """The fold-epochs done / to do on the last progress line of ``mer <stage>``."""
+    lines = re.findall(rf"^{stage}: (\d+)/(\d+) fold-epochs \((\d+)%\)", stderr, re.M)
     assert lines, stderr[-2000:]
     return int(lines[-1][0]), int(lines[-1][1])
 
@@ -114,7 +114,8 @@ def test_units_spread_over_two_nodes_and_a_killed_worker_is_retried(
     cluster, tmp_path: Path
 ) -> None:
     """`mer compare` on a real 2-node Ray cluster: units land on both nodes; a unit whose worker
-    process is killed mid-way is retried, and no other unit is lost."""
+    process is killed mid-way is retried, and no other unit is lost; the progress counts the
+    retried unit's epochs once (not the killed attempt's too)."""
     small_project(
         tmp_path,
         subjects=6,
@@ -140,6 +141,7 @@ def test_units_spread_over_two_nodes_and_a_killed_worker_is_retried(
     assert len(units) == 2 * 3  # 2 types × 3 blocks of 2 folds (each both seeds): none lost
     assert {u.spec.seeds for u in units} == {(3, 4)}
     assert all(u.pid != killed for u in units)  # the killed worker's unit was done again
+    assert progress_count(err, "compare") == (trained_fold_epochs(tmp_path),) * 2
     nodes = {n["NodeID"] for n in cluster_nodes(cluster)}
     assert {u.node_id for u in units} == nodes and len(nodes) == 2
     report = (tmp_path / "reports/compare/comparison.md").read_text()

@@ -258,18 +258,18 @@ def _overlays(records, model, variant: ModelConfig, uids: list[str], kind: str) 
     return overlays_for(records, uids, model, kind)
 
 
-def _ray_unit(spec: UnitSpec, context: UnitContext, tally) -> UnitResult | MerError:
+def _ray_unit(spec: UnitSpec, context: UnitContext, tally, index: int) -> UnitResult | MerError:
     """A unit on a Ray worker; a :class:`MerError` (a setting or a platform limit) is returned,
     not raised, so Ray does not retry what would fail the same way: the driver raises it."""
     import ray
 
-    reports: list = []
+    reports: list = [tally.begin.remote(index)]  # a retry counts its own epochs only
     try:
         result = run_unit(
             spec,
             context,
             ray.get_runtime_context().get_node_id(),
-            lambda folds: reports.append(tally.add.remote(folds)),
+            lambda folds: reports.append(tally.add.remote(index, folds)),
         )
     except MerError as exc:
         return exc
@@ -295,16 +295,20 @@ class UnitProgress:
 
 
 class _EpochTally:
-    """A Ray actor adding up the fold-epochs the workers report."""
+    """A Ray actor adding up the fold-epochs the workers report, per unit: an attempt that
+    begins again (Ray retrying a unit whose worker died) starts its unit's count over."""
 
     def __init__(self) -> None:
-        self.count = 0
+        self.counts: dict[int, int] = {}
 
-    def add(self, folds: int) -> None:
-        self.count += folds
+    def begin(self, index: int) -> None:
+        self.counts[index] = 0
+
+    def add(self, index: int, folds: int) -> None:
+        self.counts[index] = self.counts.get(index, 0) + folds
 
     def total(self) -> int:
-        return self.count
+        return sum(self.counts.values())
 
 
 def run_units(
@@ -364,17 +368,18 @@ def runs_on_ray(pending: int, distributed: bool, address: str | None) -> bool:
 
 
 def _run_here(specs, queue, context, max_failures, finished, progress: UnitProgress) -> None:
-    trained = 0
+    trained, attempt_epochs = 0, 0  # finished units' fold-epochs, the current attempt's
 
     def report(folds: int) -> None:
-        nonlocal trained
-        trained += folds
-        progress.epochs(trained)
+        nonlocal attempt_epochs
+        attempt_epochs += folds
+        progress.epochs(trained + attempt_epochs)
         raise_if_signalled()
 
     while queue:
         index = queue.pop()
         for attempt in range(max_failures + 1):
+            attempt_epochs = 0  # a failed attempt's epochs are trained again, not added
             try:
                 result = run_unit(specs[index], context, report=report)
                 break
@@ -385,6 +390,7 @@ def _run_here(specs, queue, context, max_failures, finished, progress: UnitProgr
                 if attempt == max_failures:
                     raise
                 print(f"units: #{index} failed ({type(exc).__name__}: {exc}); training it again")
+        trained += attempt_epochs
         finished(index, result)
         raise_if_signalled()  # a signal whose exception a library swallowed still stops the run
 
@@ -402,7 +408,7 @@ def _run_on_ray(specs, queue, context, address, max_failures, finished, progress
             slots = max(1, int(ray.cluster_resources().get("CPU", 1)))  # nodes may join
             while queue and len(futures) < slots:
                 index = queue.pop()
-                futures[remote.remote(specs[index], context, tally)] = index
+                futures[remote.remote(specs[index], context, tally, index)] = index
             ready, _ = ray.wait(list(futures), num_returns=1, timeout=1.0)
             progress.epochs(ray.get(tally.total.remote()))
             raise_if_signalled()
