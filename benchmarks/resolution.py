@@ -2,6 +2,7 @@
 
     python -m benchmarks.resolution
     python -m benchmarks.resolution --by-need   # compare.seeds: auto (~10 min)
+    python -m benchmarks.resolution --seeds 10  # a fixed number: params.yaml's (~4 min)
 
 A sweep of a baseline, one variant with a true effect and three null variants (68 subjects like
 the real composite, each arm trained with S seeds that shift a whole model and each subject:
@@ -45,14 +46,16 @@ def noise_of(procedure: str, frames, subjects, draw):
     )
 
 
-def run_case(effect: float, seeds: int, shared: float) -> dict:
+def run_case(
+    effect: float, seeds: int, shared: float, procedures=PROCEDURES, runs: int = RUNS
+) -> dict:
     from components.evaluation.simulation import World, seeded_frame
 
     world = World(seed_sd=0.1, seed_shared=shared)
     truth = world.truth(effect)[0] - world.truth(0.0)[0]
     rng = np.random.default_rng(21)
-    tally = {p: {"called": 0, "aa": 0, "covered": 0, "mde": 0.0} for p in PROCEDURES}
-    for k in range(RUNS):
+    tally = {p: {"called": 0, "aa": 0, "covered": 0, "mde": 0.0} for p in procedures}
+    for k in range(runs):
         effects = (0.0, effect) + (0.0,) * NULLS
         frames = [seeded_frame(c) for c in world.seeded_confusions(rng, SUBJECTS, effects, seeds)]
         subjects = sorted(frames[0].subject_id.unique())
@@ -60,7 +63,7 @@ def run_case(effect: float, seeds: int, shared: float) -> dict:
         for procedure, counts in tally.items():
             noise = noise_of(procedure, frames, subjects, draw)
             pairs = [(arm, frames[0], (f"a{j}", "b")) for j, arm in enumerate(frames[1:])]
-            count_calls(counts, pairs, subjects, draw, noise, truth, RUNS)
+            count_calls(counts, pairs, subjects, draw, noise, truth, runs)
     return {"truth": truth, "seeds": seeds, "shared": shared, "tally": tally}
 
 
@@ -187,9 +190,40 @@ minimum detectable effect at 80% power (`Resolution`).
     write_section("resolution: simulation", "python -m benchmarks.resolution", body)
 
 
+#: a fixed number of seeds: A/A and power, arms independent or sharing half their seed noise
+FIXED_CASES, FIXED_RUNS = [(0.0, 0.0), (0.3, 0.0), (0.0, 0.5), (0.3, 0.5)], 600
+
+
+def main_fixed(seeds: int) -> None:
+    started = time.perf_counter()
+    rows = []
+    for effect, shared in FIXED_CASES:
+        case = run_case(effect, seeds, shared, PROCEDURES[2:], FIXED_RUNS)
+        t = case["tally"][PROCEDURES[2]]
+        line = f"| {case['truth']:+.3f} | {shared:g} | {cells(t, FIXED_RUNS)}"
+        print(line, flush=True)
+        rows.append(line)
+    minutes = (time.perf_counter() - started) / 60
+    body = f"""`compare.seeds: {seeds}`: {FIXED_RUNS} simulated sweeps per case, the worlds of
+"resolution: simulation" (68 subjects, a baseline, the variant and {NULLS} null variants,
+`World(seed_sd=0.1)`; the arms' seed noise independent or half shared), the paired-difference
+noise, {minutes:.0f} min; the columns as in "resolution: simulation".
+
+| true ΔUF1 | shared | called | A/A (nulls) | covers | MDE |
+| ---: | ---: | --- | --- | --- | ---: |
+{chr(10).join(rows)}
+"""
+    command = f"python -m benchmarks.resolution --seeds {seeds}"
+    write_section(f"resolution: {seeds} seeds", command, body)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--by-need", action="store_true", help="compare.seeds: auto")
     parser.add_argument("--cap", type=int, default=CAP, help="--by-need: compare.max_seeds")
+    parser.add_argument("--seeds", type=int, help="a fixed number of seeds, the new method only")
     args = parser.parse_args()
-    main_by_need(args.cap) if args.by_need else main()
+    if args.seeds:
+        main_fixed(args.seeds)
+    else:
+        main_by_need(args.cap) if args.by_need else main()

@@ -497,7 +497,7 @@ class CompareConfig:
     baseline: AttentionType = "none"  # each variant against its backbone with this attention
     #: seeds per model, or auto: 3, then as many more as bring every comparison's MDE down
     #: to ``resolution`` (components/evaluation/seed_plan.py), at most ``max_seeds``
-    seeds: Annotated[int, Range(ge=1, le=1000)] | Literal["auto"] = 3
+    seeds: Annotated[int, Range(ge=1, le=1000)] | Literal["auto"] = 10
     resolution: Fraction = 0.05  # auto: the minimum detectable ΔUF1 (80% power) wanted
     max_seeds: Annotated[int, Range(ge=2, le=1000)] = 10  # auto: the cap
     #: multiple-comparison adjustment across the sweep, beside the unadjusted verdicts:
