@@ -1,8 +1,17 @@
-"""Test-wide setup: quiet TensorFlow, one TensorFlow thread, MLflow reset after each test."""
+"""Test-wide setup: quiet TensorFlow, one TensorFlow thread, Ctrl-C as from a terminal, MLflow
+reset after each test."""
 
 import os
+import signal
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# Tests stop their subprocesses with Ctrl-C (SIGINT) as a terminal would. A pytest that a
+# non-interactive shell started in the background (`cmd &`, as a CI script may) inherits SIGINT
+# ignored, and so would every child it starts: they then ran on through the Ctrl-C (unless a
+# Ray Tune run had left its own handler in that worker). The tests run as from a terminal.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
