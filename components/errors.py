@@ -44,7 +44,7 @@ _signalled: list[str] = []  # the reason of a stopping signal this process recei
 
 
 def note_signal(reason: str) -> Interrupted:
-    """Record a stopping signal (SIGTERM) and return the :class:`Interrupted` to raise: raised
+    """Record a stopping signal (SIGTERM, Ctrl-C) and return the :class:`Interrupted` to raise: raised
     inside TensorFlow's runtime (a Python op or callback), it can arrive wrapped in one of
     TensorFlow's errors, which :func:`raise_if_signalled` turns back into what it was."""
     _signalled.append(reason)

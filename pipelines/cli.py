@@ -143,6 +143,23 @@ def _terminate(signum, frame) -> None:
     raise note_signal("terminated (SIGTERM)")
 
 
+def _interrupt(signum, frame) -> None:
+    from components.errors import note_signal
+
+    note_signal("interrupted (Ctrl-C)")
+    raise KeyboardInterrupt
+
+
+def note_stopping_signals() -> None:
+    """SIGTERM and Ctrl-C raise as they are noted: a library that swallows their exception (a
+    finalizer it interrupted, a TensorFlow callback wrapping it in an error that is retried)
+    cannot keep the run going (:func:`components.errors.raise_if_signalled`). Where SIGINT is
+    ignored (a command started in the background) it stays ignored."""
+    signal.signal(signal.SIGTERM, _terminate)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     from components.errors import Interrupted, redact, user_message
 
@@ -153,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     from components.progress import set_level
 
     set_level("quiet" if args.quiet else "verbose" if args.verbose else "normal")
-    signal.signal(signal.SIGTERM, _terminate)
+    note_stopping_signals()
     if not args.verbose:
         from components.quiet import quiet_libraries, quiet_tensorflow
 

@@ -434,6 +434,34 @@ def test_a_signal_whose_exception_was_swallowed_still_stops_the_run(monkeypatch)
         assert trained == ["first"]
 
 
+def test_a_ctrl_c_whose_keyboard_interrupt_was_swallowed_still_stops_the_run(monkeypatch) -> None:
+    """`mer`'s Ctrl-C handler notes the signal as it raises: a KeyboardInterrupt lost in a
+    library (raised inside a finalizer or a TensorFlow callback) still stops the unit loop."""
+
+    from components import errors
+    from pipelines import cli
+
+    monkeypatch.setattr(errors, "_signalled", [])
+    saved = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        cli.note_stopping_signals()
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)  # the handler runs here, at the latest
+        except BaseException:  # a library that catches everything
+            pass
+        with pytest.raises(errors.Interrupted, match=r"interrupted \(Ctrl-C\)"):
+            errors.raise_if_signalled()
+        # where SIGINT is ignored (started in the background), it stays ignored
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        cli.note_stopping_signals()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, saved[0])
+        signal.signal(signal.SIGTERM, saved[1])
+
+
 def test_synthesize_refuses_a_root_holding_other_files(tmp_path, monkeypatch, capsys) -> None:
     (tmp_path / "data/raw/mine").mkdir(parents=True)
     (tmp_path / "data/raw/mine/subject1.avi").write_bytes(b"licensed video")
