@@ -3,7 +3,6 @@ dies, identical whether trained in one process or on Ray, spread over a cluster'
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import time
@@ -90,19 +89,11 @@ def test_an_interrupted_evaluation_resumes_with_the_missing_units_only(
     small_project(tmp_path, evaluate={"folds_per_unit": 1})  # 8 units
     before: dict[str, float] = {}
     for how, units in ((signal.SIGINT, 2), (signal.SIGKILL, 4)):
-        for _race in range(3):
-            driver = start_mer(tmp_path, "evaluate", "--local")
-            wait_until(lambda units=units: len(stored(tmp_path)) >= units, driver)
-            driver.send_signal(how)
-            out, err = driver.communicate(timeout=120)
-            now = stored(tmp_path)
-            if driver.returncode != 0 or len(now) < 8:
-                break
-            # the 8 small units (~10 s) all finished before the signal landed: nothing was
-            # interrupted, so this run is undone (its units and report) and the race run again
-            for name in set(now) - set(before):
-                (tmp_path / "units" / name).unlink()
-            shutil.rmtree(tmp_path / "reports", ignore_errors=True)
+        driver = start_mer(tmp_path, "evaluate", "--local")
+        wait_until(lambda units=units: len(stored(tmp_path)) >= units, driver)
+        driver.send_signal(how)
+        out, err = driver.communicate(timeout=120)
+        now = stored(tmp_path)
         assert units <= len(now) < 8, (how, driver.returncode, out, err[-2000:])
         assert all(now[name] == when for name, when in before.items())  # kept, not retrained
         assert not (tmp_path / "reports/metrics.json").exists()  # nothing published
