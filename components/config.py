@@ -23,6 +23,7 @@ from components.errors import ConfigError
 from components.parsing import (
     FormatString,
     OneOf,
+    Positive,
     Range,
     UserPath,
     check_unique,
@@ -51,7 +52,6 @@ def _attentions() -> Iterable[str]:
     return ATTENTION
 
 
-Positive = Annotated[int, Range(ge=1)]
 NonNegative = Annotated[int, Range(ge=0)]
 #: bounded so that no setting can exhaust memory or overflow a seed before any work starts
 Seed = Annotated[int, Range(ge=0, le=2**31 - 1)]
@@ -205,24 +205,16 @@ class PreprocessConfig:
         }
 
 
-@dataclass(frozen=True)
-class AttentionConfig:
-    """Which attention module and its options (``OneOfConfig`` style: each type takes only the
-    options its registry entry lists; ``None`` keeps the layer's own default, e.g. kernel 7 for
-    spatial, ECA's adaptive size, ``key_dim`` = channels // heads)."""
+class _AttentionMethods:
+    """What :data:`AttentionConfig` does beyond its fields."""
 
-    type: AttentionType = "none"
-    heads: Positive = 2
-    key_dim: Positive | None = None
-    reduction: Positive = 4
-    kernel_size: Positive | None = None
-    max_keys: Positive | None = None  # mhsa: keys/values pooled to at most this many positions
+    type: str
 
     def __post_init__(self) -> None:
         """Options the type does not take are reset to their defaults, so two configurations
         that differ only in an ignored option are equal (and hash alike)."""
         taken = attention_options(self.type)
-        for f in dataclasses.fields(self):
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
             if f.name != "type" and f.name not in taken:
                 object.__setattr__(self, f.name, f.default)
 
@@ -240,6 +232,28 @@ class AttentionConfig:
         """``type`` and the options it takes: what artifacts store and :func:`parse` reads."""
         taken = attention_options(self.type)
         return {"type": self.type, **{k: getattr(self, k) for k in taken}}
+
+
+def _declared(name: str, fields: list, base: type, doc: str) -> type:
+    """A frozen dataclass of this module whose fields include the declared attention options."""
+    cls = dataclasses.make_dataclass(name, fields, bases=(base,), frozen=True)
+    cls.__module__, cls.__doc__ = __name__, doc
+    return cls
+
+
+def _attention_config() -> type:
+    from components.attention.registry import OPTIONS
+
+    fields = [("type", AttentionType, field(default="none"))]
+    fields += [(name, o.kind, field(default=o.default)) for name, o in OPTIONS.items()]
+    doc = """Which attention module and its options (``OneOfConfig`` style: each type takes only
+    the options its registry entry lists; ``None`` keeps the layer's own default, e.g. kernel 7
+    for spatial, ECA's adaptive size, ``key_dim`` = channels // heads). Its option fields are
+    :data:`components.attention.registry.OPTIONS`."""
+    return _declared("AttentionConfig", fields, _AttentionMethods, doc)
+
+
+AttentionConfig = _attention_config()
 
 
 def attention_options(kind: str) -> tuple[str, ...]:
@@ -287,11 +301,16 @@ class ModelConfig:
 
 
 def model_label(model: Mapping[str, Any]) -> str:
-    """Short label of a model configuration (as a dict): ``ststnet/mhsa@fused h=2``."""
+    """Short label of a model configuration (as a dict): ``ststnet/mhsa@fused h=2``; an option
+    shows where its declaration has a label and the type takes it and it is set."""
+    from components.attention.registry import OPTIONS
+
     attention = model["attention"]
-    extra = f" h={attention['heads']}" if attention["type"] in ("mhsa", "temporal_mhsa") else ""
-    if attention.get("max_keys") is not None:
-        extra += f" keys≤{attention['max_keys']}"
+    extra = "".join(
+        " " + OPTIONS[name].label.format(value)
+        for name, value in attention.items()
+        if name in OPTIONS and OPTIONS[name].label and value is not None
+    )
     where = "+".join(model["placement"]) or "-"
     return f"{model['backbone']}/{attention['type']}@{where}{extra}"
 
@@ -440,27 +459,33 @@ class EvaluateConfig:
         check_unique(self.candidates, "evaluate.candidates")
 
 
-@dataclass(frozen=True)
-class ModelSpaceConfig:
-    """Model axes to search or compare. Options apply only to the attention types that use them
-    (``heads`` and ``key_dim`` to mhsa/temporal_mhsa, ``max_keys`` to mhsa, ``reduction`` to
-    se/channel/cbam, ``kernel_size`` to eca/spatial/cbam), and placements only where the backbone has them, so
-    no two variants differ only in an option their model ignores."""
-
-    backbone: tuple[BackboneName, ...] = ("ststnet",)
-    attention: tuple[AttentionType, ...] = ("spatial", "mhsa")  # better than none (dev set)
-    heads: tuple[Positive, ...] = (2,)
-    key_dim: tuple[Positive | None, ...] = (None,)
-    reduction: tuple[Positive, ...] = (4,)
-    kernel_size: tuple[Positive | None, ...] = (None,)
-    max_keys: tuple[Positive | None, ...] = (None,)
-    placement: tuple[tuple[str, ...], ...] = (("fused",),)
+class _SpaceChecks:
+    """What :data:`ModelSpaceConfig` checks: every axis has values, none twice."""
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
             if not getattr(self, f.name):
                 raise ConfigError(f"{f.name}: the list is empty; give at least one value")
             check_unique(getattr(self, f.name), f.name)
+
+
+def _model_space_config() -> type:
+    from components.attention.registry import OPTIONS
+
+    fields = [
+        ("backbone", tuple[BackboneName, ...], field(default=("ststnet",))),
+        ("attention", tuple[AttentionType, ...], field(default=("spatial", "mhsa"))),
+        *((name, tuple[o.kind, ...], field(default=(o.default,))) for name, o in OPTIONS.items()),
+        ("placement", tuple[tuple[str, ...], ...], field(default=(("fused",),))),
+    ]
+    doc = """Model axes to search or compare: backbones, attention types, every declared option
+    (:data:`components.attention.registry.OPTIONS`) and placements. Options apply only to the
+    attention types that take them, and placements only where the backbone has them, so no two
+    variants differ only in an option their model ignores."""
+    return _declared("ModelSpaceConfig", fields, _SpaceChecks, doc)
+
+
+ModelSpaceConfig = _model_space_config()
 
 
 @dataclass(frozen=True)

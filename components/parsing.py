@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 
 from components.errors import ConfigError
 
-__all__ = ["ConfigError", "FormatString", "OneOf", "Range", "UserPath", "parse"]
+__all__ = ["ConfigError", "FormatString", "OneOf", "Positive", "Range", "UserPath", "parse"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,9 @@ class Range:
             if value is not None
         ]
         return " and ".join(parts) or "finite"
+
+
+Positive = Annotated[int, Range(ge=1)]
 
 
 @dataclass(frozen=True)

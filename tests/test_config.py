@@ -217,6 +217,35 @@ def test_equal_models_differ_only_in_taken_options() -> None:
     assert model_from_dict(stored, "old artifact").attention.reduction == 8  # older artifacts
 
 
+def test_every_option_is_declared_once_and_the_config_space_and_labels_follow(
+    tmp_path: Path,
+) -> None:
+    """An attention option is one declaration (``registry.OPTIONS``): the config field, the
+    space axis of tune and compare (its values checked against the declared type), the model
+    label and the comparison's levels come from it."""
+    import dataclasses
+
+    from components.attention.registry import ATTENTION, OPTIONS
+    from components.config import ModelSpaceConfig, TuneSpaceConfig, model_label
+    from components.evaluation.comparison import levels
+    from components.models.space import model_variants
+
+    assert {o for e in ATTENTION.values() for o in e.options} <= OPTIONS.keys()
+    config = {f.name: f.default for f in dataclasses.fields(AttentionConfig)}
+    assert config == {"type": "none", **{name: o.default for name, o in OPTIONS.items()}}
+    for space in (ModelSpaceConfig, TuneSpaceConfig):
+        axes = {f.name: f.default for f in dataclasses.fields(space)}
+        assert all(axes[name] == (o.default,) for name, o in OPTIONS.items())
+    with pytest.raises(ConfigError, match=r"tune.space.max_keys.*out of range"):
+        load_params(write(tmp_path, "tune:\n  space:\n    max_keys: [0]\n"))
+    space = ModelSpaceConfig(attention=("mhsa",), heads=(1, 2), max_keys=(None, 9))
+    models = model_variants(space, 0.5)
+    assert len(models) == 4 and {m.attention.max_keys for m in models} == {None, 9}
+    labels = {model_label(m.as_dict()) for m in models}
+    assert "ststnet/mhsa@fused h=1 keys≤9" in labels and "ststnet/mhsa@fused h=2" in labels
+    assert {levels(m)["max_keys"] for m in models} == {"default", "9"}
+
+
 def test_the_config_module_does_not_import_keras() -> None:
     """Stages that never train (synthesize, preprocess, inspect) must not pay for Keras."""
     import subprocess

@@ -1,5 +1,7 @@
-"""Attention registry: one name → one layer class (timm-style factory), and the options each
-type takes.
+"""Attention registry: one name → one layer class (timm-style factory), the options each type
+takes, and every option declared once (:data:`OPTIONS`): the config field
+``model.attention.<option>``, the space axes ``tune.space.<option>`` /
+``compare.space.<option>``, a model's label and the comparison's levels are derived from it.
 
 Adding a module is one file plus one line here; it trains stacked (several folds as one model)
 through the form derived from the layer itself, and a hand-written stacked form can follow if
@@ -11,8 +13,39 @@ imported by :mod:`components.attention.factory` when a model is built.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from components.imports import lookup
+from components.parsing import Positive
+
+
+@dataclass(frozen=True)
+class Option:
+    """An option some attention types take (a keyword argument of their layers), declared once."""
+
+    kind: Any  # its type hint: params.yaml's value is checked against it when read
+    default: Any  # None: each layer's own default
+    doc: str
+    label: str = ""  # a model label's part where a type takes it and it is set, e.g. "h={}"
+
+
+#: every option of every attention type, in the order of the config's fields and space axes
+OPTIONS: dict[str, Option] = {
+    "heads": Option(Positive, 2, "attention heads", "h={}"),
+    "key_dim": Option(
+        Positive | None, None, "size of each head's keys and queries (channels // heads)"
+    ),
+    "reduction": Option(Positive, 4, "the channel gate's hidden size is channels // reduction"),
+    "kernel_size": Option(
+        Positive | None, None, "the map's convolution (spatial/cbam 7; eca adaptive)"
+    ),
+    "max_keys": Option(
+        Positive | None,
+        None,
+        "keys/values average-pooled to at most this many positions",
+        "keys≤{}",
+    ),
+}
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from components.attention.registry import OPTIONS
 from components.config import AttentionConfig, ModelConfig, Params
 from components.datasets.labels import NUM_CLASSES
 from components.metrics import confusion_matrix
@@ -89,7 +90,7 @@ def levels(model: ModelConfig) -> dict[str, str]:
         "attention": attention["type"],
         "placement": "+".join(model.placement) or "-",
     }
-    for option in ("heads", "key_dim", "reduction", "kernel_size"):
+    for option in OPTIONS:
         if option in attention:
             out[option] = "default" if attention[option] is None else str(attention[option])
     return out
@@ -228,7 +229,7 @@ def main_effects(
     at that level, with the percentile CI of the mean of their draws (the draws are paired across
     variants: the same subjects each draw)."""
     effects = []
-    axes = [a for a in ("backbone", "attention", "placement", "heads", "key_dim", "reduction", "kernel_size")
+    axes = [a for a in ("backbone", "attention", "placement", *OPTIONS)
             if len({r.get(a) for r in rows if r.get(a) is not None}) > 1]  # fmt: skip
     for axis in axes:
         for level in sorted({str(r[axis]) for r in rows if r.get(axis) is not None}):

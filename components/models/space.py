@@ -10,13 +10,11 @@ import itertools
 from collections.abc import Mapping
 
 from components.attention import used_options
-from components.attention.registry import entry
+from components.attention.registry import OPTIONS, entry
 from components.config import AttentionConfig, ModelConfig, ModelSpaceConfig
 from components.errors import ConfigError
 from components.models.placement import PlacementError, Placer
 from components.models.registry import BACKBONES
-
-OPTIONS = ("heads", "key_dim", "max_keys", "reduction", "kernel_size")
 
 
 def same_model_placement(backbone: str, kind: str, placement: tuple[str, ...]) -> tuple[str, ...]:
