@@ -117,7 +117,7 @@ def test_shared_option_names() -> None:
     assert used_options("se") == ("reduction",)
     assert used_options("spatial") == ("kernel_size",)
     assert used_options("cbam") == ("reduction", "kernel_size")
-    assert used_options("mhsa") == ("heads", "key_dim", "max_keys")
+    assert used_options("mhsa") == ("heads", "key_dim", "max_keys", "positions")
     # options a type does not use are ignored, None keeps the layer default
     assert make_attention("spatial", heads=4, kernel_size=None).kernel_size == 7
 
@@ -322,6 +322,27 @@ def test_a_map_within_max_keys_is_attended_in_full() -> None:
     np.testing.assert_array_equal(
         keras.ops.convert_to_numpy(limited(x)), keras.ops.convert_to_numpy(full(x))
     )
+
+
+@pytest.mark.parametrize("kind", ["mhsa", "temporal_mhsa"])
+def test_without_positions_self_attention_does_not_see_the_tokens_order(kind: str) -> None:
+    """``positions: none``: no position embedding (one weight fewer), so permuting the tokens
+    (a map's positions, a sequence's frames) permutes the outputs the same way; with the
+    learned embedding (the default) the order is seen."""
+    shape = (2, 4, 5, 6) if kind == "mhsa" else (2, 7, 6)
+    x = RNG.normal(size=shape).astype("float32")
+    tokens = x.reshape(shape[0], -1, shape[-1])
+    order = RNG.permutation(tokens.shape[1])
+    permuted = tokens[:, order].reshape(shape)
+    sizes = {}
+    for positions, equivariant in (("none", True), ("learned", False)):
+        layer = make_attention(kind, heads=2, positions=positions)
+        out = keras.ops.convert_to_numpy(layer(x)).reshape(tokens.shape)
+        moved = keras.ops.convert_to_numpy(layer(permuted)).reshape(tokens.shape)
+        gap = float(np.abs(out[:, order] - moved).max())
+        assert (gap < 1e-5) == equivariant, (positions, gap)
+        sizes[positions] = len(layer.weights)
+    assert sizes["none"] == sizes["learned"] - 1
 
 
 def test_spatial_map_varies_across_positions() -> None:

@@ -246,6 +246,16 @@ def test_every_option_is_declared_once_and_the_config_space_and_labels_follow(
     assert {levels(m)["max_keys"] for m in models} == {"default", "9"}
 
 
+def test_self_attention_positions_are_learned_or_none(tmp_path: Path) -> None:
+    from components.config import model_label
+
+    text = "model:\n  attention:\n    type: mhsa\n    positions: {}\n"
+    params = load_params(write(tmp_path, text.format("none")))
+    assert model_label(params.model.as_dict()) == "ststnet/mhsa@fused h=2 pos=none"
+    with pytest.raises(ConfigError, match=r"model.attention.positions.*'sideways'.*learned"):
+        load_params(write(tmp_path, text.format("sideways")))
+
+
 def test_the_config_module_does_not_import_keras() -> None:
     """Stages that never train (synthesize, preprocess, inspect) must not pay for Keras."""
     import subprocess

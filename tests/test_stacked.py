@@ -20,10 +20,12 @@ CASES = [("none", ())] + [
     for placement in (("fused",), ("streams",), ("pre_head",), ("streams", "fused"))
 ]
 POOLED = AttentionConfig("mhsa", max_keys=16)  # 28×28 streams: keys pooled by 7; fused by 3
+UNORDERED = AttentionConfig("mhsa", positions="none")
 
 
 @pytest.mark.parametrize(
-    ("kind", "placement"), [*CASES, (POOLED, ("streams",)), (POOLED, ("streams", "fused"))]
+    ("kind", "placement"),
+    [*CASES, (POOLED, ("streams",)), (POOLED, ("streams", "fused")), (UNORDERED, ("fused",))],
 )
 def test_each_fold_is_its_ordinary_model(kind: str | AttentionConfig, placement: tuple) -> None:
     """Export fold 1 of a 3-fold stack as the ordinary Keras model: the same outputs in

@@ -13,7 +13,7 @@ imported by :mod:`components.attention.factory` when a model is built.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from components.imports import lookup
 from components.parsing import Positive
@@ -44,6 +44,12 @@ OPTIONS: dict[str, Option] = {
         None,
         "keys/values average-pooled to at most this many positions",
         "keys≤{}",
+    ),
+    "positions": Option(
+        Literal["learned", "none"] | None,
+        None,
+        "learned: a position embedding; none: no order",
+        "pos={}",
     ),
 }
 
@@ -94,11 +100,12 @@ ATTENTION: dict[str, AttentionEntry] = {
         "components.attention.spatial:CBAM", ("reduction", "kernel_size"), f"{STACKED}FoldCBAM"
     ),
     "mhsa": AttentionEntry(
-        "components.attention.self_attention:SpatialSelfAttention", ("heads", "key_dim", "max_keys")
+        "components.attention.self_attention:SpatialSelfAttention",
+        ("heads", "key_dim", "max_keys", "positions"),
     ),
     "temporal_mhsa": AttentionEntry(
         "components.attention.self_attention:TemporalSelfAttention",
-        ("heads", "key_dim"),
+        ("heads", "key_dim", "positions"),
         input_rank=3,
     ),
 }

@@ -7,23 +7,34 @@ from keras import ops
 
 from components.attention.base import PACKAGE, AttentionLayer
 
+#: how tokens know where they are: a learned embedding added to each (ViT), or not at all
+POSITIONS = ("learned", "none")
+
 
 class TokenSelfAttention(AttentionLayer):
-    """Shared core: tokens (B, N, D) + learned position embedding → MultiHeadAttention →
-    residual + LayerNorm. Subclasses turn their inputs into tokens and back."""
+    """Shared core: tokens (B, N, D) + learned position embedding (unless ``positions`` is
+    ``"none"``: then the layer is equivariant to a permutation of the tokens) →
+    MultiHeadAttention → residual + LayerNorm. Subclasses turn their inputs into tokens and
+    back."""
 
-    def __init__(self, heads: int = 2, key_dim: int | None = None, dropout: float = 0.0, **kwargs):
+    def __init__(self, heads: int = 2, key_dim: int | None = None, dropout: float = 0.0,
+                 positions: str = "learned", **kwargs):  # fmt: skip
         super().__init__(**kwargs)
+        if positions not in POSITIONS:
+            raise ValueError(f"positions: {positions!r}; valid: {', '.join(POSITIONS)}")
         self.heads = heads
         self.key_dim = key_dim
         self.dropout = dropout
+        self.positions = positions
 
     def build_tokens(self, tokens: int, width: int, keys: int | None = None) -> None:
-        self.position = self.add_weight(
-            name="position",
-            shape=(tokens, width),
-            initializer=keras.initializers.TruncatedNormal(stddev=0.02),
-        )
+        self.position = None
+        if self.positions == "learned":
+            self.position = self.add_weight(
+                name="position",
+                shape=(tokens, width),
+                initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+            )
         self.mha = keras.layers.MultiHeadAttention(
             num_heads=self.heads,
             key_dim=self.key_dim or max(1, width // self.heads),
@@ -37,7 +48,7 @@ class TokenSelfAttention(AttentionLayer):
     def attend_tokens(self, tokens, training=None, keys=None):
         """(B, N, D) → (B, N, D) and the head-averaged attention (B, N, M): every token
         attends to the M tokens ``keys(embedded)`` (the embedded tokens themselves: M = N)."""
-        embedded = tokens + self.position
+        embedded = tokens if self.position is None else tokens + self.position
         context = embedded if keys is None else keys(embedded)
         attended, scores = self.mha(
             embedded, context, return_attention_scores=True, training=training
@@ -50,6 +61,7 @@ class TokenSelfAttention(AttentionLayer):
             "heads": self.heads,
             "key_dim": self.key_dim,
             "dropout": self.dropout,
+            "positions": self.positions,
         }
 
 
@@ -83,6 +95,8 @@ class SpatialSelfAttention(TokenSelfAttention):
         key_dim: size of each head's query/key; ``None`` uses ``max(1, C // heads)``.
         dropout: dropout on the attention weights.
         max_keys: at most this many key/value positions (pooled); ``None``: every position.
+        positions: ``"learned"``: a position embedding added to the tokens (ViT's);
+            ``"none"``: no embedding (fewer weights; the tokens' order is not seen).
 
     Call arguments:
         inputs: ``(B, H, W, C)`` feature map (H and W must be static).
@@ -94,8 +108,8 @@ class SpatialSelfAttention(TokenSelfAttention):
     """
 
     def __init__(self, heads: int = 2, key_dim: int | None = None, dropout: float = 0.0,
-                 max_keys: int | None = None, **kwargs):  # fmt: skip
-        super().__init__(heads, key_dim, dropout, **kwargs)
+                 max_keys: int | None = None, positions: str = "learned", **kwargs):  # fmt: skip
+        super().__init__(heads, key_dim, dropout, positions, **kwargs)
         self.max_keys = max_keys
 
     def build(self, input_shape):
@@ -133,6 +147,7 @@ class TemporalSelfAttention(TokenSelfAttention):
         heads: number of attention heads.
         key_dim: size of each head's query/key; ``None`` uses ``max(1, D // heads)``.
         dropout: dropout on the attention weights.
+        positions: ``"learned"`` (a frame-position embedding) or ``"none"``.
 
     Call arguments:
         inputs: ``(B, T, D)`` frame features (T static).
