@@ -69,6 +69,18 @@ def rate(successes: int, trials: int) -> str:
 
 def without_strain(source: Path, target: Path) -> Path:
     """A copy of a records folder whose optical-strain channel is 0 in every sample."""
+
+    def strain_zeroed(record):
+        flow = np.array(record.flow, np.float32)
+        flow[..., 2] = 0.0
+        return flow
+
+    return damaged_records(source, target, strain_zeroed)
+
+
+def damaged_records(source: Path, target: Path, damage) -> Path:
+    """A copy of a records folder (rewritten from scratch) whose every sample's flow is
+    ``damage(record)``; the other files are copied, the index written again."""
     from components.records import decode, encode, write_shard
     from components.records.store import INDEX, write_index
     from components.records.tfrecord import read_records
@@ -78,11 +90,10 @@ def without_strain(source: Path, target: Path) -> Path:
     target.mkdir(parents=True)
     for path in sorted(source.iterdir()):
         if path.name.endswith(".tfrecord.gz"):
-            records = []
-            for record in (decode(r) for r in read_records(str(path))):
-                flow = np.array(record.flow, np.float32)
-                flow[..., 2] = 0.0
-                records.append(replace(record, flow=flow))
+            records = [
+                replace(record, flow=damage(record))
+                for record in (decode(r) for r in read_records(str(path)))
+            ]
             write_shard(str(target / path.name), (encode(r) for r in records))
         elif path.name != INDEX:
             shutil.copy(path, target / path.name)
