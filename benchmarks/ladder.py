@@ -33,7 +33,7 @@ import pandas as pd
 
 from benchmarks import composite
 from benchmarks.results import write_section
-from benchmarks.verdicts import damaged_records, seeds_of
+from benchmarks.verdicts import damaged_records, rate, seeds_of
 
 STRENGTHS = (0.25, 0.4, 0.65)  # ≈ −0.03, −0.05, −0.08 UF1 by a 3-seed look (0.5: −0.06)
 GROUPS = 2
@@ -187,7 +187,6 @@ FAMILIES, ARMS = 12, 3
 def main_aa(seeds: int | None, analyse: bool) -> None:
     """A/A at `mer compare`'s seeds: ``FAMILIES`` sweeps of a baseline seed group and ``ARMS``
     other groups of the same configuration (relabelled to pair up), every call false."""
-    from benchmarks.verdicts import rate
     from components.evaluation.report import resampling
 
     started = time.perf_counter()
